@@ -1,0 +1,273 @@
+"""Torchvision classification networks usable as a Backbone layer.
+
+The names are kept here as data so that the catalogue, the analysis and the editor know them without
+importing torchvision (which takes seconds). A test checks the list against
+``torchvision.models.list_models``. Torch and torchvision are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from cnnstudio.errors import WeightsError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+BACKBONES: tuple[str, ...] = (
+    "alexnet",
+    "convnext_base",
+    "convnext_large",
+    "convnext_small",
+    "convnext_tiny",
+    "densenet121",
+    "densenet161",
+    "densenet169",
+    "densenet201",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "efficientnet_b4",
+    "efficientnet_b5",
+    "efficientnet_b6",
+    "efficientnet_b7",
+    "efficientnet_v2_l",
+    "efficientnet_v2_m",
+    "efficientnet_v2_s",
+    "googlenet",
+    "inception_v3",
+    "maxvit_t",
+    "mnasnet0_5",
+    "mnasnet0_75",
+    "mnasnet1_0",
+    "mnasnet1_3",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "regnet_x_16gf",
+    "regnet_x_1_6gf",
+    "regnet_x_32gf",
+    "regnet_x_3_2gf",
+    "regnet_x_400mf",
+    "regnet_x_800mf",
+    "regnet_x_8gf",
+    "regnet_y_128gf",
+    "regnet_y_16gf",
+    "regnet_y_1_6gf",
+    "regnet_y_32gf",
+    "regnet_y_3_2gf",
+    "regnet_y_400mf",
+    "regnet_y_800mf",
+    "regnet_y_8gf",
+    "resnet101",
+    "resnet152",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "resnext50_32x4d",
+    "shufflenet_v2_x0_5",
+    "shufflenet_v2_x1_0",
+    "shufflenet_v2_x1_5",
+    "shufflenet_v2_x2_0",
+    "squeezenet1_0",
+    "squeezenet1_1",
+    "swin_b",
+    "swin_s",
+    "swin_t",
+    "swin_v2_b",
+    "swin_v2_s",
+    "swin_v2_t",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16",
+    "vgg16_bn",
+    "vgg19",
+    "vgg19_bn",
+    "vit_b_16",
+    "vit_b_32",
+    "vit_h_14",
+    "vit_l_16",
+    "vit_l_32",
+    "wide_resnet101_2",
+    "wide_resnet50_2",
+)
+
+
+WEIGHT_CHOICES = ("none", "DEFAULT")
+_HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
+_AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")
+
+
+class ProbeError(Exception):
+    """A backbone cannot take the given input; the message says why in a user's words."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a headless backbone does to one sample: output shape, parameter count, FLOPs."""
+
+    output_shape: tuple[int, ...]
+    params: int
+    flops: int
+
+
+def default_weights(name: str) -> Any:
+    """The torchvision Weights enum member that ``weights="DEFAULT"`` means for ``name``."""
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(name).DEFAULT
+
+
+def weights_path(name: str) -> Path:
+    """Where torch's cache keeps (or will keep) the DEFAULT weights of ``name``."""
+    import torch.hub
+
+    filename = os.path.basename(urlparse(default_weights(name).url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def weights_cached(name: str) -> bool:
+    """Whether the DEFAULT weights of ``name`` are already on disk (no download needed)."""
+    return weights_path(name).is_file()
+
+
+def create_backbone(name: str, weights: str = "none", device: Any = None) -> nn.Module:
+    """The torchvision network ``name`` with its final classifier layer replaced by Identity.
+
+    With ``weights="DEFAULT"`` the ImageNet weights are read from torch's cache, downloaded there
+    first when missing, and always loaded with ``weights_only=True``.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}")
+    if weights not in WEIGHT_CHOICES:
+        raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, got {weights!r}")
+    import torch
+    from torchvision.models import get_model
+
+    pretrained = weights == "DEFAULT"
+    kwargs = _builder_kwargs(name, pretrained)
+    with torch.device(device or "cpu"):
+        model = get_model(name, weights=None, **kwargs)
+    head = _remove_head(model)
+    if pretrained:
+        _load_default_weights(model, name, head)
+    return model
+
+
+def probe(name: str, input_shape: tuple[int, ...], weights: str = "none") -> Probe:
+    """Shape, parameters and FLOPs of the headless backbone for one input, found on the meta
+    device (nothing is allocated, nothing downloaded) and cached."""
+    return _probe(name, tuple(input_shape), weights == "DEFAULT")
+
+
+@functools.lru_cache(maxsize=256)
+def _probe(name: str, input_shape: tuple[int, ...], pretrained: bool) -> Probe:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision.models import get_model
+
+    with torch.device("meta"):
+        model = get_model(name, weights=None, **_builder_kwargs(name, pretrained))
+    _remove_head(model)
+    model.eval()
+    params = sum(p.numel() for p in model.parameters())
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():
+            out = model(torch.empty((1, *input_shape), device="meta"))
+    except Exception as error:  # torchvision's own checks (ViT image size, VGG too small, ...)
+        size = "×".join(str(v) for v in input_shape)
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ProbeError(
+            f"Backbone {name} cannot take a {size} input ({detail}); try the "
+            f"size it was trained on, 3×224×224"
+        ) from None
+    return Probe(tuple(out.shape[1:]), params, counter.get_total_flops())
+
+
+def _builder_kwargs(name: str, pretrained: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if name in ("googlenet", "inception_v3"):
+        kwargs.update(aux_logits=False, init_weights=not pretrained)
+        if pretrained:
+            kwargs["transform_input"] = True  # what torchvision sets with its weights
+    if pretrained:
+        meta = default_weights(name).meta
+        kwargs["num_classes"] = len(meta["categories"])
+        if name.startswith("vit_"):
+            kwargs["image_size"] = meta["min_size"][0]
+    return kwargs
+
+
+def _remove_head(model: nn.Module) -> str:
+    """Replace the last Linear (or 1×1 Conv2d) of the classifier head with Identity; return its
+    qualified name."""
+    from torch import nn
+
+    for attribute in _HEAD_ATTRIBUTES:
+        head = getattr(model, attribute, None)
+        if isinstance(head, nn.Module):
+            break
+    else:
+        raise ValueError(f"{type(model).__name__} has no classifier head to remove")
+    last = "" if isinstance(head, (nn.Linear, nn.Conv2d)) else None
+    for sub_name, module in head.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            last = sub_name
+    if last is None:
+        raise ValueError(f"{type(model).__name__}.{attribute} holds no Linear layer")
+    qualified = f"{attribute}.{last}" if last else attribute
+    parent_name, _, child = qualified.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, nn.Identity())
+    return qualified
+
+
+def _load_default_weights(model: nn.Module, name: str, head: str) -> None:
+    weights = default_weights(name)
+    path = weights_path(name)
+    if not path.is_file():
+        try:
+            state = weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
+        except OSError as error:  # URLError is an OSError
+            reason = getattr(error, "reason", error)
+            raise WeightsError(
+                f"cannot download the {name} weights ({weights}) from {weights.url}: {reason}. "
+                f"Without a network, copy {path.name} into {path.parent}, or set weights to "
+                "'none'"
+            ) from None
+        except RuntimeError as error:
+            raise WeightsError(
+                f"the downloaded {name} weights are damaged ({error}); try again"
+            ) from None
+    else:
+        import torch
+
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise WeightsError(
+                f"cannot read the {name} weights in {path}: {error}. Delete the "
+                "file to download it again"
+            ) from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} holds no state dict of weights")
+    skipped = (f"{head}.", *_AUX_PREFIXES)
+    state = {k: v for k, v in state.items() if not k.startswith(skipped)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        some = ", ".join((missing or unexpected)[:3])
+        raise WeightsError(
+            f"the weights in {path} do not fit {name} ({some} ...). Delete the "
+            "file to download it again"
+        )

@@ -1,0 +1,146 @@
+"""Turn a model spec into an ``nn.Module``.
+
+Submodules are named by node id (``model.conv1``), so what inspection and training report maps back
+to the blocks in the editor. Layer parameters go to torch as they are: the catalogue uses torch's
+own argument names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnstudio import backbones
+from cnnstudio.errors import ModelError
+from cnnstudio.spec import INPUT, Analysis, ModelSpec, analyze
+
+
+class Add(nn.Module):
+    """Element-wise sum of its inputs (a residual connection)."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        out = inputs[0]
+        for tensor in inputs[1:]:
+            out = out + tensor
+        return out
+
+
+class Concat(nn.Module):
+    """Concatenation of its inputs along the channel (feature) dimension."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(inputs, dim=1)
+
+
+class Backbone(nn.Module):
+    """A headless torchvision network. When frozen, its weights do not train and its batch-norm
+    statistics stay as loaded (it stays in eval mode)."""
+
+    def __init__(self, name: str, weights: str = "none", freeze: bool = False) -> None:
+        super().__init__()
+        self.name = name
+        self.frozen = freeze
+        self.net = backbones.create_backbone(name, weights)
+        if freeze:
+            self.net.requires_grad_(False)
+            self.net.eval()
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        if self.frozen:
+            self.net.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SpecModel(nn.Module):
+    """The network a spec describes. Each layer is the submodule named by its node id; the forward
+    pass follows the graph (inputs, merges) and keeps a value only until its last use."""
+
+    def __init__(
+        self,
+        modules: dict[str, nn.Module],
+        steps: list[tuple[str, tuple[int, ...]]],
+        slots: dict[str, int],
+        output_id: str,
+    ) -> None:
+        super().__init__()
+        for node_id, module in modules.items():
+            self.add_module(node_id, module)
+        self.output_id = output_id
+        # (module, input slots, output slot, slots to release after this step)
+        self._plan: list[tuple[str, tuple[int, ...], int, tuple[int, ...]]] = []
+        last_use: dict[int, int] = {}
+        for index, (_node_id, in_slots) in enumerate(steps):
+            for slot in in_slots:
+                last_use[slot] = index
+        for index, (node_id, in_slots) in enumerate(steps):
+            release = tuple(s for s in set(in_slots) if last_use[s] == index)
+            self._plan.append((node_id, in_slots, slots[node_id], release))
+        self._n_slots = len(slots)
+        self._output_slot = slots[output_id]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: list[Any] = [None] * self._n_slots
+        values[0] = x
+        for node_id, in_slots, out_slot, release in self._plan:
+            module = self._modules[node_id]
+            values[out_slot] = module(*[values[s] for s in in_slots])
+            for slot in release:
+                if slot != out_slot:
+                    values[slot] = None
+        return values[self._output_slot]
+
+
+def make_layer(kind: str, params: dict[str, Any], pretrained: bool = True) -> nn.Module:
+    """One layer from its catalogue kind and resolved parameters (no "auto" left)."""
+    if kind == "Add":
+        return Add()
+    if kind == "Concat":
+        return Concat()
+    if kind == "Backbone":
+        weights = params["weights"] if pretrained else "none"
+        return Backbone(params["name"], weights, params["freeze"])
+    return getattr(nn, kind)(**params)
+
+
+def build_model(
+    spec: ModelSpec, *, pretrained: bool = True, analysis: Analysis | None = None
+) -> SpecModel:
+    """The ``nn.Module`` for ``spec``. ModelError (listing every problem) when the spec is invalid.
+
+    ``pretrained=False`` skips loading backbone weights, for when a checkpoint will be loaded next.
+    Only layers that lead to the output are built; an unused branch is left out.
+    """
+    analysis = analysis or analyze(spec)
+    if not analysis.valid:
+        raise ModelError(analysis.errors)
+    infos = {info.id: info for info in analysis.layers}
+    needed = _ancestors(spec.nodes[-1].id, infos)
+    order = [node_id for node_id in analysis.order if node_id in needed]
+    slots = {INPUT: 0}
+    for node_id in order:
+        slots[node_id] = len(slots)
+    modules = {}
+    steps = []
+    for node_id in order:
+        info = infos[node_id]
+        modules[node_id] = make_layer(info.kind, info.resolved, pretrained)
+        steps.append((node_id, tuple(slots[name] for name in info.inputs)))
+    return SpecModel(modules, steps, slots, spec.nodes[-1].id)
+
+
+def _ancestors(node_id: str, infos: dict) -> set[str]:
+    seen: set[str] = set()
+    stack = [node_id]
+    while stack:
+        current = stack.pop()
+        if current in seen or current == INPUT:
+            continue
+        seen.add(current)
+        stack.extend(infos[current].inputs)
+    return seen

@@ -1,0 +1,186 @@
+"""The command line: ``python -m cnnstudio new|summary ...``.
+
+Every failure the user can cause prints one line on stderr and exits non-zero (2 for a bad argument
+or file, 1 for an invalid model); a traceback would be a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from cnnstudio.errors import StudioError
+from cnnstudio.project import PROJECT_FILE, load_project, new_project
+from cnnstudio.spec import Analysis, analyze, format_shape
+from cnnstudio.templates import list_templates
+
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (usage stays behind --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class UsageError(Exception):
+    """A bad argument value found after parsing; exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (StudioError, UsageError) as error:
+        print(f"cnnstudio {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"cnnstudio {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cnnstudio", description="CNN Studio from the command line.")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
+
+    new = commands.add_parser("new", help="create a project folder from a template")
+    new.add_argument("dir", metavar="DIR", type=Path, help="folder to create the project in")
+    new.add_argument(
+        "--template",
+        default="simple-cnn",
+        choices=list_templates(),
+        metavar="NAME",
+        help=f"model template: {', '.join(list_templates())}",
+    )
+    new.add_argument("--classes", type=_positive_int, metavar="N", help="number of classes")
+    new.add_argument(
+        "--input", type=_input_shape, metavar="C,H,W", help="input shape, e.g. 3,32,32"
+    )
+    new.add_argument("--name", help="project name (default: the folder's name)")
+    new.set_defaults(run=_cmd_new)
+
+    summary = commands.add_parser("summary", help="per-layer shapes, parameters and FLOPs")
+    summary.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    summary.add_argument("--json", action="store_true", help="print one JSON object")
+    summary.set_defaults(run=_cmd_summary)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _input_shape(text: str) -> tuple[int, int, int]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected channels,height,width such as 3,32,32, got {text!r}"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    folder: Path = args.dir
+    if (folder / PROJECT_FILE).exists():
+        raise UsageError(f"{folder} already holds a project; choose another folder")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder")
+    project = new_project(args.template, args.classes, args.input, args.name, folder)
+    project.save()
+    analysis = analyze(project.model)
+    state = "" if analysis.valid else f" ({len(analysis.errors)} problems: run summary)"
+    print(
+        f"Created {folder / PROJECT_FILE}: {args.template}, {project.model.num_classes} "
+        f"classes, input {format_shape(project.model.input_shape)}, "
+        f"{analysis.total_params:,} parameters{state}"
+    )
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    project = load_project(args.dir)
+    analysis = analyze(project.model)
+    if args.json:
+        print(json.dumps(analysis.to_dict(), indent=2))
+    else:
+        print(format_summary(analysis))
+    return 0 if analysis.valid else EXIT_INVALID
+
+
+def format_summary(analysis: Analysis) -> str:
+    """The per-layer table, the totals, and the problems, as ``summary`` prints them."""
+    header = ("id", "kind", "output", "params", "FLOPs")
+    rows = [
+        (
+            info.id,
+            info.kind,
+            format_shape(info.output_shape),
+            f"{info.params:,}" if info.output_shape else "-",
+            human(info.flops) if info.output_shape else "-",
+        )
+        for info in analysis.layers
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            str(c).ljust(w) if i < 3 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    frozen = analysis.total_params - analysis.trainable_params
+    out.append("")
+    out.append(
+        f"input {format_shape(analysis.input_shape)} -> output "
+        f"{format_shape(analysis.output_shape)}"
+    )
+    out.append(
+        f"parameters: {analysis.total_params:,} ({analysis.trainable_params:,} trainable"
+        + (f", {frozen:,} frozen)" if frozen else ")")
+    )
+    out.append(
+        f"FLOPs per image: {human(analysis.flops)}; activations per image: "
+        f"{human(analysis.activation_bytes, binary=True)}B"
+    )
+    for issue in analysis.errors:
+        out.append(f"error: {issue}")
+    for issue in analysis.warnings:
+        out.append(f"warning: {issue}")
+    return "\n".join(out)
+
+
+def human(value: float, binary: bool = False) -> str:
+    """1234567 -> '1.23 M' (or '1.18 Mi' with binary=True)."""
+    base = 1024.0 if binary else 1000.0
+    units = ("", " Ki", " Mi", " Gi", " Ti") if binary else ("", " K", " M", " G", " T")
+    for unit in units:
+        if abs(value) < base or unit == units[-1]:
+            return f"{value:.0f}{unit}" if unit == "" else f"{value:.2f}{unit}"
+        value /= base
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

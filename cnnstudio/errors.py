@@ -1,0 +1,44 @@
+"""The engine's exception types.
+
+Every error carries what a message needs: the place (a file, a position inside it, a layer id), what
+was expected and what was found. ``str(error)`` is the one line a user reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class StudioError(Exception):
+    """Base of every error CNN Studio raises on purpose."""
+
+
+class ProjectError(StudioError):
+    """A project file could not be read or written.
+
+    ``path`` is the file, ``where`` the position inside it (``model.nodes[3].params``, or
+    ``line 12, column 5``) when one is known.
+    """
+
+    def __init__(self, path: Path | str | None, message: str, where: str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.where = where
+        self.message = message
+        place = str(self.path) if self.path is not None else "project"
+        if where:
+            place = f"{place}, {where}"
+        super().__init__(f"{place}: {message}")
+
+
+class ModelError(StudioError):
+    """A model spec cannot be built; ``issues`` lists each problem with the layer it belongs to."""
+
+    def __init__(self, issues: list | tuple) -> None:
+        self.issues = tuple(issues)
+        lines = [str(issue) for issue in self.issues] or ["the model is invalid"]
+        head = lines[0] if len(lines) == 1 else f"{len(lines)} problems: " + "; ".join(lines)
+        super().__init__(head)
+
+
+class WeightsError(StudioError):
+    """Pretrained weights could not be found, downloaded or read."""
