@@ -409,7 +409,7 @@ def get_layer_kind(name: str) -> LayerKind:
 
 
 def unknown_kind_message(name: object) -> str:
-    text = f"unknown layer kind {_show(name)}"
+    text = f"unknown layer kind {name!r}"
     if isinstance(name, str):
         close = difflib.get_close_matches(name, LAYER_KINDS, n=1, cutoff=0.6)
         if not close:

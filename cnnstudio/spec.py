@@ -428,7 +428,8 @@ def _topological_order(
         if state.get(node_id) == 2 or node_id == INPUT:
             return
         if state.get(node_id) == 1:
-            cycle = [*path[path.index(node_id) :], node_id]
+            # the walk goes against the data flow: reverse it to read as the data moves
+            cycle = [node_id, *reversed(path[path.index(node_id) :])]
             for member in cycle[:-1]:
                 if member not in in_cycle:
                     in_cycle.add(member)
