@@ -8,13 +8,11 @@ Parameter names are torch's own argument names.
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from cnnstudio.backbones import BACKBONES
-
-PARAM_TYPES = ("int", "float", "bool", "choice")
+from cnnstudio.params import AUTO, Param
 
 GROUPS = (
     "Convolution",
@@ -26,72 +24,6 @@ GROUPS = (
     "Merge",
     "Backbones",
 )
-
-AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a layer kind.
-
-    ``words`` are text values accepted besides numbers (``"auto"``, ``"same"``); ``required``
-    parameters must be written in a spec, the others fall back to ``default``. ``default`` is also
-    the value a newly placed layer starts with.
-    """
-
-    name: str
-    type: str
-    default: Any
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] = ()
-    words: tuple[str, ...] = ()
-    required: bool = False
-
-    def __post_init__(self) -> None:
-        if self.type not in PARAM_TYPES:
-            raise ValueError(f"{self.name}: unknown parameter type {self.type!r}")
-        if self.check(self.default) is not None:
-            raise ValueError(f"{self.name}: default {self.default!r} is not allowed")
-
-    @property
-    def allows_auto(self) -> bool:
-        return AUTO in self.words
-
-    def describe(self) -> str:
-        """What values are allowed, as a phrase: "an integer from 1 to 64, or 'auto'"."""
-        if self.type == "bool":
-            text = "true or false"
-        elif self.type == "choice":
-            text = "one of " + ", ".join(repr(c) for c in self.choices)
-        else:
-            noun = "an integer" if self.type == "int" else "a number"
-            text = noun + _range_phrase(self.minimum, self.maximum, self.type)
-        if self.words:
-            text += ", or " + " or ".join(repr(w) for w in self.words)
-        return text
-
-    def check(self, value: Any) -> str | None:
-        """None when ``value`` is allowed, else the reason it is not (without the layer's name)."""
-        if isinstance(value, str) and value in self.words:
-            return None
-        ok_type = {
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value),
-            "bool": isinstance(value, bool),
-            "choice": isinstance(value, str) and value in self.choices,
-        }[self.type]
-        if not ok_type:
-            return f"must be {self.describe()}, got {_show(value)}"
-        if self.type in ("int", "float"):
-            if self.minimum is not None and value < self.minimum:
-                return f"must be {self.describe()}, got {_show(value)}"
-            if self.maximum is not None and value > self.maximum:
-                return f"must be {self.describe()}, got {_show(value)}"
-        return None
 
 
 @dataclass(frozen=True)
@@ -126,31 +58,6 @@ class LayerKind:
     def default_params(self) -> dict[str, Any]:
         """Every parameter at its default: what a layer dropped from the palette starts with."""
         return {p.name: p.default for p in self.params}
-
-
-def _range_phrase(minimum: float | None, maximum: float | None, type_: str) -> str:
-    def fmt(v: float) -> str:
-        return str(int(v)) if type_ == "int" else f"{v:g}"
-
-    if minimum is not None and maximum is not None:
-        return f" from {fmt(minimum)} to {fmt(maximum)}"
-    if minimum is not None:
-        return f" of at least {fmt(minimum)}"
-    if maximum is not None:
-        return f" of at most {fmt(maximum)}"
-    return ""
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return f"{value!r} (text)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, dict)):
-        return f"{type(value).__name__} {value!r}"[:60]
-    return repr(value)
 
 
 def _channels(name: str, help_: str) -> Param:
@@ -417,9 +324,3 @@ def unknown_kind_message(name: object) -> str:
         if close:
             return f"{text}: did you mean {close[0]}?"
     return f"{text}; known kinds are {', '.join(LAYER_KINDS)}"
-
-
-def close_name(name: str, names: tuple[str, ...] | list[str]) -> str | None:
-    """The nearest of ``names`` to a misspelt ``name``, for "did you mean" hints."""
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    return close[0] if close else None

@@ -16,7 +16,8 @@ from typing import Any
 
 from cnnstudio import backbones
 from cnnstudio.errors import ProjectError
-from cnnstudio.layers import AUTO, LAYER_KINDS, LayerKind, close_name, unknown_kind_message
+from cnnstudio.layers import LAYER_KINDS, LayerKind, unknown_kind_message
+from cnnstudio.params import AUTO, close_name
 
 Shape = tuple[int, ...]
 

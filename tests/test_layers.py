@@ -7,7 +7,8 @@ import torch
 
 from cnnstudio import analyze, build_model, get_layer_kind, list_layer_kinds
 from cnnstudio.build import make_layer
-from cnnstudio.layers import GROUPS, LAYER_KINDS, Param
+from cnnstudio.layers import GROUPS, LAYER_KINDS
+from cnnstudio.params import Param
 from tests.helpers import spec_of
 
 REQUIRED_KINDS = {

@@ -1,0 +1,135 @@
+"""Settings described as data: a name, a type, a default, the allowed values and one line of help.
+
+Layer parameters (the catalogue), data settings and training settings are all described this way,
+so the forms that edit them and the checks that validate them are generated from one place.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from cnnstudio.errors import ProjectError
+
+PARAM_TYPES = ("int", "float", "bool", "choice")
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a layer kind.
+
+    ``words`` are text values accepted besides numbers (``"auto"``, ``"same"``); ``required``
+    parameters must be written in a spec, the others fall back to ``default``. ``default`` is also
+    the value a newly placed layer starts with.
+    """
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
+    required: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"{self.name}: unknown parameter type {self.type!r}")
+        if self.check(self.default) is not None:
+            raise ValueError(f"{self.name}: default {self.default!r} is not allowed")
+
+    @property
+    def allows_auto(self) -> bool:
+        return AUTO in self.words
+
+    def describe(self) -> str:
+        """What values are allowed, as a phrase: "an integer from 1 to 64, or 'auto'"."""
+        if self.type == "bool":
+            text = "true or false"
+        elif self.type == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        else:
+            noun = "an integer" if self.type == "int" else "a number"
+            text = noun + _range_phrase(self.minimum, self.maximum, self.type)
+        if self.words:
+            text += ", or " + " or ".join(repr(w) for w in self.words)
+        return text
+
+    def check(self, value: Any) -> str | None:
+        """None when ``value`` is allowed, else the reason it is not (without the layer's name)."""
+        if isinstance(value, str) and value in self.words:
+            return None
+        ok_type = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value),
+            "bool": isinstance(value, bool),
+            "choice": isinstance(value, str) and value in self.choices,
+        }[self.type]
+        if not ok_type:
+            return f"must be {self.describe()}, got {_show(value)}"
+        if self.type in ("int", "float"):
+            if self.minimum is not None and value < self.minimum:
+                return f"must be {self.describe()}, got {_show(value)}"
+            if self.maximum is not None and value > self.maximum:
+                return f"must be {self.describe()}, got {_show(value)}"
+        return None
+
+
+def _range_phrase(minimum: float | None, maximum: float | None, type_: str) -> str:
+    def fmt(v: float) -> str:
+        return str(int(v)) if type_ == "int" else f"{v:g}"
+
+    if minimum is not None and maximum is not None:
+        return f" from {fmt(minimum)} to {fmt(maximum)}"
+    if minimum is not None:
+        return f" of at least {fmt(minimum)}"
+    if maximum is not None:
+        return f" of at most {fmt(maximum)}"
+    return ""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f"{value!r} (text)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return f"{type(value).__name__} {value!r}"[:60]
+    return repr(value)
+
+
+def close_name(name: str, names: tuple[str, ...] | list[str]) -> str | None:
+    """The nearest of ``names`` to a misspelt ``name``, for "did you mean" hints."""
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_settings(params: tuple[Param, ...], values: Any, where: str) -> dict[str, Any]:
+    """``values`` (a settings object from a project file) checked against ``params``, with defaults
+    filled in. ProjectError naming ``where.<name>`` for the first problem."""
+    if not isinstance(values, dict):
+        found = "null" if values is None else type(values).__name__
+        raise ProjectError(None, f"must be an object, got {found}", where)
+    names = tuple(p.name for p in params)
+    for key in values:
+        if key not in names:
+            hint = close_name(str(key), names)
+            fix = f" (did you mean {hint!r}?)" if hint else f" (known: {', '.join(names)})"
+            raise ProjectError(None, f"unknown setting {key!r}{fix}", where)
+    checked = {}
+    for param in params:
+        value = values.get(param.name, param.default)
+        reason = param.check(value)
+        if reason:
+            raise ProjectError(None, reason, f"{where}.{param.name}")
+        checked[param.name] = value
+    return checked
