@@ -42,3 +42,16 @@ class ModelError(StudioError):
 
 class WeightsError(StudioError):
     """Pretrained weights could not be found, downloaded or read."""
+
+
+class DataError(StudioError):
+    """A dataset cannot be found, downloaded or read. ``path`` is the file or folder concerned."""
+
+    def __init__(self, message: str, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.message = message
+        super().__init__(message)
+
+
+class Cancelled(StudioError):
+    """Long work (a download, a scan, a run) was stopped by the user."""

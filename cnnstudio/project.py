@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnstudio.data import DataSettings, class_names, default_input_shape
 from cnnstudio.errors import ProjectError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.spec import ModelSpec
@@ -23,7 +24,6 @@ RUNS_DIR = "runs"
 FORMAT = "cnnstudio-project"
 SCHEMA_VERSION = 1
 
-DEFAULT_DATA: dict[str, Any] = {"source": "sample"}
 DEFAULT_TRAINING: dict[str, Any] = {
     "epochs": 10,
     "batch_size": 64,
@@ -44,7 +44,7 @@ class Project:
 
     model: ModelSpec
     name: str = "Untitled"
-    data: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_DATA))
+    data: DataSettings = field(default_factory=DataSettings)
     training: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_TRAINING))
     path: Path | None = None
 
@@ -62,7 +62,7 @@ class Project:
             "schema_version": SCHEMA_VERSION,
             "name": self.name,
             "model": self.model.to_dict(),
-            "data": self.data,
+            "data": self.data.to_dict(),
             "training": self.training,
         }
 
@@ -89,7 +89,7 @@ class Project:
         file = path / PROJECT_FILE if path else None
         try:
             data = migrate(data)
-            _expect_object(data.get("data", DEFAULT_DATA), "data")
+            settings = DataSettings.from_dict(data.get("data", {}), "data")
             _expect_object(data.get("training", DEFAULT_TRAINING), "training")
             name = data.get("name", path.name if path else "Untitled")
             if not isinstance(name, str):
@@ -102,7 +102,7 @@ class Project:
         return cls(
             model=model,
             name=name,
-            data={**DEFAULT_DATA, **data.get("data", {})},
+            data=settings,
             training={**DEFAULT_TRAINING, **data.get("training", {})},
             path=path,
         )
@@ -164,14 +164,24 @@ def new_project(
     input_shape: tuple[int, int, int] | None = None,
     name: str | None = None,
     path: Path | str | None = None,
+    data: DataSettings | None = None,
 ) -> Project:
-    """A project with the model of ``template`` and default settings (unsaved)."""
+    """A project with the model of ``template`` on ``data`` (the sample set by default), unsaved.
+
+    The class count and the input shape follow the data unless given; a template that starts with
+    a pretrained backbone keeps the image size that backbone was trained at.
+    """
+    data = data or DataSettings()
     recipe = get_template(template)
-    model = recipe.create(num_classes, input_shape)
+    classes = num_classes if num_classes is not None else len(class_names(data))
+    if input_shape is None:
+        starts_pretrained = recipe.create(classes).nodes[0].kind == "Backbone"
+        input_shape = recipe.input_shape if starts_pretrained else default_input_shape(data)
     folder = Path(path) if path is not None else None
     return Project(
-        model=model,
+        model=recipe.create(classes, input_shape),
         name=name or (folder.name if folder else recipe.name),
+        data=data,
         training={**DEFAULT_TRAINING, **recipe.training},
         path=folder,
     )

@@ -1,0 +1,185 @@
+"""Augmentation: the settings as data, a batched tensor implementation and the classic pipeline.
+
+The batched path works on a whole uint8 batch already on the training device (CPU or GPU): flips,
+padded random crops, colour jitter, rotation and random resized crops are a handful of tensor ops
+per batch, with no per-image Python. The classic path (torchvision transforms on PIL images in
+DataLoader workers) serves image folders too large to hold in memory, and is the baseline the
+benchmark compares against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnstudio.params import Param
+
+AUGMENT_PARAMS: tuple[Param, ...] = (
+    Param("hflip", "bool", True, "Mirror half of the images left to right."),
+    Param(
+        "crop_padding",
+        "int",
+        4,
+        "Pad by this many pixels, then crop back at a random place (0: off).",
+        0,
+        64,
+    ),
+    Param("brightness", "float", 0.2, "Scale brightness by a random factor in 1 ± this.", 0, 1),
+    Param("contrast", "float", 0.2, "Scale contrast by a random factor in 1 ± this.", 0, 1),
+    Param("saturation", "float", 0.2, "Scale saturation by a random factor in 1 ± this.", 0, 1),
+    Param("rotation", "float", 0.0, "Rotate by a random angle up to ± this many degrees.", 0, 180),
+    Param(
+        "resized_crop",
+        "bool",
+        False,
+        "Crop a random part (scale from resized_crop_scale to "
+        "1, aspect 3/4 to 4/3) and resize it back.",
+    ),
+    Param(
+        "resized_crop_scale",
+        "float",
+        0.08,
+        "Smallest area kept by the random resized crop.",
+        0.01,
+        1.0,
+    ),
+)
+
+NO_AUGMENTATION: dict[str, Any] = {
+    "hflip": False,
+    "crop_padding": 0,
+    "brightness": 0.0,
+    "contrast": 0.0,
+    "saturation": 0.0,
+    "rotation": 0.0,
+    "resized_crop": False,
+    "resized_crop_scale": 0.08,
+}
+
+_GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+
+
+def is_off(settings: dict[str, Any]) -> bool:
+    return all(settings.get(k, v) == v for k, v in NO_AUGMENTATION.items())
+
+
+def augment_batch(
+    images: torch.Tensor, settings: dict[str, Any], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Augment a batch: uint8 N×C×H×W in, float32 N×C×H×W in [0, 1] out, on the same device.
+
+    Each image gets its own random flip, crop, jitter, angle. ``generator`` (on the images' device)
+    makes it repeatable.
+    """
+    x = images
+    n = x.shape[0]
+    device = x.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, device=device, generator=generator) * (high - low) + low
+
+    if settings.get("hflip"):
+        flip = torch.rand(n, device=device, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padding = settings.get("crop_padding", 0)
+    if padding:
+        x = _random_crop(x, padding, generator)
+    x = x.float().div_(255)
+    if settings.get("resized_crop") or settings.get("rotation"):
+        x = _random_affine(x, settings, uniform)
+    if settings.get("brightness"):
+        b = settings["brightness"]
+        x = x * uniform(max(0.0, 1 - b), 1 + b)[:, None, None, None]
+    if settings.get("contrast"):
+        c = settings["contrast"]
+        mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * uniform(max(0.0, 1 - c), 1 + c)[:, None, None, None] + mean
+    if settings.get("saturation") and x.shape[1] == 3:
+        s = settings["saturation"]
+        gray = _gray(x)
+        x = (x - gray) * uniform(max(0.0, 1 - s), 1 + s)[:, None, None, None] + gray
+    return x.clamp_(0, 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] != 3:
+        return x.mean(dim=1, keepdim=True)
+    weights = torch.tensor(_GRAY, device=x.device, dtype=x.dtype)
+    return (x * weights[None, :, None, None]).sum(dim=1, keepdim=True)
+
+
+def _random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Zero-pad every image by ``padding`` and cut an H×W window at a random offset per image."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # n×h×1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # n×1×w
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def _random_affine(x: torch.Tensor, settings: dict[str, Any], uniform) -> torch.Tensor:
+    """Rotation and random resized crop as one affine resampling of the whole batch."""
+    n = x.shape[0]
+    scale_x = torch.ones(n, device=x.device)
+    scale_y = torch.ones(n, device=x.device)
+    shift_x = torch.zeros(n, device=x.device)
+    shift_y = torch.zeros(n, device=x.device)
+    if settings.get("resized_crop"):
+        area = uniform(settings.get("resized_crop_scale", 0.08), 1.0)
+        log_ratio = uniform(math.log(3 / 4), math.log(4 / 3))
+        ratio = torch.exp(log_ratio)
+        scale_x = torch.sqrt(area * ratio).clamp(max=1.0)
+        scale_y = torch.sqrt(area / ratio).clamp(max=1.0)
+        shift_x = (uniform(0, 1) * 2 - 1) * (1 - scale_x)
+        shift_y = (uniform(0, 1) * 2 - 1) * (1 - scale_y)
+    angle = torch.zeros(n, device=x.device)
+    if settings.get("rotation"):
+        limit = math.radians(settings["rotation"])
+        angle = uniform(-limit, limit)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [
+            torch.stack([cos * scale_x, -sin * scale_y, shift_x], dim=1),
+            torch.stack([sin * scale_x, cos * scale_y, shift_y], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def normalize_batch(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std per channel; ``mean`` and ``std`` are C-long tensors on x's device."""
+    return (x - mean[None, :, None, None]) / std[None, :, None, None]
+
+
+def classic_transform(
+    settings: dict[str, Any], size: tuple[int, int], mean, std, train: bool = True
+):
+    """The same augmentation as torchvision transforms on PIL images (the classic pipeline)."""
+    from torchvision import transforms as T
+
+    steps: list[Any] = []
+    if train and settings.get("resized_crop"):
+        scale = (settings.get("resized_crop_scale", 0.08), 1.0)
+        steps.append(T.RandomResizedCrop(size, scale=scale))
+    else:
+        steps.append(T.Resize(size))
+    if train:
+        if settings.get("hflip"):
+            steps.append(T.RandomHorizontalFlip())
+        if settings.get("crop_padding"):
+            steps.append(T.RandomCrop(size, padding=settings["crop_padding"]))
+        if settings.get("rotation"):
+            steps.append(T.RandomRotation(settings["rotation"]))
+        jitter = [settings.get(k, 0.0) for k in ("brightness", "contrast", "saturation")]
+        if any(jitter):
+            steps.append(T.ColorJitter(*jitter))
+    steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
+    return T.Compose(steps)
