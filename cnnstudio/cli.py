@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
 from cnnstudio.spec import Analysis, analyze, format_shape
@@ -66,7 +67,27 @@ def _build_parser() -> argparse.ArgumentParser:
         "--input", type=_input_shape, metavar="C,H,W", help="input shape, e.g. 3,32,32"
     )
     new.add_argument("--name", help="project name (default: the folder's name)")
+    source = new.add_mutually_exclusive_group()
+    source.add_argument(
+        "--data",
+        choices=[s for s in SOURCES if s != "folder"],
+        metavar="SET",
+        help="standard data: sample (built in), cifar10, cifar100, mnist, fashionmnist",
+    )
+    source.add_argument(
+        "--data-folder", type=Path, metavar="PATH", help="an image folder (one subfolder per class)"
+    )
     new.set_defaults(run=_cmd_new)
+
+    data = commands.add_parser("data", help="classes, counts and unreadable files of a dataset")
+    data.add_argument(
+        "path",
+        metavar="PATH",
+        type=Path,
+        help="an image folder, or a project folder (its data is summarised)",
+    )
+    data.add_argument("--json", action="store_true", help="print one JSON object")
+    data.set_defaults(run=_cmd_data)
 
     summary = commands.add_parser("summary", help="per-layer shapes, parameters and FLOPs")
     summary.add_argument("dir", metavar="DIR", type=Path, help="project folder")
@@ -104,7 +125,12 @@ def _cmd_new(args: argparse.Namespace) -> int:
         raise UsageError(f"{folder} already holds a project; choose another folder")
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file, not a folder")
-    project = new_project(args.template, args.classes, args.input, args.name, folder)
+    data = None
+    if args.data_folder is not None:
+        data = DataSettings(source="folder", path=str(args.data_folder.resolve()))
+    elif args.data is not None:
+        data = DataSettings(source=args.data)
+    project = new_project(args.template, args.classes, args.input, args.name, folder, data)
     project.save()
     analysis = analyze(project.model)
     state = "" if analysis.valid else f" ({len(analysis.errors)} problems: run summary)"
@@ -124,6 +150,43 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     else:
         print(format_summary(analysis))
     return 0 if analysis.valid else EXIT_INVALID
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    if (path / PROJECT_FILE).is_file():
+        project = load_project(path)
+        summary = summarize(project.data, project.model.input_shape)
+    else:
+        summary = summarize(DataSettings(source="folder", path=str(path)))
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(format_data_summary(summary))
+    return 0
+
+
+def format_data_summary(summary: DataSummary) -> str:
+    """Classes with image counts per split, sizes, warnings and skipped files."""
+    splits = list(summary.counts)
+    width = max(len(c) for c in [*summary.classes, "class"])
+    out = [f"{summary.source}" + (f": {summary.root}" if summary.root else "")]
+    out.append("  ".join(["class".ljust(width), *(s.rjust(7) for s in splits)]))
+    for i, name in enumerate(summary.classes):
+        out.append(
+            "  ".join([name.ljust(width), *(str(summary.counts[s][i]).rjust(7) for s in splits)])
+        )
+    totals = [sum(summary.counts[s]) for s in splits]
+    out.append("  ".join(["total".ljust(width), *(str(t).rjust(7) for t in totals)]))
+    if summary.image_size_min:
+        (w0, h0), (w1, h1) = summary.image_size_min, summary.image_size_max
+        sizes = f"{w0}×{h0}" if (w0, h0) == (w1, h1) else f"{w0}×{h0} to {w1}×{h1}"
+        out.append(f"{len(summary.classes)} classes; image size {sizes}")
+    for warning in summary.warnings:
+        out.append(f"warning: {warning}")
+    for skipped in summary.skipped:
+        out.append(f"skipped: {skipped.path}: {skipped.reason}")
+    return "\n".join(out)
 
 
 def format_summary(analysis: Analysis) -> str:

@@ -555,11 +555,19 @@ def _load_folder(
         paths=[p for p, _ in files],
         root=scan.root,
         skipped=list(scan.skipped),
-        image_sizes=(min(sizes), max(sizes)) if sizes else None,
+        image_sizes=_size_range(sizes),
     )
     if len(files) * int(np.prod(input_shape)) <= memory_limit:
         _decode_into_memory(dataset, progress, should_stop)
     return dataset
+
+
+def _size_range(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((smallest width, smallest height), (largest width, largest height))."""
+    if not sizes:
+        return None
+    widths, heights = zip(*sizes, strict=True)
+    return (min(widths), min(heights)), (max(widths), max(heights))
 
 
 def _decode_into_memory(
@@ -626,7 +634,7 @@ def summarize(
             train, val = stratified_split(labels, settings.val_fraction, settings.split_seed)
             split = {"train": train, "val": val}
         classes, skipped, root = scan.classes, scan.skipped, str(scan.root)
-        sizes = (min(scan.sizes), max(scan.sizes))
+        sizes = _size_range(scan.sizes)
     else:
         shape = input_shape or default_input_shape(settings)
         dataset = load_dataset(settings, shape, data_root=data_root)
