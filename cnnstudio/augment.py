@@ -71,36 +71,41 @@ def augment_batch(
 ) -> torch.Tensor:
     """Augment a batch: uint8 N×C×H×W in, float32 N×C×H×W in [0, 1] out, on the same device.
 
-    Each image gets its own random flip, crop, jitter, angle. ``generator`` (on the images' device)
-    makes it repeatable.
+    Each image gets its own random flip, crop, jitter and angle; ``generator`` (on the images'
+    device) makes it repeatable. Flip and crop are one gather on the uint8 data, brightness and
+    contrast one multiply-add per image, so a batch costs a few passes over memory.
     """
-    x = images
-    n = x.shape[0]
-    device = x.device
+    n = images.shape[0]
+    device = images.device
 
     def uniform(low: float, high: float) -> torch.Tensor:
         return torch.rand(n, device=device, generator=generator) * (high - low) + low
 
-    if settings.get("hflip"):
-        flip = torch.rand(n, device=device, generator=generator) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    padding = settings.get("crop_padding", 0)
-    if padding:
-        x = _random_crop(x, padding, generator)
-    x = x.float().div_(255)
+    x = images
+    if settings.get("hflip") or settings.get("crop_padding"):
+        x = _flip_and_crop(x, bool(settings.get("hflip")), settings.get("crop_padding", 0),
+                           generator)  # fmt: skip
+    x = x.float()
     if settings.get("resized_crop") or settings.get("rotation"):
         x = _random_affine(x, settings, uniform)
+    # brightness b, then contrast c around the mean gray m:
+    #   (b x - b m) c + b m = b c x + b m (1 - c)
+    scale = torch.full((n,), 1 / 255, device=device)
+    shift = torch.zeros(n, device=device)
     if settings.get("brightness"):
         b = settings["brightness"]
-        x = x * uniform(max(0.0, 1 - b), 1 + b)[:, None, None, None]
+        scale = scale * uniform(max(0.0, 1 - b), 1 + b)
     if settings.get("contrast"):
         c = settings["contrast"]
-        mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * uniform(max(0.0, 1 - c), 1 + c)[:, None, None, None] + mean
+        factor = uniform(max(0.0, 1 - c), 1 + c)
+        mean = _gray(x).mean(dim=(1, 2, 3))
+        shift = scale * mean * (1 - factor)
+        scale = scale * factor
+    x = torch.addcmul(shift[:, None, None, None], x, scale[:, None, None, None])
     if settings.get("saturation") and x.shape[1] == 3:
         s = settings["saturation"]
-        gray = _gray(x)
-        x = (x - gray) * uniform(max(0.0, 1 - s), 1 + s)[:, None, None, None] + gray
+        gray = _gray(x.clamp(0, 1))
+        x = torch.lerp(gray, x, uniform(max(0.0, 1 - s), 1 + s)[:, None, None, None])
     return x.clamp_(0, 1)
 
 
@@ -111,16 +116,26 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (x * weights[None, :, None, None]).sum(dim=1, keepdim=True)
 
 
-def _random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Zero-pad every image by ``padding`` and cut an H×W window at a random offset per image."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # n×h×1
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]  # n×1×w
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+def _flip_and_crop(x: torch.Tensor, flip: bool, padding: int,
+                   generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
+    """Mirror half the images and cut an H×W window from each image zero-padded by ``padding``,
+    at a random offset per image: one gather over the batch."""
+    n, c, h, w = x.shape
+    device = x.device
+    padded = F.pad(x, (padding, padding, padding, padding)) if padding else x
+    width = w + 2 * padding
+    if padding:
+        dy = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
+    else:
+        dy = dx = torch.zeros((n, 1), dtype=torch.long, device=device)
+    rows = dy + torch.arange(h, device=device)
+    cols = dx + torch.arange(w, device=device)
+    if flip:
+        mirrored = torch.rand((n, 1), device=device, generator=generator) < 0.5
+        cols = torch.where(mirrored, cols.flip(1), cols)
+    index = (rows[:, :, None] * width + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.reshape(n, c, -1).gather(2, index).view(n, c, h, w)
 
 
 def _random_affine(x: torch.Tensor, settings: dict[str, Any], uniform) -> torch.Tensor:
