@@ -17,6 +17,7 @@ from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
 from cnnstudio.spec import Analysis, analyze, format_shape
+from cnnstudio.standard_sets import STANDARD_SETS, data_root, download, is_downloaded
 from cnnstudio.templates import list_templates
 
 EXIT_INVALID = 1
@@ -88,6 +89,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--json", action="store_true", help="print one JSON object")
     data.set_defaults(run=_cmd_data)
+
+    fetch = commands.add_parser("download", help="download a standard dataset")
+    fetch.add_argument(
+        "set", choices=sorted(STANDARD_SETS), metavar="SET", help=", ".join(sorted(STANDARD_SETS))
+    )
+    fetch.add_argument("--root", type=Path, help="data folder (default: the user's data folder)")
+    fetch.set_defaults(run=_cmd_download)
 
     summary = commands.add_parser("summary", help="per-layer shapes, parameters and FLOPs")
     summary.add_argument("dir", metavar="DIR", type=Path, help="project folder")
@@ -163,6 +171,23 @@ def _cmd_data(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
         print(format_data_summary(summary))
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    root = args.root or data_root()
+    title = STANDARD_SETS[args.set].title
+    if is_downloaded(args.set, root):
+        print(f"{title} is already in {root}")
+        return 0
+
+    def progress(done: int, total: int, what: str) -> None:
+        share = f"{100 * done / total:5.1f}%" if total else ""
+        print(f"\r{what}: {done / 2**20:7.1f} MiB {share}", end="", file=sys.stderr, flush=True)
+
+    folder = download(args.set, root, progress=progress)
+    print(file=sys.stderr)
+    print(f"{title} is in {folder}")
     return 0
 
 

@@ -484,3 +484,14 @@ def test_any_file_is_loaded_or_skipped_never_raised(tmp_path: Path, blob: bytes)
     dataset = load_dataset(folder_settings(root), (3, 5, 6))
     assert dataset.images.shape[1:] == (3, 5, 6)
     assert len(dataset) + len(dataset.skipped) == 3
+
+
+def test_cli_download_fetches_once(tmp_path: Path, cifar_server, capsys) -> None:
+    from cnnstudio.cli import main
+
+    root = tmp_path / "data"
+    assert main(["download", "cifar10", "--root", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert f"CIFAR-10 is in {root / 'cifar-10-batches-py'}" in out and "MiB" in err
+    assert main(["download", "cifar10", "--root", str(root)]) == 0
+    assert "already in" in capsys.readouterr().out
