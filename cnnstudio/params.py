@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from cnnstudio.errors import ProjectError
 
-PARAM_TYPES = ("int", "float", "bool", "choice")
+PARAM_TYPES = ("int", "float", "bool", "choice", "text")
 
 AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a layer kind.
+    """One setting: of a layer kind, of the data or of training.
 
     ``words`` are text values accepted besides numbers (``"auto"``, ``"same"``); ``required``
     parameters must be written in a spec, the others fall back to ``default``. ``default`` is also
-    the value a newly placed layer starts with.
+    the value a newly placed layer starts with. A "text" setting must match ``pattern``, described
+    to the user by ``choices`` (examples).
     """
 
     name: str
@@ -36,6 +38,7 @@ class Param:
     choices: tuple[str, ...] = ()
     words: tuple[str, ...] = ()
     required: bool = False
+    pattern: str = ""
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
@@ -53,6 +56,8 @@ class Param:
             text = "true or false"
         elif self.type == "choice":
             text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.type == "text":
+            text = "text such as " + ", ".join(repr(c) for c in self.choices)
         else:
             noun = "an integer" if self.type == "int" else "a number"
             text = noun + _range_phrase(self.minimum, self.maximum, self.type)
@@ -71,6 +76,7 @@ class Param:
             and math.isfinite(value),
             "bool": isinstance(value, bool),
             "choice": isinstance(value, str) and value in self.choices,
+            "text": isinstance(value, str) and re.fullmatch(self.pattern, value) is not None,
         }[self.type]
         if not ok_type:
             return f"must be {self.describe()}, got {_show(value)}"

@@ -18,20 +18,13 @@ from cnnstudio.errors import ProjectError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.spec import ModelSpec
 from cnnstudio.templates import get_template
+from cnnstudio.train_settings import DEFAULT_TRAINING, check_training
 
 PROJECT_FILE = "project.json"
 RUNS_DIR = "runs"
 FORMAT = "cnnstudio-project"
 SCHEMA_VERSION = 1
 
-DEFAULT_TRAINING: dict[str, Any] = {
-    "epochs": 10,
-    "batch_size": 64,
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "weight_decay": 5e-4,
-    "seed": 0,
-}
 
 # MIGRATIONS[n] turns the data of a schema-n file into schema n+1. Each step is a plain function on
 # the JSON data, so files of any older version reach the current one step by step.
@@ -90,7 +83,7 @@ class Project:
         try:
             data = migrate(data)
             settings = DataSettings.from_dict(data.get("data", {}), "data")
-            _expect_object(data.get("training", DEFAULT_TRAINING), "training")
+            training = check_training(data.get("training", {}), "training")
             name = data.get("name", path.name if path else "Untitled")
             if not isinstance(name, str):
                 raise ProjectError(None, f"must be text, got {name!r}", "name")
@@ -103,7 +96,7 @@ class Project:
             model=model,
             name=name,
             data=settings,
-            training={**DEFAULT_TRAINING, **data.get("training", {})},
+            training=training,
             path=path,
         )
 
@@ -182,12 +175,6 @@ def new_project(
         model=recipe.create(classes, input_shape),
         name=name or (folder.name if folder else recipe.name),
         data=data,
-        training={**DEFAULT_TRAINING, **recipe.training},
+        training=check_training({**DEFAULT_TRAINING, **recipe.training}),
         path=folder,
     )
-
-
-def _expect_object(value: Any, where: str) -> None:
-    if not isinstance(value, dict):
-        found = "null" if value is None else type(value).__name__
-        raise ProjectError(None, f"must be an object, got {found}", where)

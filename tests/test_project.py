@@ -105,6 +105,12 @@ def test_binary_file(tmp_path: Path) -> None:
         (lambda d: d["model"]["nodes"][0].__setitem__("inputs", "conv1"), "model.nodes[0].inputs",
          "must be a list of layer ids, got 'conv1'"),
         (lambda d: d.__setitem__("training", 5), "training", "must be an object, got int"),
+        (lambda d: d["training"].__setitem__("optimiser", "sgd"), "training",
+         "unknown setting 'optimiser' (did you mean 'optimizer'?)"),
+        (lambda d: d["training"].__setitem__("device", "gpu0"), "training.device",
+         "must be text such as 'auto', 'cpu', 'cuda', 'cuda:1', 'mps', got 'gpu0' (text)"),
+        (lambda d: d["data"]["augment"].__setitem__("rotation", "lots"), "data.augment.rotation",
+         "must be a number from 0 to 180, got 'lots' (text)"),
         (lambda d: d.pop("model"), None, "'model' is missing (the layers of the network)"),
         (lambda d: d.__setitem__("schema_version", "one"), "schema_version",
          "schema_version must be a whole number from 1, got 'one'"),
@@ -158,17 +164,20 @@ def test_older_schema_is_migrated_step_by_step(tmp_path: Path, monkeypatch) -> N
         data["model"] = model
         return data
 
-    def add_note(data: dict) -> dict:
-        data["training"] = {**data.get("training", {}), "note": "migrated"}
+    def rename_learning_rate(data: dict) -> dict:  # pretend the next one said "learning_rate"
+        training = dict(data["training"])
+        training["lr"] = training.pop("learning_rate")
+        data["training"] = training
         return data
 
     monkeypatch.setitem(project_module.MIGRATIONS, current, rename_layers)
-    monkeypatch.setitem(project_module.MIGRATIONS, current + 1, add_note)
+    monkeypatch.setitem(project_module.MIGRATIONS, current + 1, rename_learning_rate)
     data = {**valid_data(), "schema_version": current}
     data["model"]["layers"] = data["model"].pop("nodes")
+    data["training"]["learning_rate"] = data["training"].pop("lr") * 50
     saved(tmp_path, data)
     project = load_project(tmp_path)
-    assert len(project.model.nodes) == 12 and project.training["note"] == "migrated"
+    assert len(project.model.nodes) == 12 and project.training["lr"] == 0.05
     assert project.to_dict()["schema_version"] == current + 2
 
 

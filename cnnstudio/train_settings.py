@@ -1,0 +1,123 @@
+"""The training part of project.json, described as data (the form in the Train view is generated
+from it, and project files are checked against it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnstudio.params import Param, check_settings
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MONITORS = ("val_accuracy", "val_loss")
+
+TRAIN_PARAMS: tuple[Param, ...] = (
+    Param("epochs", "int", 10, "Passes over the training images.", 1, 100_000),
+    Param("batch_size", "int", 64, "Images per optimization step.", 1, 65_536),
+    Param(
+        "optimizer",
+        "choice",
+        "adamw",
+        "AdamW and Adam adapt step sizes per weight; SGD uses momentum.",
+        choices=OPTIMIZERS,
+    ),
+    Param(
+        "lr",
+        "float",
+        1e-3,
+        "Learning rate (of the head, when the backbone has its own).",
+        1e-8,
+        10.0,
+    ),
+    Param(
+        "backbone_lr",
+        "float",
+        "same",
+        "Learning rate of Backbone layers; 'same' uses lr.",
+        1e-9,
+        10.0,
+        words=("same",),
+    ),
+    Param("weight_decay", "float", 5e-4, "Decay of weights (not of biases and norms).", 0.0, 1.0),
+    Param("momentum", "float", 0.9, "SGD momentum.", 0.0, 0.999),
+    Param("nesterov", "bool", False, "Use Nesterov momentum with SGD."),
+    Param(
+        "schedule",
+        "choice",
+        "cosine",
+        "How the learning rate changes over the run.",
+        choices=SCHEDULES,
+    ),
+    Param(
+        "warmup_epochs",
+        "float",
+        0.0,
+        "Linear warm-up from zero over this many epochs.",
+        0.0,
+        1000.0,
+    ),
+    Param(
+        "step_size",
+        "int",
+        10,
+        "For the step schedule: epochs between learning-rate drops.",
+        1,
+        100_000,
+    ),
+    Param("gamma", "float", 0.1, "For the step schedule: factor of each drop.", 0.0, 1.0),
+    Param(
+        "label_smoothing", "float", 0.0, "Share of the target spread over all classes.", 0.0, 0.5
+    ),
+    Param("grad_clip", "float", 0.0, "Clip the gradient norm to this (0: off).", 0.0, 1e6),
+    Param(
+        "precision",
+        "choice",
+        "auto",
+        "'auto': bf16 (or fp16) mixed precision on CUDA, fp32 elsewhere.",
+        choices=PRECISIONS,
+    ),
+    Param("channels_last", "bool", True, "Lay feature maps out channels-last (faster convs)."),
+    Param("compile", "bool", False, "Compile the model with torch.compile (slow first epoch)."),
+    Param("seed", "int", 0, "Seed of weights, shuffling, augmentation and dropout.", 0, 2**31 - 1),
+    Param(
+        "early_stopping",
+        "int",
+        0,
+        "Stop after this many epochs without improvement of monitor (0: off).",
+        0,
+        100_000,
+    ),
+    Param(
+        "monitor",
+        "choice",
+        "val_accuracy",
+        "Metric for the best checkpoint and early stopping.",
+        choices=MONITORS,
+    ),
+    Param(
+        "device",
+        "text",
+        "auto",
+        "'auto' takes CUDA, then MPS, then the CPU.",
+        choices=("auto", "cpu", "cuda", "cuda:1", "mps"),
+        pattern=r"auto|cpu|mps|cuda(:\d+)?",
+    ),
+    Param("log_every", "int", 20, "Steps between reading metrics from the device.", 1, 100_000),
+    Param(
+        "workers",
+        "int",
+        "auto",
+        "DataLoader workers for folders too large for memory.",
+        0,
+        64,
+        words=("auto",),
+    ),
+)
+
+DEFAULT_TRAINING: dict[str, Any] = {p.name: p.default for p in TRAIN_PARAMS}
+
+
+def check_training(values: Any, where: str = "training") -> dict[str, Any]:
+    """Training settings with defaults filled in; ProjectError naming ``training.<name>``."""
+    return check_settings(TRAIN_PARAMS, values, where)
