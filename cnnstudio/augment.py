@@ -83,8 +83,9 @@ def augment_batch(
 
     x = images
     if settings.get("hflip") or settings.get("crop_padding"):
-        x = _flip_and_crop(x, bool(settings.get("hflip")), settings.get("crop_padding", 0),
-                           generator)  # fmt: skip
+        x = _flip_and_crop(
+            x, bool(settings.get("hflip")), settings.get("crop_padding", 0), generator
+        )
     x = x.float()
     if settings.get("resized_crop") or settings.get("rotation"):
         x = _random_affine(x, settings, uniform)
@@ -116,8 +117,9 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (x * weights[None, :, None, None]).sum(dim=1, keepdim=True)
 
 
-def _flip_and_crop(x: torch.Tensor, flip: bool, padding: int,
-                   generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
+def _flip_and_crop(
+    x: torch.Tensor, flip: bool, padding: int, generator: torch.Generator | None
+) -> torch.Tensor:
     """Mirror half the images and cut an H×W window from each image zero-padded by ``padding``,
     at a random offset per image: one gather over the batch."""
     n, c, h, w = x.shape

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -89,6 +90,40 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--json", action="store_true", help="print one JSON object")
     data.set_defaults(run=_cmd_data)
+
+    train = commands.add_parser("train", help="train the project's model")
+    train.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    train.add_argument("--epochs", type=_positive_int, metavar="N")
+    train.add_argument("--batch-size", type=_positive_int, metavar="N")
+    train.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:1, mps")
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN",
+        help="continue the latest run (or RUN) from its last checkpoint",
+    )
+    train.set_defaults(run=_cmd_train)
+
+    evaluate_cmd = commands.add_parser("evaluate", help="accuracy, confusion matrix, per class")
+    evaluate_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    evaluate_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
+    evaluate_cmd.add_argument("--device", metavar="DEVICE")
+    evaluate_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate_cmd.set_defaults(run=_cmd_evaluate)
+
+    lr_find = commands.add_parser("lr-find", help="suggest a learning rate (range test)")
+    lr_find.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    lr_find.add_argument("--steps", type=_positive_int, default=100, metavar="N")
+    lr_find.add_argument(
+        "--csv",
+        type=Path,
+        metavar="PATH",
+        help="where to write the curve (default: DIR/lr_find.csv)",
+    )
+    lr_find.add_argument("--device", metavar="DEVICE")
+    lr_find.set_defaults(run=_cmd_lr_find)
 
     fetch = commands.add_parser("download", help="download a standard dataset")
     fetch.add_argument(
@@ -171,6 +206,174 @@ def _cmd_data(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
         print(format_data_summary(summary))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import signal
+
+    from cnnstudio.train import Trainer, estimate_memory, free_memory, pick_device, pick_precision
+
+    project = load_project(args.dir)
+    if args.device is not None:
+        check_device = {**project.training, "device": args.device}
+        from cnnstudio.train_settings import check_training
+
+        check_training(check_device)
+    trainer = Trainer(
+        project,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        device=args.device,
+        resume=args.resume,
+    )
+    settings = {**project.training, **trainer.overrides}
+    device = pick_device(settings["device"])
+    free = free_memory(device)
+    if free is not None:
+        estimate = estimate_memory(
+            project.model, settings, pick_precision(settings["precision"], device)
+        )
+        if estimate.total(settings["batch_size"]) > free:
+            print(
+                f"warning: batch size {settings['batch_size']} needs about "
+                f"{estimate.total(settings['batch_size']) / 2**30:.1f} GiB but {device} has "
+                f"{free / 2**30:.1f} GiB free; batch size "
+                f"{estimate.largest_batch(free)} should fit",
+                file=sys.stderr,
+            )
+    received: list[int] = []
+
+    def on_signal(number: int, _frame) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(number)
+        print(
+            "\nstopping: writing a checkpoint (press Ctrl+C again to quit at once)", file=sys.stderr
+        )
+        trainer.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = trainer.run(_TrainPrinter())
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return _train_exit(result, received)
+
+
+class _TrainPrinter:
+    """Prints a run's progress: a live line on a terminal, one line per epoch always."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, event) -> None:
+        name = type(event).__name__
+        if name == "RunStarted":
+            how = "resuming" if event.resumed else "training"
+            print(
+                f"{how} on {event.device_name}, {event.precision}: {event.train_images} "
+                f"training and {event.val_images} validation images, {event.epochs} epochs of "
+                f"{event.steps_per_epoch} steps; run {event.run_dir}"
+            )
+        elif name == "StepLogged" and self.live:
+            eta = time.strftime("%H:%M:%S", time.gmtime(event.eta_seconds))
+            print(
+                f"\repoch {event.epoch} step {event.step}/{event.steps} loss {event.loss:.4f} "
+                f"acc {event.accuracy:.3f} {event.images_per_sec:,.0f} img/s ETA {eta}  ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif name == "EpochEnded":
+            if self.live:
+                print("\r" + " " * 78 + "\r", end="", file=sys.stderr)
+            mark = " *" if event.best else ""
+            rate = event.train_images / max(event.train_seconds, 1e-9)
+            print(
+                f"epoch {event.epoch}/{event.epochs}: loss {event.train_loss:.4f} acc "
+                f"{event.train_accuracy:.4f} | val loss {event.val_loss:.4f} acc "
+                f"{event.val_accuracy:.4f} | {rate:,.0f} img/s, {event.seconds:.1f} s{mark}",
+                flush=True,
+            )
+        elif name == "Warned":
+            print(f"warning: {event.message}", file=sys.stderr)
+        elif name == "DataProgress" and self.live:
+            share = f" {100 * event.done / event.total:.0f}%" if event.total else ""
+            print(f"\r{event.what}:{share}  ", end="", file=sys.stderr, flush=True)
+
+
+def _train_exit(result, received: list[int]) -> int:
+    import signal
+
+    if type(result).__name__ == "Failed":
+        print(f"cnnstudio train: error: {result.message}", file=sys.stderr)
+        return 1
+    best = (
+        f" (best {result.best_val_accuracy:.4f} at epoch {result.best_epoch})"
+        if result.best_val_accuracy is not None
+        else ""
+    )
+    final = result.final_val_accuracy
+    final_text = f"{final:.4f}" if final is not None else "n/a"
+    if result.state == "stopped":
+        print(
+            f"stopped after {result.epochs_done} epochs; resume with --resume; run {result.run_dir}"
+        )
+        return 128 + (received[0] if received else signal.SIGINT)
+    how = "early stopping, " if result.state == "early_stopped" else ""
+    print(f"{how}final validation accuracy: {final_text}{best}; run {result.run_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from cnnstudio.train import evaluate_run
+
+    project = load_project(args.dir)
+    result = evaluate_run(project, args.run, device=args.device)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(
+        f"accuracy {result.accuracy:.4f}, loss {result.loss:.4f} on "
+        f"{int(result.confusion.sum())} validation images"
+    )
+    width = max(len(c) for c in [*result.classes, "class"])
+    print("\nconfusion matrix (rows: true class, columns: predicted)")
+    cell = max(5, len(str(int(result.confusion.max(initial=0)))) + 1)
+    print(" " * width + "".join(str(i).rjust(cell) for i in range(len(result.classes))))
+    for i, name in enumerate(result.classes):
+        print(f"{name:<{width}}" + "".join(str(int(v)).rjust(cell) for v in result.confusion[i]))
+    print(f"\n{'class':<{width}}  precision  recall      f1  support")
+    for m in result.per_class:
+        print(
+            f"{m.name:<{width}}  {m.precision:9.4f}  {m.recall:6.4f}  {m.f1:6.4f}  {m.support:7d}"
+        )
+    return 0
+
+
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    from cnnstudio.lr_finder import find_lr
+
+    project = load_project(args.dir)
+    live = sys.stderr.isatty()
+
+    def progress(step: int, steps: int, lr: float, loss: float) -> None:
+        if live:
+            print(
+                f"\rstep {step}/{steps} lr {lr:.2e} loss {loss:.4f}  ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    result = find_lr(project, steps=args.steps, device=args.device, progress=progress)
+    if live:
+        print(file=sys.stderr)
+    target = args.csv or args.dir / "lr_find.csv"
+    result.save_csv(target)
+    print(f"suggested learning rate: {result.suggestion:.2e} (curve in {target})")
     return 0
 
 

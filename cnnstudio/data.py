@@ -956,6 +956,7 @@ def make_batches(
     seed: int = 0,
     rank: int = 0,
     world: int = 1,
+    workers: int | None = None,
 ) -> TensorBatches | LoaderBatches:
     """Batches of ``split`` on ``device``: from memory when the dataset is decoded, else through
     DataLoader workers. Training batches are shuffled and augmented; validation ones are not."""
@@ -988,6 +989,7 @@ def make_batches(
         seed=seed,
         rank=rank,
         world=world,
+        workers=workers,
     )
 
 

@@ -55,3 +55,7 @@ class DataError(StudioError):
 
 class Cancelled(StudioError):
     """Long work (a download, a scan, a run) was stopped by the user."""
+
+
+class TrainingError(StudioError):
+    """A run cannot start or go on: no such device, nothing to resume, a project not saved yet."""

@@ -11,8 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 SAMPLE_CLASSES = (
-    "circle", "ring", "square", "frame", "triangle", "diamond", "plus", "x", "hbar", "vbar",
-)  # fmt: skip
+    "circle",
+    "ring",
+    "square",
+    "frame",
+    "triangle",
+    "diamond",
+    "plus",
+    "x",
+    "hbar",
+    "vbar",
+)
 SAMPLE_SIZE = 32
 SAMPLE_PER_CLASS = 500
 SAMPLE_SEED = 20261125

@@ -1,0 +1,147 @@
+"""The learning-rate range test: train a copy of the model for a short while with the learning
+rate growing exponentially, watch the loss, and suggest the rate where it falls fastest."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnstudio.build import build_model
+from cnnstudio.data import load_dataset, make_batches, resolve_normalization
+from cnnstudio.errors import Cancelled, ModelError
+from cnnstudio.files import atomic_write_text
+from cnnstudio.spec import analyze
+from cnnstudio.train import make_optimizer, pick_device
+from cnnstudio.train_settings import check_training
+
+
+@dataclass(frozen=True)
+class LRFinderResult:
+    """Learning rates tried, the smoothed loss at each, and the suggested rate."""
+
+    lrs: list[float]
+    losses: list[float]
+    raw_losses: list[float]
+    suggestion: float
+    diverged: bool
+
+    def to_csv(self) -> str:
+        rows = ["lr,loss,raw_loss"]
+        rows += [
+            f"{lr:.6g},{s:.6g},{r:.6g}"
+            for lr, s, r in zip(self.lrs, self.losses, self.raw_losses, strict=True)
+        ]
+        return "\n".join(rows) + "\n"
+
+    def save_csv(self, path: Path | str) -> None:
+        atomic_write_text(path, self.to_csv())
+
+
+def suggest_lr(lrs: list[float], losses: list[float]) -> float:
+    """The rate where the smoothed loss falls fastest against log(lr), looked for between a
+    hundredth of the rate at the lowest loss and that rate; the classic "a tenth of the rate at the
+    minimum" when the curve is too noisy to show a slope there."""
+    if len(lrs) < 5:
+        return lrs[0] if lrs else 1e-3
+    lowest = min(range(len(losses)), key=losses.__getitem__)
+    at_min = lrs[lowest]
+    span = max(1, len(lrs) // 20)  # slope over a few points: single steps are noise
+    logs = [math.log10(lr) for lr in lrs]
+    candidates = [i for i in range(span, lowest - span + 1) if at_min / 100 <= lrs[i] <= at_min]
+    if not candidates:
+        return at_min / 10
+
+    def slope(i: int) -> float:
+        return (losses[i + span] - losses[i - span]) / (logs[i + span] - logs[i - span])
+
+    steepest = min(candidates, key=slope)
+    return lrs[steepest] if slope(steepest) < 0 else at_min / 10
+
+
+def find_lr(
+    project,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    device: str | None = None,
+    data_root: Path | None = None,
+    progress: Callable[[int, int, float, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    divergence: float = 4.0,
+    beta: float = 0.98,
+) -> LRFinderResult:
+    """Run the range test on a fresh copy of the project's model (the project is not changed).
+
+    ``progress(step, steps, lr, smoothed_loss)`` reports each step. Stops early once the smoothed
+    loss exceeds ``divergence`` times its best.
+    """
+    settings = check_training(project.training)
+    analysis = analyze(project.model)
+    if not analysis.valid:
+        raise ModelError(analysis.errors)
+    target = pick_device(device or settings["device"])
+    torch.manual_seed(settings["seed"])
+    dataset = load_dataset(project.data, project.model.input_shape, data_root=data_root)
+    _, mean, std = resolve_normalization(project.data, dataset, _backbone_weights(project))
+    model = build_model(project.model, analysis=analysis).to(target)
+    model.train()
+    optimizer = make_optimizer(model, {**settings, "lr": start_lr, "backbone_lr": "same"})
+    criterion = nn.CrossEntropyLoss()
+    ratio = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+    lrs, smoothed, raw = [], [], []
+    average, best = 0.0, math.inf
+    batches = make_batches(
+        dataset,
+        "train",
+        settings["batch_size"],
+        target,
+        mean,
+        std,
+        train=True,
+        augment=project.data.augment,
+        seed=settings["seed"],
+    )
+    diverged = False
+    step = 0
+    while step < steps and not diverged:
+        for x, y in batches:
+            if should_stop and should_stop():
+                raise Cancelled("learning-rate search cancelled")
+            lr = start_lr * ratio**step
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            average = beta * average + (1 - beta) * (value if math.isfinite(value) else 1e9)
+            corrected = average / (1 - beta ** (step + 1))
+            lrs.append(lr)
+            raw.append(value)
+            smoothed.append(corrected)
+            best = min(best, corrected)
+            step += 1
+            if progress:
+                progress(step, steps, lr, corrected)
+            if not math.isfinite(value) or corrected > divergence * best:
+                diverged = True
+            if diverged or step >= steps:
+                break
+        batches.set_epoch(step)
+    return LRFinderResult(lrs, smoothed, raw, suggest_lr(lrs, smoothed), diverged)
+
+
+def _backbone_weights(project):
+    first = project.model.nodes[0]
+    if first.kind == "Backbone" and first.params.get("weights", "DEFAULT") == "DEFAULT":
+        from cnnstudio.backbones import default_weights
+
+        return default_weights(first.params.get("name", "resnet18"))
+    return None
