@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except (StudioError, UsageError) as error:
         print(f"cnnstudio {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -79,7 +79,7 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--data-folder", type=Path, metavar="PATH", help="an image folder (one subfolder per class)"
     )
-    new.set_defaults(run=_cmd_new)
+    new.set_defaults(handler=_cmd_new)
 
     data = commands.add_parser("data", help="classes, counts and unreadable files of a dataset")
     data.add_argument(
@@ -89,7 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="an image folder, or a project folder (its data is summarised)",
     )
     data.add_argument("--json", action="store_true", help="print one JSON object")
-    data.set_defaults(run=_cmd_data)
+    data.set_defaults(handler=_cmd_data)
 
     train = commands.add_parser("train", help="train the project's model")
     train.add_argument("dir", metavar="DIR", type=Path, help="project folder")
@@ -104,14 +104,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="continue the latest run (or RUN) from its last checkpoint",
     )
-    train.set_defaults(run=_cmd_train)
+    train.set_defaults(handler=_cmd_train)
 
     evaluate_cmd = commands.add_parser("evaluate", help="accuracy, confusion matrix, per class")
     evaluate_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     evaluate_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
     evaluate_cmd.add_argument("--device", metavar="DEVICE")
     evaluate_cmd.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate_cmd.set_defaults(run=_cmd_evaluate)
+    evaluate_cmd.set_defaults(handler=_cmd_evaluate)
 
     lr_find = commands.add_parser("lr-find", help="suggest a learning rate (range test)")
     lr_find.add_argument("dir", metavar="DIR", type=Path, help="project folder")
@@ -123,19 +123,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="where to write the curve (default: DIR/lr_find.csv)",
     )
     lr_find.add_argument("--device", metavar="DEVICE")
-    lr_find.set_defaults(run=_cmd_lr_find)
+    lr_find.set_defaults(handler=_cmd_lr_find)
 
     fetch = commands.add_parser("download", help="download a standard dataset")
     fetch.add_argument(
         "set", choices=sorted(STANDARD_SETS), metavar="SET", help=", ".join(sorted(STANDARD_SETS))
     )
     fetch.add_argument("--root", type=Path, help="data folder (default: the user's data folder)")
-    fetch.set_defaults(run=_cmd_download)
+    fetch.set_defaults(handler=_cmd_download)
 
     summary = commands.add_parser("summary", help="per-layer shapes, parameters and FLOPs")
     summary.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     summary.add_argument("--json", action="store_true", help="print one JSON object")
-    summary.set_defaults(run=_cmd_summary)
+    summary.set_defaults(handler=_cmd_summary)
     return parser
 
 
@@ -305,8 +305,11 @@ class _TrainPrinter:
 
 
 def _train_exit(result, received: list[int]) -> int:
+    import os
     import signal
 
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks for the run
+        return 1 if type(result).__name__ == "Failed" else 0
     if type(result).__name__ == "Failed":
         print(f"cnnstudio train: error: {result.message}", file=sys.stderr)
         return 1

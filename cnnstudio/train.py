@@ -208,7 +208,8 @@ def device_name(device: torch.device) -> str:
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def pick_precision(setting: str, device: torch.device) -> str:
@@ -571,8 +572,20 @@ class Trainer:
             raise
         if isinstance(result, Failed):
             self._finish_state("failed", result.message)
+        self._leave_world()
         self._events(result)
         return result
+
+    def _leave_world(self) -> None:
+        """Wait for every rank (rank 0 may still be evaluating), then close the process group:
+        a rank that exits early would break its peers' connections."""
+        if not self.world.distributed:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
 
     # The run, step by step
 

@@ -1,0 +1,437 @@
+"""The trainer: runs, events, checkpoints and exact resume, faults, groups, schedules, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnstudio import Project, build_model, load_project
+from cnnstudio.data import DataSettings
+from cnnstudio.train import (
+    CheckpointSaved,
+    EpochEnded,
+    Failed,
+    Finished,
+    RunStarted,
+    StepLogged,
+    Trainer,
+    estimate_memory,
+    load_checkpoint,
+    lr_factor,
+    make_optimizer,
+)
+from cnnstudio.train_settings import check_training
+from tests.helpers import spec_of
+
+COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 220), (230, 220, 40)]
+
+
+def colour_folder(root: Path, per_class: int = 24, size: int = 16) -> Path:
+    """Four classes of noisy single-colour squares: learnable in a couple of epochs."""
+    rng = np.random.default_rng(0)
+    for label, colour in enumerate(COLOURS):
+        folder = root / f"c{label}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            noise = rng.normal(0, 30, (size, size, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def tiny_model(classes: int = 4, size: int = 16):
+    return spec_of(
+        ("conv1", "Conv2d", {"out_channels": 8, "kernel_size": 3, "padding": 1}),
+        ("bn1", "BatchNorm2d", {}),
+        ("relu1", "ReLU", {}),
+        ("pool1", "MaxPool2d", {"kernel_size": 2}),
+        ("drop1", "Dropout", {"p": 0.25}),
+        ("flat", "Flatten", {}),
+        ("fc", "Linear", {"out_features": classes}),
+        input_shape=(3, size, size),
+        num_classes=classes,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    data = colour_folder(tmp_path / "images")
+    training = check_training({"epochs": 2, "batch_size": 16, "log_every": 1, "lr": 0.01,
+                               "schedule": "constant", "workers": 0})  # fmt: skip
+    made = Project(model=tiny_model(), name="tiny",
+                   data=DataSettings(source="folder", path=str(data)), training=training,
+                   path=tmp_path / "proj")  # fmt: skip
+    made.save()
+    return made
+
+
+def collect(trainer: Trainer, on_event=None) -> tuple[list, object]:
+    events = []
+
+    def sink(event):
+        events.append(event)
+        if on_event:
+            on_event(event)
+
+    result = trainer.run(sink)
+    return events, result
+
+
+def test_a_run_reports_events_and_fills_its_folder(project: Project) -> None:
+    events, result = collect(Trainer(project))
+    assert isinstance(result, Finished) and result.state == "finished"
+    kinds = [type(e).__name__ for e in events]
+    assert kinds.count("RunStarted") == 1 and kinds[-1] == "Finished"
+    assert set(kinds[: kinds.index("RunStarted")]) <= {"DataProgress", "Warned"}
+    started = next(e for e in events if isinstance(e, RunStarted))
+    steps = [e for e in events if isinstance(e, StepLogged)]
+    epochs = [e for e in events if isinstance(e, EpochEnded)]
+    assert len(steps) == 2 * started.steps_per_epoch
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert all(0 <= e.accuracy <= 1 and e.loss > 0 and e.images_per_sec > 0 for e in steps)
+    assert result.evaluation is not None and result.evaluation.confusion.sum() == 20
+    run = Path(result.run_dir)
+    assert run.parent == project.runs_dir
+    for name in ("settings.json", "metrics.jsonl", "last.pt", "best.pt", "evaluation.json",
+                 "model.safetensors", "state.json"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert list(run.glob("events.out.tfevents.*")), "TensorBoard events"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {line["type"] for line in lines} == {"step", "epoch"}
+    assert json.loads((run / "state.json").read_text())["state"] == "finished"
+    assert result.final_val_accuracy == epochs[-1].val_accuracy
+
+
+def test_dataset_statistics_are_stored_in_the_project_once(project: Project) -> None:
+    assert project.data.mean is None
+    Trainer(project).run()
+    reloaded = load_project(project.path)
+    assert reloaded.data.mean is not None and len(reloaded.data.std) == 3
+
+
+def test_safetensors_weights_rebuild_the_model(project: Project) -> None:
+    from safetensors.torch import load_file
+
+    result = Trainer(project).run()
+    model = build_model(project.model)
+    model.load_state_dict(load_file(Path(result.run_dir) / "model.safetensors"))
+
+
+def final_weights(run_dir: str) -> dict[str, torch.Tensor]:
+    return load_checkpoint(Path(run_dir) / "last.pt")["model"]
+
+
+def test_resume_after_a_stop_gives_the_same_weights_as_one_run(project: Project) -> None:
+    straight = Trainer(project).run()
+    assert isinstance(straight, Finished)
+
+    def stop_midway(event) -> None:
+        if isinstance(event, StepLogged) and event.epoch == 2 and event.step == 2:
+            trainer.stop()
+
+    trainer = Trainer(project)
+    _, stopped = collect(trainer, stop_midway)
+    assert isinstance(stopped, Finished) and stopped.state == "stopped"
+    checkpoint = load_checkpoint(Path(stopped.run_dir) / "last.pt")
+    assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 2
+    events, resumed = collect(Trainer(project, resume=True))
+    assert isinstance(resumed, Finished) and resumed.state == "finished"
+    assert resumed.run_dir == stopped.run_dir
+    assert next(e for e in events if isinstance(e, RunStarted)).resumed
+    a, b = final_weights(straight.run_dir), final_weights(resumed.run_dir)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    lines = (Path(resumed.run_dir) / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["global_step"] for line in lines if '"step"' in line[:16]]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))
+
+
+def test_stop_from_another_thread_ends_within_one_step(project: Project) -> None:
+    trainer = Trainer(project)
+    seen = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def on_event(event) -> None:
+        if isinstance(event, StepLogged):
+            seen.append(event.global_step)
+            first.set()
+            release.wait(10)  # hold the loop until the other thread has asked it to stop
+
+    worker = threading.Thread(target=lambda: seen.append(trainer.run(on_event)))
+    worker.start()
+    assert first.wait(60)
+    trainer.stop()
+    release.set()
+    worker.join(60)
+    result = seen[-1]
+    assert isinstance(result, Finished) and result.state == "stopped"
+    assert [s for s in seen[:-1]] == [1]
+    checkpoint = load_checkpoint(Path(result.run_dir) / "last.pt")
+    assert checkpoint["progress"]["global_step"] == 1
+    model = build_model(project.model)
+    model.load_state_dict(checkpoint["model"])
+
+
+def test_pause_holds_the_loop_until_resume(project: Project) -> None:
+    trainer = Trainer(project)
+    steps = []
+    paused_at = threading.Event()
+
+    def on_event(event) -> None:
+        if isinstance(event, StepLogged):
+            steps.append(event.global_step)
+            if event.global_step == 1:
+                trainer.pause()
+                paused_at.set()
+
+    worker = threading.Thread(target=trainer.run, args=(on_event,))
+    worker.start()
+    assert paused_at.wait(60)
+    worker.join(0.5)
+    assert worker.is_alive() and steps == [1]
+    trainer.resume()
+    worker.join(60)
+    assert not worker.is_alive() and len(steps) > 1
+
+
+def test_planted_nan_stops_the_run_and_says_where(project: Project) -> None:
+    Trainer(project).run()  # a good run leaves statistics; now poison them
+    project = load_project(project.path)
+    project.data = DataSettings(**{**vars(project.data), "std": (1e-38,) * 3})
+    project.training["epochs"] = 1
+    events, result = collect(Trainer(project, save_project=False))
+    assert isinstance(result, Failed) and result.reason == "nan"
+    assert result.step == 1
+    assert result.message.startswith("the loss became ")
+    assert "at step 1 (epoch 1)" in result.message and "lower the learning rate" in result.message
+    assert not any(isinstance(e, CheckpointSaved) for e in events)
+    assert json.loads((Path(result.run_dir) / "state.json").read_text())["state"] == "failed"
+
+
+def test_nan_keeps_the_last_good_checkpoint(project: Project, monkeypatch) -> None:
+    calls = {"n": 0}
+    original = torch.nn.CrossEntropyLoss.forward
+
+    def poisoned(self, logits, target):
+        calls["n"] += 1
+        loss = original(self, logits, target)
+        return loss * float("nan") if calls["n"] == 8 else loss  # a step in epoch 2
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    result = Trainer(project).run()
+    assert isinstance(result, Failed) and result.reason == "nan" and result.step == 8
+    assert f"the last good checkpoint is {Path(result.run_dir) / 'last.pt'} (epoch 1)" in (
+        result.message
+    )
+    assert load_checkpoint(Path(result.run_dir) / "last.pt")["progress"]["epoch"] == 1
+
+
+def test_out_of_memory_ends_the_run_cleanly_with_advice(project: Project, monkeypatch) -> None:
+    def no_memory(self, logits, target):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", no_memory)
+    result = Trainer(project).run()
+    assert isinstance(result, Failed) and result.reason == "out_of_memory"
+    assert "ran out of memory at batch size 16: use batch size 8 or smaller" in result.message
+
+
+def test_early_stopping(project: Project) -> None:
+    project.training.update(epochs=10, lr=1e-8, early_stopping=2, monitor="val_accuracy")
+    events, result = collect(Trainer(project))
+    assert isinstance(result, Finished) and result.state == "early_stopped"
+    assert len([e for e in events if isinstance(e, EpochEnded)]) == 3
+    assert result.best_epoch == 1
+
+
+def test_bad_data_ends_as_a_failed_event(project: Project, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(project.data.path)
+    result = Trainer(project).run()
+    assert isinstance(result, Failed) and result.reason == "data"
+    assert "does not exist" in result.message
+
+
+def test_nothing_to_resume(project: Project) -> None:
+    result = Trainer(project, resume=True).run()
+    assert isinstance(result, Failed) and "nothing to resume" in result.message
+
+
+def test_unsaved_project_cannot_train(project: Project) -> None:
+    project.path = None
+    result = Trainer(project).run()
+    assert isinstance(result, Failed) and "save the project first" in result.message
+
+
+def test_missing_device_is_refused(project: Project) -> None:
+    result = Trainer(project, device="cuda:7").run()
+    assert isinstance(result, Failed) and "cuda:7 is not available" in result.message
+
+
+def backbone_spec(freeze: bool):
+    return spec_of(
+        ("bb", "Backbone", {"name": "resnet18", "weights": "none", "freeze": freeze}),
+        ("fc", "Linear", {"out_features": 4}),
+        input_shape=(3, 16, 16),
+        num_classes=4,
+    )
+
+
+def test_per_group_learning_rates_reach_the_optimizer() -> None:
+    model = build_model(backbone_spec(freeze=False))
+    settings = check_training({"lr": 1e-3, "backbone_lr": 1e-5, "weight_decay": 0.01})
+    groups = {g["name"]: g for g in make_optimizer(model, settings).param_groups}
+    assert groups["backbone"]["lr"] == 1e-5 and groups["head"]["lr"] == 1e-3
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0
+    assert groups["head"]["weight_decay"] == 0.01
+    counted = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert counted == sum(p.numel() for p in model.parameters())
+    frozen = make_optimizer(build_model(backbone_spec(freeze=True)), settings)
+    assert [g["name"] for g in frozen.param_groups] == ["head", "head_no_decay"]
+
+
+def test_frozen_backbone_weights_do_not_change(project: Project) -> None:
+    project.model = backbone_spec(freeze=True)
+    snapshots = {}
+
+    def keep(event) -> None:
+        if isinstance(event, CheckpointSaved) and event.kind == "last":
+            snapshots[event.epoch] = load_checkpoint(Path(event.path))["model"]
+
+    _, result = collect(Trainer(project), keep)
+    assert isinstance(result, Finished)
+    first, last = snapshots[1], snapshots[2]
+    backbone = [k for k in first if k.startswith("bb.")]
+    assert backbone and all(torch.equal(first[k], last[k]) for k in backbone)
+    assert not torch.equal(first["fc.weight"], last["fc.weight"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle", "step"])
+def test_schedules(schedule: str) -> None:
+    kw = dict(schedule=schedule, total_steps=100, warmup_steps=0, steps_per_epoch=10,
+              step_size=3, gamma=0.5)  # fmt: skip
+    factors = [lr_factor(s, **kw) for s in range(100)]
+    assert all(0 <= f <= 1 for f in factors)
+    if schedule == "constant":
+        assert set(factors) == {1.0}
+    if schedule == "cosine":
+        assert factors[0] == 1.0 and factors[-1] < 0.01 and factors == sorted(factors, reverse=True)
+    if schedule == "onecycle":
+        peak = factors.index(max(factors))
+        assert 20 <= peak <= 40 and factors[0] < 0.1 and factors[-1] < 0.01
+    if schedule == "step":
+        assert factors[29] == 1.0 and factors[30] == 0.5 and factors[60] == 0.25
+    warm = [lr_factor(s, **{**kw, "warmup_steps": 10}) for s in range(10)]
+    if schedule != "onecycle":
+        assert warm == sorted(warm) and warm[0] == 0.1
+
+
+def test_memory_estimate_grows_with_the_batch() -> None:
+    settings = check_training({})
+    estimate = estimate_memory(tiny_model(), settings)
+    assert estimate.total(64) - estimate.total(32) == 32 * estimate.per_image_bytes
+    free = estimate.total(100)
+    assert estimate.largest_batch(free) == 100
+    assert estimate.largest_batch(estimate.fixed_bytes - 1) == 0
+    assert estimate_memory(tiny_model(), settings, "bf16").per_image_bytes < \
+        estimate.per_image_bytes  # fmt: skip
+
+
+def test_lr_finder_suggests_a_rate_and_leaves_the_project_alone(project: Project) -> None:
+    from cnnstudio.lr_finder import find_lr
+
+    before = (project.path / "project.json").read_bytes()
+    result = find_lr(project, steps=30)
+    assert 1e-7 <= result.suggestion <= 10
+    assert len(result.lrs) == len(result.losses) <= 30
+    assert result.lrs == sorted(result.lrs)
+    assert (project.path / "project.json").read_bytes() == before
+    assert not project.runs_dir.exists()
+    assert result.to_csv().splitlines()[0] == "lr,loss,raw_loss"
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnstudio", *args], capture_output=True,
+                          text=True, timeout=600, **kw)  # fmt: skip
+
+
+def test_sample_set_reaches_90_percent_from_the_command_line(tmp_path: Path) -> None:
+    assert cli("new", str(tmp_path / "p")).returncode == 0
+    result = cli("train", str(tmp_path / "p"), "--epochs", "5")
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("final validation accuracy: ")
+    accuracy = float(last.split()[3].rstrip(";"))
+    assert accuracy >= 0.90, result.stdout
+    shown = cli("evaluate", str(tmp_path / "p"), "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert {"accuracy", "confusion_matrix", "per_class", "classes"} <= set(data)
+    assert abs(data["accuracy"] - accuracy) < 1e-9
+    assert set(data["per_class"][0]) >= {"precision", "recall", "f1", "support"}
+    text = cli("evaluate", str(tmp_path / "p"))
+    assert "confusion matrix" in text.stdout and "precision" in text.stdout
+
+
+def test_cli_lr_find_writes_the_curve(project: Project) -> None:
+    result = cli("lr-find", str(project.path), "--steps", "20")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("suggested learning rate: ")
+    assert (project.path / "lr_find.csv").read_text().startswith("lr,loss,raw_loss")
+
+
+def test_sigint_checkpoints_then_exits(project: Project) -> None:
+    project.training["epochs"] = 200
+    project.save()
+    command = [sys.executable, "-m", "cnnstudio", "train", str(project.path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "stopped after" in out and "Traceback" not in err
+    run = next(project.runs_dir.iterdir())
+    assert load_checkpoint(run / "last.pt")["progress"]["epoch"] >= 1
+    assert json.loads((run / "state.json").read_text())["state"] == "stopped"
+
+
+def test_cli_train_errors_are_one_line(project: Project) -> None:
+    result = cli("train", str(project.path), "--resume")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"cnnstudio train: error: nothing to resume: no checkpoint in {project.runs_dir}"
+    ]
+
+
+def test_torchrun_with_two_cpu_processes(project: Project) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "cnnstudio", "train",
+         str(project.path)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list(project.runs_dir.iterdir())
+    assert len(runs) == 1
+    settings = json.loads((runs[0] / "settings.json").read_text())
+    assert settings["world_size"] == 2
+    assert result.stdout.count("final validation accuracy") == 1
+    epochs = [json.loads(line) for line in (runs[0] / "metrics.jsonl").read_text().splitlines()
+              if '"epoch"' in line[:16]]  # fmt: skip
+    assert [e["epoch"] for e in epochs] == [1, 2]
