@@ -171,11 +171,6 @@ def _random_affine(x: torch.Tensor, settings: dict[str, Any], uniform) -> torch.
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def normalize_batch(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / std per channel; ``mean`` and ``std`` are C-long tensors on x's device."""
-    return (x - mean[None, :, None, None]) / std[None, :, None, None]
-
-
 def classic_transform(
     settings: dict[str, Any], size: tuple[int, int], mean, std, train: bool = True
 ):

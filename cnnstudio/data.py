@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cnnstudio import standard_sets
-from cnnstudio.augment import AUGMENT_PARAMS, augment_batch, classic_transform, normalize_batch
+from cnnstudio.augment import AUGMENT_PARAMS, augment_batch, classic_transform
 from cnnstudio.errors import Cancelled, DataError, ProjectError
 from cnnstudio.params import Param, check_settings
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
@@ -798,8 +798,11 @@ class TensorBatches:
         self.labels = labels.to(device)
         self.indices = indices.to(device)
         self.batch_size = batch_size
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device)[None, :, None, None]
+        std_t = torch.tensor(std, dtype=torch.float32, device=device)[None, :, None, None]
+        # (x - mean) / std as one multiply-add, for pixels on the 0-1 scale and on the 0-255 one
+        self._scale01, self._shift = 1 / std_t, -mean_t / std_t
+        self._scale255 = self._scale01 / 255
         self.augment = augment
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -841,9 +844,10 @@ class TensorBatches:
             images = self.images[batch]
             if self.augment:
                 x = augment_batch(images, self.augment, generator)
+                x = torch.addcmul(self._shift, x, self._scale01)
             else:
-                x = images.float().div_(255)
-            yield normalize_batch(x, self.mean, self.std), self.labels[batch]
+                x = torch.addcmul(self._shift, images.float(), self._scale255)
+            yield x, self.labels[batch]
 
 
 class _FileImages(torch.utils.data.Dataset):

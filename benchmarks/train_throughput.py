@@ -1,0 +1,123 @@
+"""The Trainer against a plain, hand-written PyTorch loop: same model (SimpleCNN), same data
+tensors (the built-in sample set, 4,000 training images 32×32), batch 128, same device, same
+optimizer, channels_last in both, augmentation off in both.
+
+Prints the training images/s of each (the second epoch, validation and checkpoints excluded) and
+their ratio. Target: Trainer / plain loop at least 0.97.
+
+    .venv/bin/python benchmarks/train_throughput.py [--device cuda] [--epochs 3] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from torch import nn
+
+from cnnstudio import build_model, new_project
+from cnnstudio.augment import NO_AUGMENTATION
+from cnnstudio.data import DataSettings, dataset_stats, load_dataset
+from cnnstudio.train import EpochEnded, Trainer
+
+BATCH = 128
+
+
+def plain_loop(device: torch.device, epochs: int) -> float:
+    """What a user writes by hand: tensors on the device, a shuffled index per epoch."""
+    project = new_project()
+    dataset = load_dataset(project.data, project.model.input_shape)
+    mean, std = dataset_stats(dataset)
+    train = dataset.splits["train"]
+    images = dataset.images[train].to(device).float().div(255)
+    images = (images - torch.tensor(mean, device=device)[:, None, None]) / torch.tensor(
+        std, device=device
+    )[:, None, None]
+    images = images.contiguous(memory_format=torch.channels_last)
+    labels = dataset.labels[train].to(device)
+    torch.manual_seed(0)
+    model = build_model(project.model).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    criterion = nn.CrossEntropyLoss()
+    rate = 0.0
+    for _epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(labels), device=device)
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(0, len(order), BATCH):
+            batch = order[i : i + BATCH]
+            loss = criterion(model(images[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        _sync(device)
+        rate = len(order) / (time.perf_counter() - start)
+    return rate
+
+
+def trainer(device: torch.device, epochs: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        project = new_project(path=folder)
+        project.data = DataSettings(augment=dict(NO_AUGMENTATION))
+        project.training.update(
+            epochs=epochs,
+            batch_size=BATCH,
+            schedule="constant",
+            device=str(device),
+            precision="fp32",
+            log_every=50,
+        )
+        project.save()
+        rates = []
+
+        def on_event(event) -> None:
+            if isinstance(event, EpochEnded):
+                rates.append(event.train_images / event.train_seconds)
+
+        result = Trainer(project).run(on_event)
+        if not rates:
+            raise SystemExit(f"the run failed: {result}")
+        return rates[-1]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    plain_rates, trainer_rates = [], []
+    for _ in range(args.rounds):  # alternate, so that drift hits both alike
+        plain_rates.append(plain_loop(device, args.epochs))
+        trainer_rates.append(trainer(device, args.epochs))
+    plain, ours = max(plain_rates), max(trainer_rates)
+    print(
+        f"device {device}, SimpleCNN, batch {BATCH}, 4,000 images 3×32×32, best of "
+        f"{args.rounds} rounds"
+    )
+    print(
+        f"plain PyTorch loop: {plain:>9,.0f} img/s  (rounds: "
+        f"{', '.join(f'{r:,.0f}' for r in plain_rates)})"
+    )
+    print(
+        f"Trainer:            {ours:>9,.0f} img/s  (rounds: "
+        f"{', '.join(f'{r:,.0f}' for r in trainer_rates)})"
+    )
+    print(f"ratio Trainer / plain: {ours / plain:.3f} (target: at least 0.97)")
+
+
+if __name__ == "__main__":
+    main()
