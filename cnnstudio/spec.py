@@ -165,7 +165,57 @@ class ModelSpec:
         return self.with_nodes(nodes)
 
     def remove(self, node_id: str) -> ModelSpec:
-        return self.with_nodes(n for n in self.nodes if n.id != node_id)
+        """Without the layer ``node_id``; layers that named it as an input take its input
+        instead, so a removed layer inside a residual block does not leave a dangling edge."""
+        index = self.index(node_id)
+        node = self.nodes[index]
+        replacement = node.inputs or ((self.nodes[index - 1].id,) if index > 0 else (INPUT,))
+        nodes = []
+        for other in self.nodes:
+            if other.id == node_id:
+                continue
+            if node_id in other.inputs:
+                rewired: list[str] = []
+                for name in other.inputs:
+                    for new in replacement if name == node_id else (name,):
+                        if new not in rewired:
+                            rewired.append(new)
+                other = replace(other, inputs=tuple(rewired))
+            nodes.append(other)
+        return self.with_nodes(nodes)
+
+    def move(self, node_id: str, index: int) -> ModelSpec:
+        """The layer ``node_id`` moved to position ``index`` (counted without it)."""
+        node = self.node(node_id)
+        rest = [n for n in self.nodes if n.id != node_id]
+        rest.insert(max(0, min(index, len(rest))), node)
+        return self.with_nodes(rest)
+
+    def duplicate(self, node_ids: list[str] | tuple[str, ...]) -> tuple[ModelSpec, list[str]]:
+        """Copies of the layers ``node_ids``, each inserted right after its original; returns the
+        new spec and the copies' ids."""
+        spec, made = self, []
+        for node_id in node_ids:
+            node = spec.node(node_id)
+            copy = replace(node, id=spec.new_id(node.kind), params=dict(node.params), inputs=())
+            spec = spec.insert(spec.index(node_id) + 1, copy)
+            made.append(copy.id)
+        return spec, made
+
+    def connect(self, source: str, target: str) -> ModelSpec:
+        """Make ``source`` one more input of the merge layer ``target``. A merge that took the
+        layer before it implicitly keeps that layer as its first input."""
+        index = self.index(target)
+        node = self.nodes[index]
+        current = node.inputs or ((self.nodes[index - 1].id,) if index > 0 else (INPUT,))
+        if source in current:
+            return self
+        return self.with_nodes(
+            replace(n, inputs=(*current, source)) if n.id == target else n for n in self.nodes
+        )
+
+    def with_shape(self, input_shape: tuple[int, int, int], num_classes: int) -> ModelSpec:
+        return replace(self, input_shape=tuple(input_shape), num_classes=num_classes)
 
     def set_params(self, node_id: str, **params: Any) -> ModelSpec:
         return self.with_nodes(

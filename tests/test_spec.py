@@ -312,3 +312,30 @@ def test_spec_edits_return_new_specs() -> None:
     assert spec.node("c").params["out_channels"] == 8
     assert [n.id for n in grown.remove("relu1").nodes] == ["c", "flat", "head"]
     assert spec.new_id("Conv2d") == "conv1"
+
+
+def test_removing_a_layer_rewires_the_layers_that_named_it() -> None:
+    spec = small_net(
+        ("a", "Conv2d", CONV),
+        ("b", "Conv2d", CONV),
+        ("c", "Conv2d", CONV),
+        ("add", "Add", {}, ["c", "b"]),
+    )
+    without_b = spec.remove("b")
+    assert without_b.node("add").inputs == ("c", "a")
+    assert analyze(without_b).valid
+    without_c = spec.remove("c")
+    assert without_c.node("add").inputs == ("b",)
+
+
+def test_move_duplicate_connect() -> None:
+    spec = small_net(("a", "Conv2d", CONV), ("r", "ReLU", {}), ("add", "Add", {}))
+    moved = spec.move("r", 0)
+    assert [n.id for n in moved.nodes][:2] == ["r", "a"]
+    copied, ids = spec.duplicate(["a"])
+    assert ids == ["conv1"] and [n.id for n in copied.nodes][:3] == ["a", "conv1", "r"]
+    assert copied.node("conv1").params == spec.node("a").params
+    joined = spec.connect("a", "add")
+    assert joined.node("add").inputs == ("r", "a")
+    assert joined.connect("a", "add") == joined
+    assert analyze(joined).valid
