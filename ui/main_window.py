@@ -1,68 +1,360 @@
-"""The studio's main window.
-
-For now it shows the project's model as the engine analyses it: one row per layer with its output
-shape, parameters and FLOPs, the problems found, and the totals in the status bar.
-"""
+"""The studio's main window: the model editor in the middle, the layer palette on the left,
+the properties and the data on the right; menus, toolbar, undo, recent projects, status bar."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMainWindow, QTableWidget, QTableWidgetItem
+from pathlib import Path
 
-from cnnstudio import Project, analyze
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolBar,
+)
+
+from cnnstudio import Project, StudioError, list_templates, new_project
 from cnnstudio.cli import human
 from cnnstudio.spec import format_shape
-
-COLUMNS = ("Layer", "Kind", "Output", "Parameters", "FLOPs", "Problem")
+from cnnstudio.templates import get_template
+from ui.app_settings import AppSettings
+from ui.data_view import DataPanel
+from ui.document import ProjectDocument
+from ui.editor.canvas import ModelCanvas
+from ui.editor.commands import (
+    DuplicateLayersCommand,
+    InsertLayerCommand,
+    RemoveLayersCommand,
+    ReplaceModelCommand,
+)
+from ui.editor.palette import PalettePanel
+from ui.editor.properties import PropertyPanel
+from ui.icons import clear_cache, icon
+from ui.theme import THEMES, apply_theme
 
 
 class MainWindow(QMainWindow):
     """The top-level window over one project."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project | None = None, settings: AppSettings | None = None) -> None:
         super().__init__()
-        self.project = project
+        self.settings = settings or AppSettings()
+        self.document = ProjectDocument(project or new_project(), self)
         self._build_ui()
-        self.show_project(project)
+        self._build_actions()
+        self._connect()
+        self._restore_layout()
+        self._update_title()
+        self.document.request_analysis()
+
+    # Building
 
     def _build_ui(self) -> None:
-        self.resize(900, 640)
-        self.layer_table = QTableWidget(0, len(COLUMNS), self)
-        self.layer_table.setHorizontalHeaderLabels(COLUMNS)
-        self.layer_table.verticalHeader().setVisible(False)
-        self.layer_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.layer_table.setAlternatingRowColors(True)
-        self.layer_table.horizontalHeader().setStretchLastSection(True)
-        self.setCentralWidget(self.layer_table)
-
-    def show_project(self, project: Project) -> None:
-        self.project = project
-        analysis = analyze(project.model)
-        self.setWindowTitle(f"{project.name} — CNN Studio")
-        table = self.layer_table
-        table.setRowCount(len(analysis.layers))
-        for row, info in enumerate(analysis.layers):
-            known = info.output_shape is not None
-            cells = (
-                info.id,
-                info.kind,
-                format_shape(info.output_shape),
-                f"{info.params:,}" if known else "",
-                human(info.flops) if known else "",
-                "; ".join(info.errors),
-            )
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column in (3, 4):
-                    item.setTextAlignment(
-                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                    )
-                table.setItem(row, column, item)
-        table.resizeColumnsToContents()
-        count = len(analysis.errors)
-        state = "valid" if analysis.valid else f"{count} problem{'s' if count > 1 else ''}"
-        self.statusBar().showMessage(
-            f"{analysis.total_params:,} parameters · {human(analysis.flops)} FLOPs per image · "
-            f"input {format_shape(analysis.input_shape)} → output "
-            f"{format_shape(analysis.output_shape)} · {state}"
+        self.resize(1280, 820)
+        self.setDockNestingEnabled(True)
+        self.canvas = ModelCanvas(self.document, self)
+        self.setCentralWidget(self.canvas)
+        self.palette_panel = PalettePanel(self)
+        self.property_panel = PropertyPanel(self.document, self)
+        self.data_panel = DataPanel(self.document, self)
+        self.palette_dock = self._dock(
+            "Layers", "palette", self.palette_panel, Qt.DockWidgetArea.LeftDockWidgetArea
         )
+        self.property_dock = self._dock(
+            "Properties", "properties", self.property_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.data_dock = self._dock(
+            "Data", "data", self.data_panel, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.tabifyDockWidget(self.property_dock, self.data_dock)
+        self.property_dock.raise_()
+        self.resizeDocks(
+            [self.palette_dock, self.property_dock], [220, 360], Qt.Orientation.Horizontal
+        )
+        self.device_label = QLabel(self)
+        self.path_label = QLabel(self)
+        self.totals_label = QLabel(self)
+        bar = self.statusBar()
+        bar.addWidget(self.totals_label, 1)
+        bar.addPermanentWidget(self.path_label)
+        bar.addPermanentWidget(self.device_label)
+        self.device_label.setText(_device_summary())
+
+    def _dock(self, title: str, name: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{name}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot, shortcut=None, icon_name: str | None = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        self.new_action = self._action(
+            "&New", self.new_project, QKeySequence.StandardKey.New, "new"
+        )
+        self.open_action = self._action(
+            "&Open…", self.open_project_dialog, QKeySequence.StandardKey.Open, "open"
+        )
+        self.save_action = self._action(
+            "&Save", self.save_project, QKeySequence.StandardKey.Save, "save"
+        )
+        self.save_as_action = self._action(
+            "Save &As…", self.save_project_as, QKeySequence("Ctrl+Shift+S")
+        )
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.undo_action = self.document.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.undo_action.setIcon(icon("undo"))
+        self.redo_action = self.document.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.redo_action.setIcon(icon("redo"))
+        self.delete_action = self._action(
+            "&Delete", self.delete_selected, QKeySequence.StandardKey.Delete, "delete"
+        )
+        self.delete_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.canvas.addAction(self.delete_action)
+        self.duplicate_action = self._action(
+            "D&uplicate", self.duplicate_selected, QKeySequence("Ctrl+D"), "duplicate"
+        )
+        self.zoom_in_action = self._action(
+            "Zoom &In", lambda: self.canvas.zoom_by(1.2), QKeySequence.StandardKey.ZoomIn, "zoom-in"
+        )
+        self.zoom_out_action = self._action(
+            "Zoom &Out",
+            lambda: self.canvas.zoom_by(1 / 1.2),
+            QKeySequence.StandardKey.ZoomOut,
+            "zoom-out",
+        )
+        self.fit_action = self._action(
+            "&Fit Model", self.canvas.zoom_to_fit, QKeySequence("Ctrl+0"), "fit"
+        )
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([self.new_action, self.open_action])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        file_menu.addSeparator()
+        file_menu.addActions([self.save_action, self.save_as_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = menu.addMenu("&Edit")
+        edit_menu.addActions([self.undo_action, self.redo_action])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.delete_action, self.duplicate_action])
+        model_menu = menu.addMenu("&Model")
+        templates = model_menu.addMenu(icon("template"), "&Templates")
+        for name in list_templates():
+            action = templates.addAction(name)
+            action.setToolTip(get_template(name).description)
+            action.triggered.connect(lambda _c=False, n=name: self.apply_template(n))
+        view_menu = menu.addMenu("&View")
+        view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
+        view_menu.addSeparator()
+        for dock in (self.palette_dock, self.property_dock, self.data_dock):
+            view_menu.addAction(dock.toggleViewAction())
+        theme_menu = view_menu.addMenu("&Theme")
+        for theme in THEMES:
+            action = theme_menu.addAction(theme.capitalize())
+            action.triggered.connect(lambda _c=False, t=theme: self.set_theme(t))
+
+        toolbar = QToolBar("Main", self)
+        toolbar.setObjectName("toolbar_main")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        toolbar.addActions([self.new_action, self.open_action, self.save_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.undo_action, self.redo_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.duplicate_action, self.delete_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.zoom_out_action, self.zoom_in_action, self.fit_action])
+        self.addToolBar(toolbar)
+        self._fill_recent_menu()
+
+    def _connect(self) -> None:
+        self.canvas.selection_changed.connect(self._on_canvas_selection_changed)
+        self.palette_panel.kind_activated.connect(self._on_palette_kind_activated)
+        self.document.analysis_ready.connect(self._on_analysis_ready)
+        self.document.dirty_changed.connect(lambda _d: self._update_title())
+        self.document.project_replaced.connect(self._update_title)
+
+    def _restore_layout(self) -> None:
+        geometry, state = self.settings.geometry(), self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    # Slots
+
+    def _on_canvas_selection_changed(self, ids: list[str]) -> None:
+        self.property_panel.show_node(ids[0] if len(ids) == 1 else None)
+        if len(ids) == 1:
+            self.property_dock.raise_()
+
+    def _on_palette_kind_activated(self, kind: str) -> None:
+        selected = self.canvas.selected_ids()
+        spec = self.document.spec
+        index = spec.index(selected[-1]) + 1 if selected else len(spec.nodes)
+        command = InsertLayerCommand(self.document, kind, index)
+        self.document.push(command)
+        self.canvas.select([command.node.id])
+
+    def _on_analysis_ready(self, analysis) -> None:
+        state = (
+            "valid"
+            if analysis.valid
+            else (f"{len(analysis.errors)} problem{'s' if len(analysis.errors) > 1 else ''}")
+        )
+        frozen = analysis.total_params - analysis.trainable_params
+        frozen_text = f" ({human(frozen)} frozen)" if frozen else ""
+        self.totals_label.setText(
+            f"{analysis.total_params:,} parameters{frozen_text} · {human(analysis.flops)} FLOPs "
+            f"· {human(analysis.activation_bytes, binary=True)}B activations per image · input "
+            f"{format_shape(analysis.input_shape)} → {format_shape(analysis.output_shape)} · "
+            f"{state}"
+        )
+
+    # Edits
+
+    def delete_selected(self) -> None:
+        ids = self.canvas.selected_ids()
+        if ids:
+            self.document.push(RemoveLayersCommand(self.document, ids))
+
+    def duplicate_selected(self) -> None:
+        ids = self.canvas.selected_ids()
+        if ids:
+            command = DuplicateLayersCommand(self.document, ids)
+            self.document.push(command)
+            self.canvas.select(command.new_ids)
+
+    def apply_template(self, name: str) -> None:
+        spec = self.document.spec
+        template = get_template(name)
+        starts_pretrained = template.create(spec.num_classes).nodes[0].kind == "Backbone"
+        shape = template.input_shape if starts_pretrained else spec.input_shape
+        self.document.push(
+            ReplaceModelCommand(
+                self.document, template.create(spec.num_classes, shape), f"Template {name}"
+            )
+        )
+
+    # Files
+
+    def maybe_save(self) -> bool:
+        """Ask before unsaved changes are lost; False when the user cancels."""
+        if not self.document.dirty:
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Unsaved changes",
+            f"Save the changes to {self.document.project.name} before closing it?",
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
+        if answer == QMessageBox.StandardButton.Cancel:
+            return False
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save_project()
+        return True
+
+    def new_project(self) -> None:
+        if self.maybe_save():
+            self.document.replace_project(new_project())
+
+    def open_project_dialog(self) -> None:
+        if not self.maybe_save():
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if folder:
+            self.open_project(folder)
+
+    def open_project(self, folder: str | Path) -> bool:
+        try:
+            self.document.open(folder)
+        except StudioError as error:
+            QMessageBox.warning(self, "Cannot open the project", str(error))
+            return False
+        self._remember(str(self.document.project.path))
+        return True
+
+    def save_project(self) -> bool:
+        if self.document.project.path is None:
+            return self.save_project_as()
+        return self._save(None)
+
+    def save_project_as(self) -> bool:
+        folder = QFileDialog.getExistingDirectory(self, "Save project into folder")
+        return self._save(folder) if folder else False
+
+    def _save(self, folder: str | None) -> bool:
+        try:
+            self.document.save(folder)
+        except StudioError as error:
+            QMessageBox.warning(self, "Cannot save the project", str(error))
+            return False
+        self._remember(str(self.document.project.path))
+        self._update_title()
+        return True
+
+    def _remember(self, path: str) -> None:
+        self.settings.add_recent(path)
+        self.settings.set_last_project(path)
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_projects():
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _c=False, p=path: self._open_recent(p))
+        self.recent_menu.setEnabled(bool(self.settings.recent_projects()))
+
+    def _open_recent(self, path: str) -> None:
+        if self.maybe_save():
+            self.open_project(path)
+
+    def _update_title(self) -> None:
+        project = self.document.project
+        mark = "*" if self.document.dirty else ""
+        self.setWindowTitle(f"{project.name}{mark} — CNN Studio")
+        self.setWindowModified(self.document.dirty)
+        self.path_label.setText(str(project.path) if project.path else "not saved yet")
+
+    def set_theme(self, theme: str) -> None:
+        self.settings.set_theme(theme)
+        apply_theme(QApplication.instance(), theme)
+        clear_cache()
+        self.canvas.rebuild()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.maybe_save():
+            event.ignore()
+            return
+        self.data_panel.shutdown()
+        self.document.shutdown()
+        self.settings.save_window(self.saveGeometry(), self.saveState())
+        event.accept()
+
+
+def _device_summary() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        return f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB"
+    return f"CPU, {torch.get_num_threads()} threads"

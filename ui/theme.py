@@ -102,13 +102,11 @@ def apply_theme(app: QApplication, theme: str = "system") -> Colours:
         QToolBar {{ border: none; spacing: 4px; padding: 4px; }}
         QStatusBar {{ border-top: 1px solid {c.border}; }}
         QStatusBar QLabel {{ color: {c.muted}; padding: 0 8px; }}
-        QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox {{
+        QLineEdit {{
             padding: 3px 6px; border: 1px solid {c.border}; border-radius: 4px;
             background: {c.base};
         }}
-        QLineEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QComboBox:focus {{
-            border-color: {c.accent};
-        }}
+        QLineEdit:focus {{ border-color: {c.accent}; }}
         QTreeWidget, QListWidget, QTableWidget {{ border: none; background: {c.base}; }}
         QLabel[role="heading"] {{ font-weight: 600; font-size: 11pt; }}
         QLabel[role="muted"] {{ color: {c.muted}; }}

@@ -1,0 +1,378 @@
+"""The Data view: choose the images (built-in sample, a standard set, an image folder), see the
+classes with their counts, the warnings of the data summary and augmented samples, and edit the
+augmentation. Scanning and downloading run on a pool thread with progress and a cancel button."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cnnstudio.augment import AUGMENT_PARAMS
+from cnnstudio.data import DataSettings, load_dataset, preview, summarize
+from cnnstudio.errors import StudioError
+from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
+from ui.editor.properties import make_editor
+
+SOURCES = [
+    ("sample", "Built-in sample set"),
+    ("cifar10", "CIFAR-10"),
+    ("cifar100", "CIFAR-100"),
+    ("mnist", "MNIST"),
+    ("fashionmnist", "FashionMNIST"),
+    ("folder", "Image folder"),
+]
+PREVIEW_COUNT = 8
+
+
+class _JobSignals(QObject):
+    progress = Signal(int, int, int, str)
+    finished = Signal(int, object, object)
+    failed = Signal(int, str)
+
+
+class _DataJob(QRunnable):
+    """Downloads when needed, then summarises and loads the data (for the previews)."""
+
+    def __init__(
+        self,
+        generation: int,
+        settings: DataSettings,
+        input_shape,
+        signals: _JobSignals,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__()
+        self.generation, self.settings, self.input_shape = generation, settings, input_shape
+        self.signals, self.stop = signals, stop
+
+    def run(self) -> None:
+        def progress(done: int, total: int, what: str) -> None:
+            self.signals.progress.emit(self.generation, done, total, what)
+
+        try:
+            source = self.settings.source
+            if source in STANDARD_SETS and not is_downloaded(source):
+                download(source, progress=progress, should_stop=self.stop.is_set)
+            summary = summarize(
+                self.settings, self.input_shape, progress=progress, should_stop=self.stop.is_set
+            )
+            dataset = load_dataset(
+                self.settings, self.input_shape, progress=progress, should_stop=self.stop.is_set
+            )
+        except StudioError as error:
+            self.signals.failed.emit(self.generation, str(error))
+            return
+        self.signals.finished.emit(self.generation, summary, dataset)
+
+
+def array_to_pixmap(image: np.ndarray, scale: int = 3) -> QPixmap:
+    """An H×W×C uint8 array as a pixmap, enlarged without smoothing."""
+    height, width, channels = image.shape
+    data = np.ascontiguousarray(image if channels == 3 else image[:, :, :1].repeat(3, axis=2))
+    qimage = QImage(data.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(qimage).scaled(
+        width * scale,
+        height * scale,
+        Qt.AspectRatioMode.KeepAspectRatio,
+        Qt.TransformationMode.FastTransformation,
+    )
+
+
+class DataPanel(QWidget):
+    """The project's data: source, classes and counts, warnings, samples, augmentation."""
+
+    summary_ready = Signal(object)
+    load_failed = Signal(str)
+
+    def __init__(self, document, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.summary = None
+        self.dataset = None
+        self._generation = 0
+        self._stop = threading.Event()
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._signals = _JobSignals()
+        self._seed = 0
+        self._build_ui()
+        self._connect()
+        self.setAcceptDrops(True)
+        self._show_settings()
+        self.reload()
+
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 12, 12, 12)
+        layout.setSpacing(8)
+        row = QHBoxLayout()
+        self.source = QComboBox(self)
+        for key, title in SOURCES:
+            self.source.addItem(title, key)
+        self.folder_button = QPushButton("Choose folder…", self)
+        row.addWidget(self.source, 1)
+        row.addWidget(self.folder_button)
+        layout.addLayout(row)
+        self.path_label = QLabel(self)
+        self.path_label.setProperty("role", "muted")
+        self.path_label.setWordWrap(True)
+        layout.addWidget(self.path_label)
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel", self)
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.cancel_button)
+        layout.addLayout(progress_row)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.table = QTableWidget(0, 3, self)
+        self.table.setHorizontalHeaderLabels(["Class", "Train", "Validation"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(self.table, 2)
+        self.warnings = QLabel(self)
+        self.warnings.setWordWrap(True)
+        self.warnings.setProperty("role", "error")
+        layout.addWidget(self.warnings)
+        samples_row = QHBoxLayout()
+        heading = QLabel("Augmented samples", self)
+        heading.setProperty("role", "heading")
+        self.reroll_button = QPushButton("Re-roll", self)
+        samples_row.addWidget(heading, 1)
+        samples_row.addWidget(self.reroll_button)
+        layout.addLayout(samples_row)
+        self.grid_host = QWidget(self)
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setSpacing(4)
+        self.sample_labels = []
+        for i in range(PREVIEW_COUNT):
+            label = QLabel(self.grid_host)
+            label.setFixedSize(100, 100)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self.grid.addWidget(label, i // 4, i % 4)
+            self.sample_labels.append(label)
+        layout.addWidget(self.grid_host)
+        heading = QLabel("Augmentation", self)
+        heading.setProperty("role", "heading")
+        layout.addWidget(heading)
+        self.augment_form = QFormLayout()
+        layout.addLayout(self.augment_form)
+        self.augment_editors = {}
+
+    def _connect(self) -> None:
+        self.source.activated.connect(self._on_source_activated)
+        self.folder_button.clicked.connect(self._on_folder_button_clicked)
+        self.cancel_button.clicked.connect(self._on_cancel_clicked)
+        self.reroll_button.clicked.connect(self._on_reroll_clicked)
+        self.table.itemSelectionChanged.connect(self._show_samples)
+        self._signals.progress.connect(self._on_job_progress)
+        self._signals.finished.connect(self._on_job_finished)
+        self._signals.failed.connect(self._on_job_failed)
+        self.document.project_replaced.connect(self._on_project_replaced)
+        self.document.spec_changed.connect(self._on_spec_changed)
+
+    # Settings
+
+    @property
+    def settings(self) -> DataSettings:
+        return self.document.project.data
+
+    def _show_settings(self) -> None:
+        data = self.settings
+        self.source.setCurrentIndex([k for k, _ in SOURCES].index(data.source))
+        self.path_label.setText(data.path or "")
+        self.path_label.setVisible(data.source == "folder")
+        while self.augment_form.rowCount():
+            self.augment_form.removeRow(0)
+        self.augment_editors = {}
+        for param in AUGMENT_PARAMS:
+            value = data.augment.get(param.name, param.default)
+            editor = make_editor(param, value, lambda v, p=param: self._on_augment_changed(p, v))
+            editor.setToolTip(param.help)
+            self.augment_editors[param.name] = editor
+            self.augment_form.addRow(param.name.replace("_", " "), editor)
+
+    def choose_source(self, settings: DataSettings) -> None:
+        """Switch the project to other data and rescan."""
+        self.document.set_data(settings)
+        self._show_settings()
+        self.reload()
+
+    def _on_source_activated(self, index: int) -> None:
+        key = self.source.itemData(index)
+        if key == "folder":
+            self._on_folder_button_clicked()
+            return
+        self.choose_source(
+            replace(self.settings, source=key, path=None, mean=None, std=None, stats_key=None)
+        )
+
+    def _on_folder_button_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose an image folder")
+        if folder:
+            self.choose_folder(folder)
+        else:
+            self._show_settings()
+
+    def choose_folder(self, folder: str | Path) -> None:
+        self.choose_source(
+            replace(
+                self.settings,
+                source="folder",
+                path=str(folder),
+                mean=None,
+                std=None,
+                stats_key=None,
+            )
+        )
+
+    def _on_augment_changed(self, param, value) -> None:
+        if param.check(value):
+            return
+        augment = {**self.settings.augment, param.name: value}
+        self.document.set_data(replace(self.settings, augment=augment))
+        self._show_samples()
+
+    # Loading
+
+    def reload(self) -> None:
+        self._stop.set()
+        self._stop = threading.Event()
+        self._generation += 1
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.status.setText("Reading the data…")
+        self.warnings.clear()
+        self._pool.start(
+            _DataJob(
+                self._generation,
+                self.settings,
+                self.document.spec.input_shape,
+                self._signals,
+                self._stop,
+            )
+        )
+
+    def _on_job_progress(self, generation: int, done: int, total: int, what: str) -> None:
+        if generation != self._generation:
+            return
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+        self.progress.setFormat(f"{what}: %p%")
+
+    def _on_job_finished(self, generation: int, summary, dataset) -> None:
+        if generation != self._generation:
+            return
+        self.summary, self.dataset = summary, dataset
+        self.progress.hide()
+        self.cancel_button.hide()
+        counts = summary.counts
+        total = {k: sum(v) for k, v in counts.items()}
+        self.status.setText(
+            f"{len(summary.classes)} classes · {total.get('train', 0):,} training "
+            f"and {total.get('val', 0):,} validation images"
+        )
+        self.table.setRowCount(len(summary.classes))
+        for row, name in enumerate(summary.classes):
+            cells = [name, str(counts["train"][row]), str(counts.get("val", [0] * 999)[row])]
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column:
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+        notes = list(summary.warnings)
+        notes += [f"skipped {Path(s.path).name}: {s.reason}" for s in summary.skipped[:20]]
+        self.warnings.setText("\n".join(notes))
+        if summary.classes and not self.table.selectedItems():
+            self.table.selectRow(0)
+        self._show_samples()
+        self.summary_ready.emit(summary)
+
+    def _on_job_failed(self, generation: int, message: str) -> None:
+        if generation != self._generation:
+            return
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.summary = self.dataset = None
+        self.table.setRowCount(0)
+        self.status.setText("")
+        self.warnings.setText(message)
+        for label in self.sample_labels:
+            label.clear()
+        self.load_failed.emit(message)
+
+    def _on_cancel_clicked(self) -> None:
+        self._stop.set()
+
+    def _on_reroll_clicked(self) -> None:
+        self._seed += 1
+        self._show_samples()
+
+    def _show_samples(self) -> None:
+        if self.dataset is None:
+            return
+        rows = self.table.selectionModel().selectedRows()
+        class_index = rows[0].row() if rows else 0
+        images = preview(
+            self.dataset, class_index, PREVIEW_COUNT, self.settings.augment, seed=self._seed
+        )
+        for label, image in zip(self.sample_labels, images, strict=False):
+            scale = max(1, 96 // max(image.shape[:2]))
+            label.setPixmap(array_to_pixmap(image, scale))
+
+    def _on_project_replaced(self) -> None:
+        self._show_settings()
+        self.reload()
+
+    def _on_spec_changed(self, spec) -> None:
+        if self.dataset is not None and tuple(self.dataset.input_shape) != tuple(spec.input_shape):
+            self.reload()
+
+    # Dropping a folder
+
+    def dragEnterEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls and Path(urls[0].toLocalFile()).is_dir():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        folder = Path(event.mimeData().urls()[0].toLocalFile())
+        if folder.is_dir():
+            self.choose_folder(folder)
+            event.acceptProposedAction()
+
+    def wait(self, msecs: int = 60000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._pool.waitForDone(60000)

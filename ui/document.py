@@ -1,0 +1,113 @@
+"""The open project as the window sees it: the Project, its undo stack, and its analysis.
+
+Every edit of the model goes through ``push`` as one QUndoCommand. After each change the analysis
+runs on a thread-pool thread (the newest request wins) and arrives through ``analysis_ready``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
+
+from cnnstudio import Analysis, ModelSpec, Project, analyze, load_project, new_project
+
+
+class _AnalysisSignals(QObject):
+    finished = Signal(int, object)
+
+
+class _AnalysisJob(QRunnable):
+    def __init__(self, generation: int, spec: ModelSpec, signals: _AnalysisSignals) -> None:
+        super().__init__()
+        self.generation, self.spec, self.signals = generation, spec, signals
+
+    def run(self) -> None:
+        self.signals.finished.emit(self.generation, analyze(self.spec))
+
+
+class ProjectDocument(QObject):
+    """Holds the project being edited; views redraw from its signals."""
+
+    spec_changed = Signal(object)  # ModelSpec
+    analysis_ready = Signal(object)  # Analysis
+    project_replaced = Signal()
+    dirty_changed = Signal(bool)
+    data_changed = Signal()
+
+    def __init__(self, project: Project | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project = project or new_project()
+        self.undo_stack = QUndoStack(self)
+        self.analysis: Analysis | None = None
+        self._generation = 0
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._signals = _AnalysisSignals()
+        self._signals.finished.connect(self._on_analysis_finished)
+        self.undo_stack.cleanChanged.connect(lambda clean: self.dirty_changed.emit(not clean))
+        self._data_dirty = False
+
+    # State
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.project.model
+
+    @property
+    def dirty(self) -> bool:
+        return not self.undo_stack.isClean() or self._data_dirty
+
+    def push(self, command: QUndoCommand) -> None:
+        self.undo_stack.push(command)
+
+    def apply_spec(self, spec: ModelSpec) -> None:
+        """Set the model (called by undo commands only) and start its analysis."""
+        self.project.model = spec
+        self.spec_changed.emit(spec)
+        self.request_analysis()
+
+    def set_data(self, data) -> None:
+        """Change the data settings (not an undoable model edit, but it makes the project dirty)."""
+        self.project.data = data
+        self._data_dirty = True
+        self.dirty_changed.emit(True)
+        self.data_changed.emit()
+
+    def request_analysis(self) -> None:
+        self._generation += 1
+        self._pool.start(_AnalysisJob(self._generation, self.project.model, self._signals))
+
+    def wait_for_analysis(self, msecs: int = 30000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    def _on_analysis_finished(self, generation: int, analysis: Analysis) -> None:
+        if generation != self._generation:
+            return  # an older spec's result: a newer one is on its way
+        self.analysis = analysis
+        self.analysis_ready.emit(analysis)
+
+    # Files
+
+    def replace_project(self, project: Project) -> None:
+        self.project = project
+        self.undo_stack.clear()
+        self._data_dirty = False
+        self.project_replaced.emit()
+        self.spec_changed.emit(project.model)
+        self.dirty_changed.emit(False)
+        self.request_analysis()
+
+    def open(self, path: str | Path) -> None:
+        self.replace_project(load_project(path))
+
+    def save(self, path: str | Path | None = None) -> Path:
+        written = self.project.save(path)
+        self.undo_stack.setClean()
+        self._data_dirty = False
+        self.dirty_changed.emit(False)
+        return written
+
+    def shutdown(self) -> None:
+        self._pool.waitForDone(30000)

@@ -1,0 +1,97 @@
+"""Undo commands for model edits. Each keeps the spec before and after, so undo and redo restore
+exactly the previous model; a value dragged through many steps merges into one command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtGui import QUndoCommand
+
+from cnnstudio import ModelSpec, Node
+from cnnstudio.layers import get_layer_kind
+
+_SET_PARAM_ID = 1001
+
+
+class SpecCommand(QUndoCommand):
+    """Replace the model spec; undo puts the old one back."""
+
+    def __init__(self, document, after: ModelSpec, text: str) -> None:
+        super().__init__(text)
+        self.document = document
+        self.before = document.spec
+        self.after = after
+
+    def redo(self) -> None:
+        self.document.apply_spec(self.after)
+
+    def undo(self) -> None:
+        self.document.apply_spec(self.before)
+
+
+class InsertLayerCommand(SpecCommand):
+    def __init__(self, document, kind: str, index: int) -> None:
+        spec = document.spec
+        self.node = Node(spec.new_id(kind), kind, get_layer_kind(kind).default_params())
+        super().__init__(document, spec.insert(index, self.node), f"Add {kind}")
+
+
+class RemoveLayersCommand(SpecCommand):
+    def __init__(self, document, node_ids: list[str]) -> None:
+        spec = document.spec
+        for node_id in node_ids:
+            spec = spec.remove(node_id)
+        names = ", ".join(node_ids)
+        super().__init__(document, spec, f"Delete {names}")
+
+
+class MoveLayerCommand(SpecCommand):
+    def __init__(self, document, node_id: str, index: int) -> None:
+        super().__init__(document, document.spec.move(node_id, index), f"Move {node_id}")
+
+
+class DuplicateLayersCommand(SpecCommand):
+    def __init__(self, document, node_ids: list[str]) -> None:
+        spec, self.new_ids = document.spec.duplicate(node_ids)
+        super().__init__(document, spec, f"Duplicate {', '.join(node_ids)}")
+
+
+class ConnectInputCommand(SpecCommand):
+    def __init__(self, document, source: str, target: str) -> None:
+        super().__init__(
+            document, document.spec.connect(source, target), f"Connect {source} to {target}"
+        )
+
+
+class SetParamCommand(SpecCommand):
+    """One parameter of one layer; repeated edits of the same parameter merge (spin-box drags)."""
+
+    def __init__(self, document, node_id: str, name: str, value: Any) -> None:
+        self.node_id, self.name = node_id, name
+        after = document.spec.set_params(node_id, **{name: value})
+        super().__init__(document, after, f"Set {node_id}.{name} to {value}")
+
+    def id(self) -> int:
+        return _SET_PARAM_ID
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, SetParamCommand):
+            return False
+        if (other.node_id, other.name) != (self.node_id, self.name):
+            return False
+        self.after = other.after
+        self.setText(other.text())
+        return True
+
+
+class SetModelShapeCommand(SpecCommand):
+    def __init__(self, document, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        after = document.spec.with_shape(input_shape, num_classes)
+        super().__init__(document, after, "Change model input / classes")
+
+
+class ReplaceModelCommand(SpecCommand):
+    """A whole new model (a template)."""
+
+    def __init__(self, document, spec: ModelSpec, text: str) -> None:
+        super().__init__(document, spec, text)

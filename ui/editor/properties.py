@@ -1,0 +1,210 @@
+"""The property panel: a form generated from the catalogue's description of the selected layer's
+parameters (or the model's input and classes when nothing is selected). Values outside what the
+catalogue allows are refused with the reason; accepted ones become undo commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cnnstudio.layers import LAYER_KINDS
+from cnnstudio.params import AUTO, Param
+from ui.editor.commands import SetModelShapeCommand, SetParamCommand
+
+
+def make_editor(param: Param, value: Any, on_change) -> QWidget:
+    """A widget for one parameter. ``on_change(value)`` returns None when the value was taken, or
+    the reason it was refused."""
+    if param.type == "bool":
+        box = QCheckBox()
+        box.setChecked(bool(value))
+        box.toggled.connect(on_change)
+        return box
+    if param.type == "choice" or (param.words and param.words != (AUTO,)) or param.type == "text":
+        combo = QComboBox()
+        combo.setEditable(param.type != "choice")
+        options = list(param.choices) + [w for w in param.words if w not in param.choices]
+        combo.addItems(options)
+        combo.setCurrentText(str(value))
+
+        def commit(text: str) -> None:
+            parsed = _parse(param, text)
+            on_change(parsed)
+
+        if combo.isEditable():
+            combo.lineEdit().editingFinished.connect(lambda: commit(combo.currentText()))
+            combo.activated.connect(lambda _i: commit(combo.currentText()))
+        else:
+            combo.currentTextChanged.connect(commit)
+        return combo
+    if param.type == "int":
+        spin = QSpinBox()
+        low = int(param.minimum) - (1 if param.allows_auto else 0)
+        spin.setRange(low, int(param.maximum))
+        if param.allows_auto:
+            spin.setSpecialValueText(AUTO)
+        spin.setValue(low if value == AUTO else int(value))
+        spin.valueChanged.connect(
+            lambda v: on_change(AUTO if param.allows_auto and v == low else v)
+        )
+        return spin
+    spin = QDoubleSpinBox()
+    tiny = isinstance(param.default, float) and 0 < abs(param.default) < 0.01
+    spin.setDecimals(6 if tiny else 3)
+    spin.setRange(float(param.minimum), float(param.maximum))
+    spin.setSingleStep(0.05 if (param.maximum or 1) <= 1 else 1.0)
+    spin.setValue(float(value))
+    spin.valueChanged.connect(on_change)
+    return spin
+
+
+def _parse(param: Param, text: str) -> Any:
+    text = text.strip()
+    if text in param.words or param.type in ("choice", "text"):
+        return text
+    try:
+        return int(text) if param.type == "int" else float(text)
+    except ValueError:
+        return text
+
+
+class PropertyPanel(QWidget):
+    """Edits the selected layer's parameters, or the model's shape when none is selected."""
+
+    def __init__(self, document, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.node_id: str | None = None
+        self.editors: dict[str, QWidget] = {}
+        self._build_ui()
+        self._connect()
+        self.show_node(None)
+
+    def _build_ui(self) -> None:
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(12, 12, 12, 12)
+        self.layout_.setSpacing(8)
+        self.title = QLabel(self)
+        self.title.setProperty("role", "heading")
+        self.help = QLabel(self)
+        self.help.setWordWrap(True)
+        self.help.setProperty("role", "muted")
+        self.form_host = QWidget(self)
+        self.form = QFormLayout(self.form_host)
+        self.form.setContentsMargins(0, 4, 0, 4)
+        self.form.setVerticalSpacing(6)
+        self.message = QLabel(self)
+        self.message.setWordWrap(True)
+        self.message.setProperty("role", "error")
+        self.problems = QLabel(self)
+        self.problems.setWordWrap(True)
+        self.problems.setProperty("role", "error")
+        for widget in (self.title, self.help, self.form_host, self.message, self.problems):
+            self.layout_.addWidget(widget)
+        self.layout_.addStretch(1)
+
+    def _connect(self) -> None:
+        self.document.analysis_ready.connect(lambda _a: self._show_problems())
+        self.document.spec_changed.connect(lambda _s: self._on_spec_changed())
+
+    def _clear_form(self) -> None:
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.editors = {}
+        self.message.clear()
+
+    def show_node(self, node_id: str | None) -> None:
+        self._clear_form()
+        spec = self.document.spec
+        if node_id is None or node_id not in [n.id for n in spec.nodes]:
+            self.node_id = None
+            self._show_model()
+            return
+        self.node_id = node_id
+        node = spec.node(node_id)
+        kind = LAYER_KINDS.get(node.kind)
+        self.title.setText(f"{node.kind}  ·  {node.id}")
+        self.help.setText(kind.help if kind else "Unknown layer kind")
+        if kind is None:
+            return
+        for param in kind.params:
+            value = node.params.get(param.name, param.default)
+            editor = make_editor(param, value, lambda v, p=param: self._on_value_changed(p, v))
+            editor.setToolTip(f"{param.help}\nAllowed: {param.describe()}")
+            self.editors[param.name] = editor
+            self.form.addRow(param.name, editor)
+        self._show_problems()
+
+    def _show_model(self) -> None:
+        spec = self.document.spec
+        self.title.setText("Model")
+        self.help.setText("Select a layer to edit it. The model's input and classes:")
+        names = ("channels", "height", "width")
+        limits = (4096, 8192, 8192)
+        for name, value, top in zip(names, spec.input_shape, limits, strict=True):
+            spin = QSpinBox()
+            spin.setRange(1, top)
+            spin.setValue(value)
+            spin.valueChanged.connect(lambda _v: self._on_shape_changed())
+            self.editors[name] = spin
+            self.form.addRow(f"input {name}", spin)
+        classes = QSpinBox()
+        classes.setRange(2, 100_000)
+        classes.setValue(spec.num_classes)
+        classes.valueChanged.connect(lambda _v: self._on_shape_changed())
+        self.editors["num_classes"] = classes
+        self.form.addRow("classes", classes)
+        self._show_problems()
+
+    def _on_value_changed(self, param: Param, value: Any) -> None:
+        reason = param.check(value)
+        if reason:
+            self.message.setText(f"{param.name} {reason}: not applied")
+            return
+        self.message.clear()
+        current = self.document.spec.node(self.node_id).params.get(param.name, param.default)
+        if value == current and param.name in self.document.spec.node(self.node_id).params:
+            return
+        self._applying = True
+        try:
+            self.document.push(SetParamCommand(self.document, self.node_id, param.name, value))
+        finally:
+            self._applying = False
+
+    def _on_shape_changed(self) -> None:
+        shape = tuple(self.editors[n].value() for n in ("channels", "height", "width"))
+        classes = self.editors["num_classes"].value()
+        spec = self.document.spec
+        if (shape, classes) == (tuple(spec.input_shape), spec.num_classes):
+            return
+        self._applying = True
+        try:
+            self.document.push(SetModelShapeCommand(self.document, shape, classes))
+        finally:
+            self._applying = False
+
+    def _on_spec_changed(self) -> None:
+        if getattr(self, "_applying", False):
+            return  # our own edit: keep the editor that has the focus
+        self.show_node(self.node_id)
+
+    def _show_problems(self) -> None:
+        analysis = self.document.analysis
+        if analysis is None:
+            self.problems.clear()
+            return
+        if self.node_id is None:
+            texts = [str(e) for e in analysis.errors if e.layer is None]
+        else:
+            texts = [e.message for e in analysis.errors if e.layer == self.node_id]
+        self.problems.setText("\n".join(texts))
