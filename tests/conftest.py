@@ -53,3 +53,44 @@ def cached_weights(torch_home: Path):
         return state
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_dialogs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A modal dialog would hang a headless test: one that a test did not ask for fails it."""
+    from PySide6.QtWidgets import QMessageBox
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"unexpected dialog: {args[1:3]}")
+
+    for name in ("question", "warning", "information", "critical"):
+        monkeypatch.setattr(QMessageBox, name, refuse)
+
+
+@pytest.fixture
+def app_settings(tmp_path: Path):
+    """Application preferences in a file of this test's own."""
+    from PySide6.QtCore import QSettings
+
+    from ui.app_settings import AppSettings
+
+    return AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+
+
+@pytest.fixture
+def window(qtbot, app_settings, tmp_path: Path):
+    """A fresh main window on the default project, settled (analysis and data ready). On teardown
+    it closes, and the test fails if any of its threads is still running."""
+    from cnnstudio import new_project
+    from ui.main_window import MainWindow
+
+    win = MainWindow(new_project(), app_settings)
+    win.show()  # not qtbot.addWidget: qtbot would close it before this fixture's teardown
+    qtbot.waitUntil(lambda: win.document.analysis is not None, timeout=60000)
+    qtbot.waitUntil(lambda: win.data_panel.dataset is not None, timeout=120000)
+    yield win
+    win.document.discard_changes()
+    win.close()
+    assert not win.document.busy() and not win.data_panel.busy(), (
+        "a worker thread outlived the window"
+    )

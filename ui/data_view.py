@@ -370,6 +370,9 @@ class DataPanel(QWidget):
             self.choose_folder(folder)
             event.acceptProposedAction()
 
+    def busy(self) -> bool:
+        return self._pool.activeThreadCount() > 0
+
     def wait(self, msecs: int = 60000) -> bool:
         return self._pool.waitForDone(msecs)
 

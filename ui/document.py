@@ -42,6 +42,7 @@ class ProjectDocument(QObject):
         self.undo_stack = QUndoStack(self)
         self.analysis: Analysis | None = None
         self._generation = 0
+        self._analysed_generation = -1
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)
         self._signals = _AnalysisSignals()
@@ -79,6 +80,11 @@ class ProjectDocument(QObject):
         self._generation += 1
         self._pool.start(_AnalysisJob(self._generation, self.project.model, self._signals))
 
+    @property
+    def analysis_is_current(self) -> bool:
+        """Whether ``analysis`` belongs to the model as it is now (not to an earlier edit)."""
+        return self._analysed_generation == self._generation
+
     def wait_for_analysis(self, msecs: int = 30000) -> bool:
         return self._pool.waitForDone(msecs)
 
@@ -86,6 +92,7 @@ class ProjectDocument(QObject):
         if generation != self._generation:
             return  # an older spec's result: a newer one is on its way
         self.analysis = analysis
+        self._analysed_generation = generation
         self.analysis_ready.emit(analysis)
 
     # Files
@@ -108,6 +115,15 @@ class ProjectDocument(QObject):
         self._data_dirty = False
         self.dirty_changed.emit(False)
         return written
+
+    def discard_changes(self) -> None:
+        """Forget that there are unsaved changes (the user chose to discard them)."""
+        self.undo_stack.setClean()
+        self._data_dirty = False
+        self.dirty_changed.emit(False)
+
+    def busy(self) -> bool:
+        return self._pool.activeThreadCount() > 0
 
     def shutdown(self) -> None:
         self._pool.waitForDone(30000)

@@ -330,8 +330,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         project = self.document.project
-        mark = "*" if self.document.dirty else ""
-        self.setWindowTitle(f"{project.name}{mark} — CNN Studio")
+        self.setWindowTitle(f"{project.name}[*] — CNN Studio")
         self.setWindowModified(self.document.dirty)
         self.path_label.setText(str(project.path) if project.path else "not saved yet")
 
