@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.project:
         if not window.open_project(args.project):
             return 2
-    elif not args.self_test and settings.last_project():
+    elif not (args.self_test or args.screenshot) and settings.last_project():
         window.open_project(settings.last_project())
     if args.self_test:
         from ui.self_test import run_self_test

@@ -97,6 +97,7 @@ class MainWindow(QMainWindow):
             action.setShortcut(QKeySequence(shortcut))
         if icon_name:
             action.setIcon(icon(icon_name))
+            action.setProperty("icon_name", icon_name)
         action.triggered.connect(slot)
         return action
 
@@ -117,9 +118,11 @@ class MainWindow(QMainWindow):
         self.undo_action = self.document.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
         self.undo_action.setIcon(icon("undo"))
+        self.undo_action.setProperty("icon_name", "undo")
         self.redo_action = self.document.undo_stack.createRedoAction(self, "&Redo")
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         self.redo_action.setIcon(icon("redo"))
+        self.redo_action.setProperty("icon_name", "redo")
         self.delete_action = self._action(
             "&Delete", self.delete_selected, QKeySequence.StandardKey.Delete, "delete"
         )
@@ -338,6 +341,11 @@ class MainWindow(QMainWindow):
         self.settings.set_theme(theme)
         apply_theme(QApplication.instance(), theme)
         clear_cache()
+        for action in self.findChildren(QAction):
+            name = action.property("icon_name")
+            if name:
+                action.setIcon(icon(name))
+        self.palette_panel.refresh_icons()
         self.canvas.rebuild()
 
     def closeEvent(self, event: QCloseEvent) -> None:

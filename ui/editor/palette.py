@@ -42,7 +42,9 @@ class PalettePanel(QWidget):
         layout.setSpacing(6)
         self.search = QLineEdit(self)
         self.search.setPlaceholderText("Search layers")
-        self.search.addAction(icon("search"), QLineEdit.ActionPosition.LeadingPosition)
+        self.search_action = self.search.addAction(
+            icon("search"), QLineEdit.ActionPosition.LeadingPosition
+        )
         self.search.setClearButtonEnabled(True)
         self.tree = _KindTree(self)
         self.tree.setHeaderHidden(True)
@@ -68,6 +70,16 @@ class PalettePanel(QWidget):
     def _connect(self) -> None:
         self.search.textChanged.connect(self._on_search_changed)
         self.tree.itemDoubleClicked.connect(self._on_item_double_clicked)
+
+    def refresh_icons(self) -> None:
+        """Redraw the icons in the current theme's colours."""
+        self.search_action.setIcon(icon("search"))
+        for g in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(g)
+            glyph = icon(GROUP_ICONS[top.text(0)])
+            top.setIcon(0, glyph)
+            for i in range(top.childCount()):
+                top.child(i).setIcon(0, glyph)
 
     def kind_items(self) -> dict[str, QTreeWidgetItem]:
         found = {}
