@@ -271,3 +271,43 @@ def _load_default_weights(model: nn.Module, name: str, head: str) -> None:
             f"the weights in {path} do not fit {name} ({some} ...). Delete the "
             "file to download it again"
         )
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """One row of the table of architectures, from the weights API's own metadata."""
+
+    name: str
+    weights: str
+    params: int
+    top1: float | None
+    top5: float | None
+    input_size: int
+    gflops: float | None
+    file_mb: float | None
+    cached: bool
+
+
+def backbone_catalog() -> list[BackboneInfo]:
+    """Every backbone with the parameter count, ImageNet accuracy, input size, cost and download
+    size of its DEFAULT weights, and whether those weights are already on disk."""
+    rows = []
+    for name in BACKBONES:
+        weights = default_weights(name)
+        meta = weights.meta
+        metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
+        crop = getattr(weights.transforms(), "crop_size", [224])
+        rows.append(
+            BackboneInfo(
+                name=name,
+                weights=str(weights).split(".")[-1],
+                params=int(meta["num_params"]),
+                top1=metrics.get("acc@1"),
+                top5=metrics.get("acc@5"),
+                input_size=int(crop[0] if isinstance(crop, (list, tuple)) else crop),
+                gflops=meta.get("_ops"),
+                file_mb=meta.get("_file_size"),
+                cached=weights_cached(name),
+            )
+        )
+    return rows

@@ -211,3 +211,31 @@ def test_both_themes_draw_the_canvas(window: MainWindow, theme: str) -> None:
     assert image.width() > 100
     background = image.pixelColor(5, image.height() - 5)
     assert (background.lightness() < 80) == (theme == "dark")
+
+
+def test_backbone_chooser_lists_the_networks_and_sets_one(qtbot, window: MainWindow) -> None:
+    from ui.editor.backbone_dialog import BackboneDialog
+    from ui.editor.commands import SetBackboneCommand
+
+    dialog = BackboneDialog(window)
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.loaded, timeout=60000):
+        pass
+    names = [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())]
+    assert {"vgg16", "resnet50", "efficientnet_b0", "mobilenet_v3_small", "vit_b_16"} <= set(names)
+    top1 = [dialog.table.item(r, 2).value for r in range(dialog.table.rowCount())]
+    assert top1 == sorted(top1, reverse=True), "sorted by ImageNet top-1"
+    row = names.index("resnet50")
+    assert dialog.table.item(row, 1).text() == "25.6" and dialog.table.item(row, 7).text() == "no"
+    dialog.table.selectRow(row)
+    dialog.buttons.accepted.emit()
+    assert dialog.chosen == "resnet50"
+    window.document.push(SetBackboneCommand(window.document, "resnet50", 224))
+    spec = window.document.spec
+    assert spec.nodes[0].kind == "Backbone" and spec.nodes[0].params["name"] == "resnet50"
+    assert spec.input_shape == (3, 224, 224)
+
+
+def test_data_view_draws_a_bar_per_class(window: MainWindow) -> None:
+    bars = window.data_panel.bars.opts
+    assert list(bars["width"]) == [500] * 10 and len(bars["y"]) == 10

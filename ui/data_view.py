@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
@@ -31,6 +32,7 @@ from cnnstudio.data import DataSettings, load_dataset, preview, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from ui.editor.properties import make_editor
+from ui.theme import colours
 
 SOURCES = [
     ("sample", "Built-in sample set"),
@@ -153,7 +155,15 @@ class DataPanel(QWidget):
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumHeight(150)
         layout.addWidget(self.table, 2)
+        self.chart = pg.PlotWidget(self)
+        self.chart.setMinimumHeight(140)
+        self.chart.setMouseEnabled(x=False, y=False)
+        self.chart.hideButtons()
+        self.chart.setMenuEnabled(False)
+        self.chart.getPlotItem().setLabel("bottom", "images (train + validation)")
+        layout.addWidget(self.chart, 1)
         self.warnings = QLabel(self)
         self.warnings.setWordWrap(True)
         self.warnings.setProperty("role", "error")
@@ -309,6 +319,7 @@ class DataPanel(QWidget):
                     )
                 self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
+        self._draw_chart(summary)
         notes = list(summary.warnings)
         notes += [f"skipped {Path(s.path).name}: {s.reason}" for s in summary.skipped[:20]]
         self.warnings.setText("\n".join(notes))
@@ -316,6 +327,36 @@ class DataPanel(QWidget):
             self.table.selectRow(0)
         self._show_samples()
         self.summary_ready.emit(summary)
+
+    def _draw_chart(self, summary) -> None:
+        """One horizontal bar per class: its images in all splits."""
+        c = colours()
+        self.chart.setBackground(c.base)
+        self.chart.clear()
+        totals = [
+            sum(split[i] for split in summary.counts.values()) for i in range(len(summary.classes))
+        ]
+        self.bars = pg.BarGraphItem(
+            x0=0,
+            y=list(range(len(totals))),
+            height=0.7,
+            width=totals,
+            brush=c.accent,
+            pen=pg.mkPen(None),
+        )
+        self.chart.addItem(self.bars)
+        axis = self.chart.getAxis("left")
+        axis.setStyle(hideOverlappingLabels=False)
+        widest = max((self.fontMetrics().horizontalAdvance(n) for n in summary.classes), default=40)
+        axis.setWidth(min(widest + 16, 220))
+        axis.setTicks([[(i, name) for i, name in enumerate(summary.classes)]])
+        for name in ("left", "bottom"):
+            self.chart.getAxis(name).setTextPen(c.muted)
+            self.chart.getAxis(name).setPen(c.border)
+        self.chart.setMinimumHeight(max(140, 20 * len(totals) + 50))
+        self.chart.getViewBox().invertY(True)
+        self.chart.setYRange(-0.6, len(totals) - 0.4, padding=0)
+        self.chart.setXRange(0, max(totals or [1]) * 1.05, padding=0)
 
     def _on_job_failed(self, generation: int, message: str) -> None:
         if generation != self._generation:

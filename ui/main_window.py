@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QToolBar,
 )
 
@@ -24,12 +25,14 @@ from cnnstudio.templates import get_template
 from ui.app_settings import AppSettings
 from ui.data_view import DataPanel
 from ui.document import ProjectDocument
+from ui.editor.backbone_dialog import BackboneDialog
 from ui.editor.canvas import ModelCanvas
 from ui.editor.commands import (
     DuplicateLayersCommand,
     InsertLayerCommand,
     RemoveLayersCommand,
     ReplaceModelCommand,
+    SetBackboneCommand,
 )
 from ui.editor.palette import PalettePanel
 from ui.editor.properties import PropertyPanel
@@ -56,6 +59,7 @@ class MainWindow(QMainWindow):
     def _build_ui(self) -> None:
         self.resize(1280, 820)
         self.setDockNestingEnabled(True)
+        self.setAcceptDrops(True)
         self.canvas = ModelCanvas(self.document, self)
         self.setCentralWidget(self.canvas)
         self.palette_panel = PalettePanel(self)
@@ -67,8 +71,12 @@ class MainWindow(QMainWindow):
         self.property_dock = self._dock(
             "Properties", "properties", self.property_panel, Qt.DockWidgetArea.RightDockWidgetArea
         )
+        data_scroll = QScrollArea(self)
+        data_scroll.setWidget(self.data_panel)
+        data_scroll.setWidgetResizable(True)
+        data_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.data_dock = self._dock(
-            "Data", "data", self.data_panel, Qt.DockWidgetArea.RightDockWidgetArea
+            "Data", "data", data_scroll, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.tabifyDockWidget(self.property_dock, self.data_dock)
         self.property_dock.raise_()
@@ -162,6 +170,7 @@ class MainWindow(QMainWindow):
             action = templates.addAction(name)
             action.setToolTip(get_template(name).description)
             action.triggered.connect(lambda _c=False, n=name: self.apply_template(n))
+        model_menu.addAction(icon("backbones"), "Choose &Backbone…", self.choose_backbone)
         view_menu = menu.addMenu("&View")
         view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
         view_menu.addSeparator()
@@ -254,6 +263,26 @@ class MainWindow(QMainWindow):
                 self.document, template.create(spec.num_classes, shape), f"Template {name}"
             )
         )
+
+    def choose_backbone(self) -> None:
+        dialog = BackboneDialog(self)
+        if dialog.exec() and dialog.chosen:
+            info = next(r for r in dialog.rows if r.name == dialog.chosen)
+            self.document.push(SetBackboneCommand(self.document, info.name, info.input_size))
+
+    # Dropping an image folder anywhere on the window
+
+    def dragEnterEvent(self, event) -> None:
+        urls = event.mimeData().urls()
+        if urls and Path(urls[0].toLocalFile()).is_dir():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        folder = Path(event.mimeData().urls()[0].toLocalFile())
+        if folder.is_dir():
+            self.data_dock.raise_()
+            self.data_panel.choose_folder(folder)
+            event.acceptProposedAction()
 
     # Files
 

@@ -95,3 +95,24 @@ class ReplaceModelCommand(SpecCommand):
 
     def __init__(self, document, spec: ModelSpec, text: str) -> None:
         super().__init__(document, spec, text)
+
+
+class SetBackboneCommand(SpecCommand):
+    """Use the torchvision network ``name`` as the model's backbone: the first Backbone layer
+    changes its network, or a new one goes at the top (pretrained, frozen), with a 3-channel input
+    at the size the network was trained on."""
+
+    def __init__(self, document, name: str, input_size: int = 224) -> None:
+        spec = document.spec
+        first = spec.nodes[0] if spec.nodes else None
+        if first is not None and first.kind == "Backbone":
+            after = spec.set_params(first.id, name=name)
+        else:
+            node = Node(
+                spec.new_id("Backbone"),
+                "Backbone",
+                {**get_layer_kind("Backbone").default_params(), "name": name},
+            )
+            after = spec.insert(0, node)
+        after = after.with_shape((3, input_size, input_size), spec.num_classes)
+        super().__init__(document, after, f"Backbone {name}")

@@ -1,0 +1,134 @@
+"""The backbone chooser: torchvision's classification networks with their parameter count,
+ImageNet accuracy, input size and cost, from the weights API's metadata; sortable; whether the
+weights are already on disk. The table is read on a pool thread (torchvision loads slowly)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cnnstudio.backbones import BackboneInfo, backbone_catalog
+
+COLUMNS = (
+    "Network",
+    "Parameters (M)",
+    "ImageNet top-1 %",
+    "Top-5 %",
+    "Input",
+    "GFLOPs",
+    "Download (MB)",
+    "On disk",
+)
+
+
+class _CatalogSignals(QObject):
+    loaded = Signal(list)
+
+
+class _CatalogJob(QRunnable):
+    def __init__(self, signals: _CatalogSignals) -> None:
+        super().__init__()
+        self.signals = signals
+
+    def run(self) -> None:
+        self.signals.loaded.emit(backbone_catalog())
+
+
+class _Number(QTableWidgetItem):
+    """A cell that sorts by its number, not its text."""
+
+    def __init__(self, value: float | None, text: str) -> None:
+        super().__init__(text)
+        self.value = value if value is not None else float("-inf")
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        return self.value < getattr(other, "value", float("-inf"))
+
+
+class BackboneDialog(QDialog):
+    """Pick a pretrained network; ``chosen`` is its name after accept()."""
+
+    loaded = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.chosen: str | None = None
+        self.rows: list[BackboneInfo] = []
+        self._pool = QThreadPool(self)
+        self._signals = _CatalogSignals()
+        self._build_ui()
+        self._connect()
+        self._pool.start(_CatalogJob(self._signals))
+
+    def _build_ui(self) -> None:
+        self.setWindowTitle("Choose a backbone")
+        self.resize(860, 560)
+        layout = QVBoxLayout(self)
+        self.note = QLabel("Reading torchvision's weights metadata…", self)
+        self.note.setProperty("role", "muted")
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Use as backbone")
+        layout.addWidget(self.note)
+        layout.addWidget(self.table)
+        layout.addWidget(self.buttons)
+
+    def _connect(self) -> None:
+        self._signals.loaded.connect(self._on_catalog_loaded)
+        self.buttons.accepted.connect(self._on_accepted)
+        self.buttons.rejected.connect(self.reject)
+        self.table.doubleClicked.connect(lambda _i: self._on_accepted())
+
+    def _on_catalog_loaded(self, rows: list[BackboneInfo]) -> None:
+        self.rows = rows
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(rows))
+        for r, info in enumerate(rows):
+            cells = [
+                QTableWidgetItem(info.name),
+                _Number(info.params, f"{info.params / 1e6:.1f}"),
+                _Number(info.top1, f"{info.top1:.1f}" if info.top1 else "–"),
+                _Number(info.top5, f"{info.top5:.1f}" if info.top5 else "–"),
+                _Number(info.input_size, f"{info.input_size}×{info.input_size}"),
+                _Number(info.gflops, f"{info.gflops:.2f}" if info.gflops else "–"),
+                _Number(info.file_mb, f"{info.file_mb:.0f}" if info.file_mb else "–"),
+                QTableWidgetItem("yes" if info.cached else "no"),
+            ]
+            cells[0].setToolTip(f"{info.name}, weights {info.weights}")
+            for c, item in enumerate(cells):
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+        self.table.sortItems(2, Qt.SortOrder.DescendingOrder)
+        self.table.resizeColumnsToContents()
+        self.note.setText(
+            f"{len(rows)} networks. Sort by any column; weights not on disk are "
+            "downloaded when the model is built."
+        )
+        self.loaded.emit()
+
+    def _on_accepted(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.chosen = self.table.item(rows[0].row(), 0).text()
+            self.accept()
+
+    def done(self, result: int) -> None:
+        self._pool.waitForDone(60000)
+        super().done(result)
