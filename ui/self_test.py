@@ -66,7 +66,8 @@ def run_self_test(window) -> int:
 
 
 def write_screenshots(window, folder: str | Path) -> int:
-    """window.png, and one PNG per view (model, layers, properties, data)."""
+    """window.png (the model editor), window-data.png and data.png (the Data view), and
+    window-dark.png (the dark theme)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     window.resize(1440, 900)
@@ -74,9 +75,6 @@ def write_screenshots(window, folder: str | Path) -> int:
     window.canvas.select(["conv3"])
     QApplication.processEvents()
     window.grab().save(str(folder / "window.png"))
-    window.canvas.grab().save(str(folder / "model.png"))
-    window.palette_panel.grab().save(str(folder / "layers.png"))
-    window.property_panel.grab().save(str(folder / "properties.png"))
     window.data_dock.raise_()
     QApplication.processEvents()
     window.data_panel.grab().save(str(folder / "data.png"))
