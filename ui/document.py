@@ -76,6 +76,12 @@ class ProjectDocument(QObject):
         self.dirty_changed.emit(True)
         self.data_changed.emit()
 
+    def set_training(self, name: str, value) -> None:
+        """Change one training setting (makes the project dirty; not a model edit)."""
+        self.project.training[name] = value
+        self._data_dirty = True
+        self.dirty_changed.emit(True)
+
     def request_analysis(self) -> None:
         self._generation += 1
         self._pool.start(_AnalysisJob(self._generation, self.project.model, self._signals))

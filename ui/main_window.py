@@ -38,6 +38,7 @@ from ui.editor.palette import PalettePanel
 from ui.editor.properties import PropertyPanel
 from ui.icons import clear_cache, icon
 from ui.theme import THEMES, apply_theme
+from ui.training.panel import TrainPanel
 
 
 class MainWindow(QMainWindow):
@@ -77,6 +78,10 @@ class MainWindow(QMainWindow):
         data_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.data_dock = self._dock(
             "Data", "data", data_scroll, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.train_panel = TrainPanel(self.document, self)
+        self.train_dock = self._dock(
+            "Train", "train", self.train_panel, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.tabifyDockWidget(self.property_dock, self.data_dock)
         self.property_dock.raise_()
@@ -174,7 +179,7 @@ class MainWindow(QMainWindow):
         view_menu = menu.addMenu("&View")
         view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
         view_menu.addSeparator()
-        for dock in (self.palette_dock, self.property_dock, self.data_dock):
+        for dock in (self.palette_dock, self.property_dock, self.data_dock, self.train_dock):
             view_menu.addAction(dock.toggleViewAction())
         theme_menu = view_menu.addMenu("&Theme")
         for theme in THEMES:
@@ -286,6 +291,18 @@ class MainWindow(QMainWindow):
 
     # Files
 
+    def confirm_stop_training(self) -> bool:
+        """While a run trains, ask before leaving the project; True when it may go."""
+        if not self.train_panel.running:
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Training is running",
+            "Stop the run (a checkpoint is written) and leave this project?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
     def maybe_save(self) -> bool:
         """Ask before unsaved changes are lost; False when the user cancels."""
         if not self.document.dirty:
@@ -306,12 +323,14 @@ class MainWindow(QMainWindow):
         return True
 
     def new_project(self) -> None:
-        if self.maybe_save():
+        if self.confirm_stop_training() and self.maybe_save():
+            self.train_panel.stop_and_wait()
             self.document.replace_project(new_project())
 
     def open_project_dialog(self) -> None:
-        if not self.maybe_save():
+        if not (self.confirm_stop_training() and self.maybe_save()):
             return
+        self.train_panel.stop_and_wait()
         folder = QFileDialog.getExistingDirectory(self, "Open project folder")
         if folder:
             self.open_project(folder)
@@ -378,9 +397,10 @@ class MainWindow(QMainWindow):
         self.canvas.rebuild()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.maybe_save():
+        if not self.confirm_stop_training() or not self.maybe_save():
             event.ignore()
             return
+        self.train_panel.stop_and_wait()
         self.data_panel.shutdown()
         self.document.shutdown()
         self.settings.save_window(self.saveGeometry(), self.saveState())

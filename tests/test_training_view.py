@@ -1,0 +1,108 @@
+"""Training in the window: a short real run from the Train view, pause, stop, closing mid-run,
+and a failure that leaves the window working."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from cnnstudio.data import DataSettings
+from cnnstudio.train import Failed, Finished, load_checkpoint
+from cnnstudio.train_settings import check_training
+from tests.test_train import colour_folder, tiny_model
+from ui.main_window import MainWindow
+
+
+@pytest.fixture
+def trainable(window: MainWindow, tmp_path: Path) -> MainWindow:
+    """The window on a small saved project that trains in a few seconds."""
+    project = window.document.project
+    project.model = tiny_model()
+    project.data = DataSettings(source="folder", path=str(colour_folder(tmp_path / "images")))
+    project.training = check_training({"epochs": 3, "batch_size": 16, "log_every": 1,
+                                       "lr": 0.01, "workers": 0})  # fmt: skip
+    window.document.replace_project(project)
+    window.document.save(tmp_path / "proj")
+    return window
+
+
+def test_a_short_run_draws_curves_and_ends_at_100_percent(qtbot, trainable: MainWindow) -> None:
+    panel = trainable.train_panel
+    with qtbot.waitSignal(panel.run_finished, timeout=120000) as finished:
+        assert panel.start()
+    result = finished.args[0]
+    assert isinstance(result, Finished) and result.state == "finished"
+    assert panel.progress.value() == 100
+    x, _ = panel.raw_curve.getData()
+    assert len(x) == len(panel.steps) > 10
+    assert list(panel.val_acc_curve.getData()[0]) == [1, 2, 3]
+    assert "best validation accuracy" in panel.progress.format()
+    assert not panel.running and panel.start_button.isEnabled()
+
+
+def test_pause_holds_the_steps_and_resume_continues(qtbot, trainable: MainWindow) -> None:
+    panel = trainable.train_panel
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    panel.pause_button.setChecked(True)
+    qtbot.wait(300)  # the step in flight finishes
+    held = len(panel.steps)
+    qtbot.wait(700)
+    assert len(panel.steps) == held, "no step while paused"
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        panel.pause_button.setChecked(False)
+    assert len(panel.steps) > held
+
+
+def test_stop_ends_the_run_with_a_checkpoint(qtbot, trainable: MainWindow) -> None:
+    panel = trainable.train_panel
+    trainable.document.set_training("epochs", 50)
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    with qtbot.waitSignal(panel.run_finished, timeout=30000) as finished:
+        panel.stop_button.click()
+    assert finished.args[0].state == "stopped"
+    assert load_checkpoint(Path(finished.args[0].run_dir) / "last.pt")["progress"]["global_step"]
+
+
+def test_closing_mid_run_asks_stops_and_leaves_no_thread(qtbot, trainable: MainWindow,
+                                                         monkeypatch) -> None:  # fmt: skip
+    panel = trainable.train_panel
+    trainable.document.set_training("epochs", 50)
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    asked = []
+
+    def answer(parent, title, *args, **kwargs):
+        asked.append(title)
+        return QMessageBox.StandardButton.Yes if title == "Training is running" \
+            else QMessageBox.StandardButton.Discard  # fmt: skip
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    trainable.document.discard_changes()
+    assert trainable.close()
+    assert asked == ["Training is running"]
+    assert not panel.runner.thread.isRunning()
+    runs = list((trainable.document.project.path / "runs").iterdir())
+    assert load_checkpoint(runs[0] / "last.pt")["progress"]["global_step"] >= 2
+
+
+def test_a_failed_run_shows_why_and_the_window_stays_usable(qtbot, trainable: MainWindow) -> None:
+    panel = trainable.train_panel
+    shutil.rmtree(trainable.document.project.data.path)
+    with qtbot.waitSignal(panel.run_finished, timeout=60000) as finished:
+        panel.start()
+    assert isinstance(finished.args[0], Failed)
+    assert "does not exist" in panel.message.text()
+    assert panel.start_button.isEnabled() and not panel.running
+    trainable.canvas.select(["conv1"])
+    trainable.delete_action.trigger()
+    assert "conv1" not in [n.id for n in trainable.document.spec.nodes]
+
+
+def test_unsaved_project_is_asked_to_be_saved_first(window: MainWindow) -> None:
+    assert not window.train_panel.start()
+    assert "Save the project first" in window.train_panel.message.text()
