@@ -394,6 +394,7 @@ class MainWindow(QMainWindow):
             if name:
                 action.setIcon(icon(name))
         self.palette_panel.refresh_icons()
+        self.train_panel.refresh_theme()
         self.canvas.rebuild()
 
     def closeEvent(self, event: QCloseEvent) -> None:

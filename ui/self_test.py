@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from cnnstudio import new_project
@@ -65,9 +66,26 @@ def run_self_test(window) -> int:
     return 0
 
 
+def _train_screenshot(window, path: Path, epochs: int = 3) -> None:
+    """A short real run of the default project in the Train view, pictured when it ends."""
+    with tempfile.TemporaryDirectory() as folder:
+        window.document.project.training.update(epochs=epochs, log_every=5)
+        window.document.save(folder)
+        window.train_panel.refresh_form()
+        window.train_dock.raise_()
+        window.resizeDocks([window.train_dock], [330], Qt.Orientation.Vertical)
+        window.train_panel.start()
+        deadline = time.monotonic() + 600
+        while window.train_panel.running and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.02)
+        QApplication.processEvents()
+        window.grab().save(str(path))
+
+
 def write_screenshots(window, folder: str | Path) -> int:
-    """window.png (the model editor), window-data.png and data.png (the Data view), and
-    window-dark.png (the dark theme)."""
+    """window.png (the model editor), window-data.png and data.png (the Data view),
+    window-dark.png (the dark theme) and window-train.png (a short real run)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     window.resize(1440, 900)
@@ -79,13 +97,14 @@ def write_screenshots(window, folder: str | Path) -> int:
     QApplication.processEvents()
     window.data_panel.grab().save(str(folder / "data.png"))
     window.grab().save(str(folder / "window-data.png"))
+    _train_screenshot(window, folder / "window-train.png")
     theme = window.settings.theme()
     window.set_theme("dark")
     window.property_dock.raise_()
     QApplication.processEvents()
     window.grab().save(str(folder / "window-dark.png"))
     window.settings.set_theme(theme)
-    window.document.undo_stack.setClean()
+    window.document.discard_changes()
     window.close()
     print(f"screenshots written to {folder}")
     return 0

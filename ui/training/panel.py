@@ -99,6 +99,7 @@ class TrainPanel(QWidget):
         host.setMaximumWidth(340)
         layout.addWidget(host)
         plots = pg.GraphicsLayoutWidget(self)
+        self.plots = plots
         c = colours()
         plots.setBackground(c.base)
         self.loss_plot = plots.addPlot(row=0, col=0, title="loss")
@@ -136,6 +137,20 @@ class TrainPanel(QWidget):
             plot.setLabel("bottom", "step" if plot is not self.acc_plot else "epoch")
         layout.addWidget(plots, 1)
 
+    def refresh_theme(self) -> None:
+        """Redraw the plots' background and the buttons' icons in the current theme."""
+        self.plots.setBackground(colours().base)
+        self.start_button.setIcon(icon("play", colours().accent))
+        self.pause_button.setIcon(icon("play" if self.pause_button.isChecked() else "pause"))
+        self.stop_button.setIcon(icon("stop"))
+
+    def refresh_form(self) -> None:
+        """Show the project's training settings (after another project was opened)."""
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.editors = {}
+        self._fill_form()
+
     def _fill_form(self) -> None:
         params = {p.name: p for p in TRAIN_PARAMS}
         for name in FORM_PARAMS:
@@ -151,6 +166,7 @@ class TrainPanel(QWidget):
         self.pause_button.toggled.connect(self._on_pause_toggled)
         self.stop_button.clicked.connect(self._on_stop_clicked)
         self._timer.timeout.connect(self._redraw)
+        self.document.project_replaced.connect(self.refresh_form)
 
     # Settings
 
