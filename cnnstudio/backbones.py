@@ -128,6 +128,17 @@ def default_weights(name: str) -> Any:
     return get_model_weights(name).DEFAULT
 
 
+def starting_weights(spec) -> Any:
+    """The torchvision weights of the pretrained Backbone a model starts with, or None; its
+    preprocessing is what 'auto' normalization uses."""
+    if not spec.nodes:
+        return None
+    first = spec.nodes[0]
+    if first.kind == "Backbone" and first.params.get("weights", "DEFAULT") == "DEFAULT":
+        return default_weights(first.params.get("name", "resnet18"))
+    return None
+
+
 def weights_path(name: str) -> Path:
     """Where torch's cache keeps (or will keep) the DEFAULT weights of ``name``."""
     import torch.hub

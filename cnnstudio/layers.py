@@ -60,6 +60,25 @@ class LayerKind:
         return {p.name: p.default for p in self.params}
 
 
+def _pool_params() -> tuple[Param, ...]:
+    return (
+        Param(
+            "kernel_size", "int", 2, "Height and width of the pooling window.", 1, 64, required=True
+        ),
+        Param(
+            "stride",
+            "int",
+            AUTO,
+            "Step between windows; 'auto' equals kernel_size.",
+            1,
+            64,
+            words=(AUTO,),
+        ),
+        Param("padding", "int", 0, "Padding on each side, at most half the window.", 0, 32),
+        Param("ceil_mode", "bool", False, "Round the output size up instead of down."),
+    )
+
+
 def _channels(name: str, help_: str) -> Param:
     return Param(name, "int", AUTO, help_, minimum=1, maximum=65536, words=(AUTO,))
 
@@ -114,56 +133,14 @@ _KINDS: tuple[LayerKind, ...] = (
         "MaxPool2d",
         "Pooling",
         "Keeps the largest value of each window: shrinks the map, keeps strong responses.",
-        (
-            Param(
-                "kernel_size",
-                "int",
-                2,
-                "Height and width of the pooling window.",
-                1,
-                64,
-                required=True,
-            ),
-            Param(
-                "stride",
-                "int",
-                AUTO,
-                "Step between windows; 'auto' equals kernel_size.",
-                1,
-                64,
-                words=(AUTO,),
-            ),
-            Param("padding", "int", 0, "Padding on each side, at most half the window.", 0, 32),
-            Param("ceil_mode", "bool", False, "Round the output size up instead of down."),
-        ),
+        _pool_params(),
         id_stem="pool",
     ),
     LayerKind(
         "AvgPool2d",
         "Pooling",
         "Averages each window: shrinks the map smoothly.",
-        (
-            Param(
-                "kernel_size",
-                "int",
-                2,
-                "Height and width of the pooling window.",
-                1,
-                64,
-                required=True,
-            ),
-            Param(
-                "stride",
-                "int",
-                AUTO,
-                "Step between windows; 'auto' equals kernel_size.",
-                1,
-                64,
-                words=(AUTO,),
-            ),
-            Param("padding", "int", 0, "Padding on each side, at most half the window.", 0, 32),
-            Param("ceil_mode", "bool", False, "Round the output size up instead of down."),
-        ),
+        _pool_params(),
         id_stem="avgpool",
     ),
     LayerKind(

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnstudio.backbones import starting_weights
 from cnnstudio.build import build_model
 from cnnstudio.data import load_dataset, make_batches, resolve_normalization
 from cnnstudio.errors import Cancelled, ModelError
@@ -88,7 +89,7 @@ def find_lr(
     target = pick_device(device or settings["device"])
     torch.manual_seed(settings["seed"])
     dataset = load_dataset(project.data, project.model.input_shape, data_root=data_root)
-    _, mean, std = resolve_normalization(project.data, dataset, _backbone_weights(project))
+    _, mean, std = resolve_normalization(project.data, dataset, starting_weights(project.model))
     model = build_model(project.model, analysis=analysis).to(target)
     model.train()
     optimizer = make_optimizer(model, {**settings, "lr": start_lr, "backbone_lr": "same"})
@@ -136,12 +137,3 @@ def find_lr(
                 break
         batches.set_epoch(step)
     return LRFinderResult(lrs, smoothed, raw, suggest_lr(lrs, smoothed), diverged)
-
-
-def _backbone_weights(project):
-    first = project.model.nodes[0]
-    if first.kind == "Backbone" and first.params.get("weights", "DEFAULT") == "DEFAULT":
-        from cnnstudio.backbones import default_weights
-
-        return default_weights(first.params.get("name", "resnet18"))
-    return None

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnstudio.backbones import starting_weights
 from cnnstudio.build import Backbone, build_model
 from cnnstudio.data import Dataset, default_workers, load_dataset, make_batches
 from cnnstudio.data import resolve_normalization as _resolve_normalization
@@ -791,12 +792,7 @@ class Trainer:
         )
 
     def _normalization(self, dataset: Dataset) -> tuple[tuple, tuple]:
-        weights = None
-        first = self.project.model.nodes[0]
-        if first.kind == "Backbone" and first.params.get("weights", "DEFAULT") == "DEFAULT":
-            from cnnstudio.backbones import default_weights
-
-            weights = default_weights(first.params.get("name", "resnet18"))
+        weights = starting_weights(self.project.model)
         settings, mean, std = _resolve_normalization(self.project.data, dataset, weights)
         if settings is not self.project.data:
             self.project.data = settings

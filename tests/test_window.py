@@ -239,3 +239,24 @@ def test_backbone_chooser_lists_the_networks_and_sets_one(qtbot, window: MainWin
 def test_data_view_draws_a_bar_per_class(window: MainWindow) -> None:
     bars = window.data_panel.bars.opts
     assert list(bars["width"]) == [500] * 10 and len(bars["y"]) == 10
+
+
+def test_a_folder_dropped_on_the_window_becomes_the_data(qtbot, window: MainWindow,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    from PySide6.QtCore import QUrl
+
+    from tests import data_factory as make
+
+    root = make.image_folder(tmp_path / "birds", classes=("crow", "wren"), per_class=3)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(root))])
+    point = QPointF(200, 200)
+    buttons, modifiers = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    enter = QDragEnterEvent(point, ACTIONS, mime, buttons, modifiers)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(window, QDropEvent(point, ACTIONS, mime, buttons, modifiers))
+    qtbot.waitUntil(lambda: window.data_panel.summary is not None
+                    and window.data_panel.summary.classes == ["crow", "wren"],
+                    timeout=60000)  # fmt: skip
+    assert window.document.project.data.path == str(root)

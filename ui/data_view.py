@@ -118,7 +118,6 @@ class DataPanel(QWidget):
         self._seed = 0
         self._build_ui()
         self._connect()
-        self.setAcceptDrops(True)
         self._show_settings()
         self.reload()
 
@@ -397,19 +396,6 @@ class DataPanel(QWidget):
     def _on_spec_changed(self, spec) -> None:
         if self.dataset is not None and tuple(self.dataset.input_shape) != tuple(spec.input_shape):
             self.reload()
-
-    # Dropping a folder
-
-    def dragEnterEvent(self, event) -> None:
-        urls = event.mimeData().urls()
-        if urls and Path(urls[0].toLocalFile()).is_dir():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        folder = Path(event.mimeData().urls()[0].toLocalFile())
-        if folder.is_dir():
-            self.choose_folder(folder)
-            event.acceptProposedAction()
 
     def busy(self) -> bool:
         return self._pool.activeThreadCount() > 0
