@@ -19,14 +19,23 @@ ROOT = Path(__file__).resolve().parents[1]
 ACTIONS = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction | Qt.DropAction.LinkAction
 
 
+def drag_event(cls, point: QPointF, mime: QMimeData):
+    """A drag enter/move event: newer PySide6 takes the position as QPointF, older as QPoint."""
+    buttons, modifiers = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    try:
+        return cls(point, ACTIONS, mime, buttons, modifiers)
+    except TypeError:
+        return cls(point.toPoint(), ACTIONS, mime, buttons, modifiers)
+
+
 def drop(view, mime_type: str, payload: str, scene_point: QPointF) -> None:
     """Simulate dragging ``payload`` over the canvas and releasing it at ``scene_point``."""
     mime = QMimeData()
     mime.setData(mime_type, QByteArray(payload.encode()))
     point = QPointF(view.mapFromScene(scene_point))
     buttons, modifiers = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    for event in (QDragEnterEvent(point, ACTIONS, mime, buttons, modifiers),
-                  QDragMoveEvent(point, ACTIONS, mime, buttons, modifiers),
+    for event in (drag_event(QDragEnterEvent, point, mime),
+                  drag_event(QDragMoveEvent, point, mime),
                   QDropEvent(point, ACTIONS, mime, buttons, modifiers)):  # fmt: skip
         QApplication.sendEvent(view.viewport(), event)
 
@@ -252,7 +261,7 @@ def test_a_folder_dropped_on_the_window_becomes_the_data(qtbot, window: MainWind
     mime.setUrls([QUrl.fromLocalFile(str(root))])
     point = QPointF(200, 200)
     buttons, modifiers = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    enter = QDragEnterEvent(point, ACTIONS, mime, buttons, modifiers)
+    enter = drag_event(QDragEnterEvent, point, mime)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()
     QApplication.sendEvent(window, QDropEvent(point, ACTIONS, mime, buttons, modifiers))

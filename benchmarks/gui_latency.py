@@ -1,0 +1,107 @@
+"""While a run trains in the window (CPU), how long does the GUI's event loop stall? And how does
+training throughput inside the window compare with the engine alone on the same project?
+
+A 10 ms QTimer ticks during a short real run of the default project (SimpleCNN on the sample set);
+the worst gap between ticks beyond 10 ms is the longest stall. Targets: worst stall < 100 ms;
+window throughput / engine throughput >= 0.95.
+
+    .venv/bin/python benchmarks/gui_latency.py [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PySide6.QtCore import QEventLoop, QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from cnnstudio import new_project
+from cnnstudio.train import EpochEnded, Trainer
+
+
+def engine_rate(epochs: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        project = new_project(path=folder)
+        project.training.update(epochs=epochs)
+        project.save()
+        rates = []
+        Trainer(project).run(
+            lambda e: (
+                rates.append(e.train_images / e.train_seconds)
+                if isinstance(e, EpochEnded)
+                else None
+            )
+        )
+        return max(rates)
+
+
+def window_run(app: QApplication, epochs: int) -> tuple[float, float, int]:
+    from ui.app_settings import AppSettings
+    from ui.main_window import MainWindow
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = AppSettings(QSettings(str(Path(folder) / "s.ini"), QSettings.Format.IniFormat))
+        window = MainWindow(new_project(), settings)
+        window.show()
+        window.document.project.training.update(epochs=epochs)
+        window.document.save(Path(folder) / "project")
+        loop = QEventLoop()
+        window.data_panel.summary_ready.connect(loop.quit)
+        if window.data_panel.dataset is None:
+            loop.exec()
+        rates: list[float] = []
+        gaps: list[float] = []
+        last = [time.perf_counter()]
+
+        def tick() -> None:
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            last[0] = now
+
+        timer = QTimer()
+        timer.setInterval(10)
+        timer.timeout.connect(tick)
+        panel = window.train_panel
+        panel.run_finished.connect(loop.quit)
+        panel.start()
+        panel.runner.worker.epoch_ended.connect(
+            lambda e: rates.append(e.train_images / e.train_seconds)
+        )
+        last[0] = time.perf_counter()
+        timer.start()
+        loop.exec()  # the real event loop, as in the running studio
+        timer.stop()
+        window.document.discard_changes()
+        window.close()
+        worst = max(gaps) * 1000 - 10 if gaps else float("nan")
+        return worst, max(rates) if rates else float("nan"), len(gaps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    app = QApplication(sys.argv[:1])
+    worst, window_rate, ticks = window_run(app, args.epochs)
+    alone = engine_rate(args.epochs)
+    print(f"default project (SimpleCNN, sample set), {args.epochs} epochs on the CPU")
+    print(
+        f"worst event-loop stall during the run: {worst:.1f} ms over {ticks} ticks of a "
+        "10 ms timer (target < 100 ms)"
+    )
+    print(
+        f"training in the window: {window_rate:,.0f} img/s; engine alone: {alone:,.0f} img/s; "
+        f"ratio {window_rate / alone:.3f} (target >= 0.95)"
+    )
+
+
+if __name__ == "__main__":
+    main()
