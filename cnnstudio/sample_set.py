@@ -8,6 +8,8 @@ CPU. The same seed always gives the same images.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 SAMPLE_CLASSES = (
@@ -68,10 +70,15 @@ def _colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     return background, foreground
 
 
+@functools.lru_cache(maxsize=2)
 def generate_sample_set(
     per_class: int = SAMPLE_PER_CLASS, size: int = SAMPLE_SIZE, seed: int = SAMPLE_SEED
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N×3×size×size uint8) and labels (N int64), classes in ``SAMPLE_CLASSES`` order."""
+    """Images (N×3×size×size uint8) and labels (N int64), classes in ``SAMPLE_CLASSES`` order.
+
+    Drawn once per process and shared (read-only): the Data view and a run in the same window
+    need not draw them twice.
+    """
     rng = np.random.default_rng(seed)
     coords = np.arange(size, dtype=np.float32) + 0.5
     images, labels = [], []
@@ -92,4 +99,7 @@ def generate_sample_set(
         noise = rng.standard_normal(size=picture.shape, dtype=np.float32) * 12
         images.append(np.clip(picture + noise, 0, 255).astype(np.uint8))
         labels.append(np.full(n, label, dtype=np.int64))
-    return np.concatenate(images), np.concatenate(labels)
+    images_all, labels_all = np.concatenate(images), np.concatenate(labels)
+    images_all.setflags(write=False)
+    labels_all.setflags(write=False)
+    return images_all, labels_all
