@@ -538,13 +538,7 @@ def _load_folder(
     memory_limit: int,
 ) -> Dataset:
     scan = scan_folder(settings.path, progress=progress, should_stop=should_stop)
-    files = scan.files["train"] + scan.files.get("val", [])
-    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    if scan.predefined_split and "val" in scan.files:
-        n_train = len(scan.files["train"])
-        train, val = torch.arange(n_train), torch.arange(n_train, len(files))
-    else:
-        train, val = stratified_split(labels, settings.val_fraction, settings.split_seed)
+    files, labels, (train, val) = _folder_samples(scan, settings)
     sizes = scan.sizes
     dataset = Dataset(
         source="folder",
@@ -560,6 +554,19 @@ def _load_folder(
     if len(files) * int(np.prod(input_shape)) <= memory_limit:
         _decode_into_memory(dataset, progress, should_stop)
     return dataset
+
+
+def _folder_samples(
+    scan: FolderScan, settings: DataSettings
+) -> tuple[list[tuple[Path, int]], torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """A scanned folder's (path, label) list, its labels, and the train/validation indices: the
+    folder's own val/ split when it has one, else a stratified split of everything."""
+    files = scan.files["train"] + scan.files.get("val", [])
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    if scan.predefined_split and "val" in scan.files:
+        n_train = len(scan.files["train"])
+        return files, labels, (torch.arange(n_train), torch.arange(n_train, len(files)))
+    return files, labels, stratified_split(labels, settings.val_fraction, settings.split_seed)
 
 
 def _size_range(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], tuple[int, int]] | None:
@@ -623,16 +630,8 @@ def summarize(
     """
     if settings.source == "folder":
         scan = scan_folder(settings.path, verify=True, progress=progress, should_stop=should_stop)
-        files = scan.files["train"] + scan.files.get("val", [])
-        labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-        if scan.predefined_split and "val" in scan.files:
-            split = {
-                "train": torch.arange(len(scan.files["train"])),
-                "val": torch.arange(len(scan.files["train"]), len(files)),
-            }
-        else:
-            train, val = stratified_split(labels, settings.val_fraction, settings.split_seed)
-            split = {"train": train, "val": val}
+        _files, labels, (train, val) = _folder_samples(scan, settings)
+        split = {"train": train, "val": val}
         classes, skipped, root = scan.classes, scan.skipped, str(scan.root)
         sizes = _size_range(scan.sizes)
     else:

@@ -1071,7 +1071,8 @@ class _Loop:
             bad_step = p.global_step - n + first_bad + 1
             return self._nan(bad_step, step_losses[first_bad])
         images = sum(sizes)
-        p.loss_sum += sum(v * s for v, s in zip(step_losses, sizes, strict=True))
+        window_loss = sum(v * s for v, s in zip(step_losses, sizes, strict=True))
+        p.loss_sum += window_loss
         p.correct += sum(step_correct)
         p.seen += images
         elapsed = max(1e-9, now - window_start)
@@ -1079,7 +1080,7 @@ class _Loop:
         remaining = (epochs - p.epoch - 1) * steps + (steps - p.batch)
         eta = remaining * elapsed / n
         lr = self.optimizer.param_groups[-1]["lr"]
-        loss = sum(v * s for v, s in zip(step_losses, sizes, strict=True)) / images
+        loss = window_loss / images
         accuracy = sum(step_correct) / images
         self.log.write(
             {
