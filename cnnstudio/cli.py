@@ -213,13 +213,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import signal
 
     from cnnstudio.train import Trainer, estimate_memory, free_memory, pick_device, pick_precision
+    from cnnstudio.train_settings import check_training
 
     project = load_project(args.dir)
-    if args.device is not None:
-        check_device = {**project.training, "device": args.device}
-        from cnnstudio.train_settings import check_training
-
-        check_training(check_device)
     trainer = Trainer(
         project,
         epochs=args.epochs,
@@ -227,7 +223,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         resume=args.resume,
     )
-    settings = {**project.training, **trainer.overrides}
+    # the overrides are checked like the project's own settings (a bad --device names the place)
+    settings = check_training({**project.training, **trainer.overrides})
     device = pick_device(settings["device"])
     free = free_memory(device)
     if free is not None:
