@@ -38,14 +38,10 @@ from cnnstudio.errors import (
 )
 from cnnstudio.files import atomic_write_bytes, atomic_write_text
 from cnnstudio.metrics import Evaluation, evaluate
+from cnnstudio.runs import BEST, LAST, WEIGHTS, find_run, load_run
 from cnnstudio.spec import analyze
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from cnnstudio.train_settings import check_training
-
-LAST = "last.pt"
-BEST = "best.pt"
-WEIGHTS = "model.safetensors"
-
 
 # Events
 
@@ -1212,40 +1208,19 @@ def _str(path: Path | None) -> str | None:
 
 def run_paths(project, run: str | None = None) -> Path:
     """The folder of run ``run`` (default: the latest with a checkpoint)."""
-    runs = project.runs_dir
-    if run is not None:
-        folder = runs / run if runs is not None else Path(run)
-        if not folder.is_dir():
-            raise TrainingError(f"no run {run!r} in {runs}")
-        return folder
-    folder = latest_run(runs)
-    if folder is None:
-        raise TrainingError(f"no trained run in {runs}: train first")
-    return folder
+    return find_run(project.runs_dir, run)
 
 
 def evaluate_run(project, run: str | None = None, *, device: str | None = None,
                  data_root: Path | None = None) -> Evaluation:  # fmt: skip
     """Evaluate a run's best checkpoint (or its last) on the validation split, using the model,
     data and normalization the run was trained with."""
-    from cnnstudio.data import DataSettings
-    from cnnstudio.spec import ModelSpec
-
-    folder = run_paths(project, run)
-    try:
-        snapshot = json.loads((folder / "settings.json").read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise TrainingError(f"cannot read {folder / 'settings.json'}: {error}") from None
-    spec = ModelSpec.from_dict(snapshot["project"]["model"])
-    data = DataSettings.from_dict(snapshot["project"]["data"])
-    checkpoint = load_checkpoint(folder / BEST if (folder / BEST).is_file() else folder / LAST)
+    loaded = load_run(run_paths(project, run))
+    snapshot = json.loads((loaded.folder / "settings.json").read_text())
     target = pick_device(device or "auto")
-    model = build_model(spec, pretrained=False).to(target)
-    model.load_state_dict(checkpoint["model"])
-    dataset = load_dataset(data, spec.input_shape, data_root=data_root)
-    batches = make_batches(
-        dataset, "val", 256, target, snapshot["mean"], snapshot["std"], train=False
-    )
+    model = loaded.model.to(target)
+    dataset = load_dataset(loaded.data, loaded.spec.input_shape, data_root=data_root)
+    batches = make_batches(dataset, "val", 256, target, loaded.mean, loaded.std, train=False)
     precision = snapshot.get("precision", "fp32") if target.type == "cuda" else "fp32"
     return evaluate(
         model,
