@@ -59,3 +59,14 @@ class Cancelled(StudioError):
 
 class TrainingError(StudioError):
     """A run cannot start or go on: no such device, nothing to resume, a project not saved yet."""
+
+
+class InspectError(StudioError):
+    """An image or a layer cannot be inspected: an unreadable file, an unknown layer name, a layer
+    without the kind of output asked for. ``path`` or ``layer`` names the place."""
+
+    def __init__(self, message: str, path: Path | str | None = None, layer: str | None = None):
+        self.path = Path(path) if path is not None else None
+        self.layer = layer
+        self.message = message
+        super().__init__(message)
