@@ -1011,15 +1011,25 @@ def preview(
         return np.zeros((0, height, width, channels), dtype=np.uint8)
     generator = torch.Generator().manual_seed(seed)
     chosen = members[torch.randint(len(members), (count,), generator=generator)]
-    if dataset.images is not None:
-        images = dataset.images[chosen]
-    else:
-        assert dataset.paths is not None
-        channels, height, width = dataset.input_shape
-        images = torch.from_numpy(
-            np.stack(
-                [decode_image(dataset.paths[int(i)], channels, (height, width)) for i in chosen]
-            )
-        )
+    images = _images_at(dataset, chosen)
     x = augment_batch(images, augment, generator) if augment else images.float() / 255
     return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _images_at(dataset: Dataset, indices: torch.Tensor | list[int]) -> torch.Tensor:
+    """The dataset's images at ``indices`` as N×C×H×W uint8 at the model's input size."""
+    indices = torch.as_tensor(indices, dtype=torch.long)
+    if dataset.images is not None:
+        return dataset.images[indices]
+    assert dataset.paths is not None
+    channels, height, width = dataset.input_shape
+    if len(indices) == 0:
+        return torch.zeros((0, channels, height, width), dtype=torch.uint8)
+    decoded = [decode_image(dataset.paths[int(i)], channels, (height, width)) for i in indices]
+    return torch.from_numpy(np.stack(decoded))
+
+
+def images_at(dataset: Dataset, indices: list[int]) -> np.ndarray:
+    """The images at ``indices`` (dataset positions, as in an evaluation's mistakes) as N×H×W×C
+    uint8 arrays for display."""
+    return _images_at(dataset, indices).permute(0, 2, 3, 1).numpy()

@@ -103,7 +103,7 @@ def evaluate(
     *,
     autocast: Any = None,
     channels_last: bool = False,
-    mistakes: int = 100,
+    mistakes: int = 500,
 ) -> Evaluation:
     """Run ``model`` over ``batches`` (in a fixed order) and measure it. ``indices`` are the dataset
     indices of the samples in that order, for naming the mistakes."""

@@ -75,6 +75,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def read_settings(folder: Path) -> dict[str, Any] | None:
+    """A run's settings.json (the project it trained, mean, std, classes), or None if unreadable."""
+    return _read_json(folder / "settings.json")
+
+
 def settings_summary(training: dict[str, Any]) -> str:
     """A run's settings in a few words."""
     parts = []

@@ -587,8 +587,10 @@ class Trainer:
     # The run, step by step
 
     def _run(self) -> Finished | Failed:
-        project = self.project
         checkpoint, self.run_dir = self._resume_point()
+        if checkpoint is not None and "spec" in checkpoint:
+            self._resume_own_model(checkpoint["spec"])
+        project = self.project
         settings = check_training(
             {**(checkpoint["settings"] if checkpoint else project.training), **self.overrides}
         )
@@ -745,6 +747,21 @@ class Trainer:
             final,
             evaluation,
         )
+
+    def _resume_own_model(self, spec_dict: dict[str, Any]) -> None:
+        """A resumed run goes on with the model it was started with, even if the project's model
+        was edited since (its weights would not fit the edited one)."""
+        from dataclasses import replace
+
+        from cnnstudio.spec import ModelSpec
+
+        spec = ModelSpec.from_dict(spec_dict)
+        if spec != self.project.model:
+            self._events(
+                Warned("the model was edited since this run started: resuming the run's own model")
+            )
+            self.project = replace(self.project, model=spec)
+            self.save_project = False  # never write the run's old model over the edited project
 
     def _resume_point(self) -> tuple[dict[str, Any] | None, Path]:
         runs = self.project.runs_dir

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from cnnstudio import Project, StudioError, list_templates, new_project
 from cnnstudio.cli import human
+from cnnstudio.data import images_at
 from cnnstudio.spec import format_shape
 from cnnstudio.templates import get_template
 from ui.app_settings import AppSettings
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
             "Data", "data", data_scroll, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.train_panel = TrainPanel(self.document, self)
+        self.train_panel.image_source_for = self._image_source_for
         self.train_dock = self._dock(
             "Train", "train", self.train_panel, Qt.DockWidgetArea.BottomDockWidgetArea
         )
@@ -289,6 +291,26 @@ class MainWindow(QMainWindow):
             self.data_panel.choose_folder(folder)
             event.acceptProposedAction()
 
+    def _image_source_for(self, project_dict: dict):
+        """Images for a run's results gallery: the Data view's dataset, when the run trained on
+        the same data, split and input size as the project now has."""
+        dataset = self.data_panel.dataset
+        if dataset is None:
+            return None
+        data = project_dict.get("data", {}) if isinstance(project_dict, dict) else {}
+        now = self.document.project.data
+        same = (
+            data.get("source") == now.source
+            and data.get("path") == now.path
+            and data.get("val_fraction") == now.val_fraction
+            and data.get("split_seed") == now.split_seed
+            and list(project_dict.get("model", {}).get("input_shape", []))
+            == list(dataset.input_shape)
+        )
+        if not same:
+            return None
+        return lambda indices: images_at(dataset, indices)
+
     # Files
 
     def confirm_stop_training(self) -> bool:
@@ -361,6 +383,7 @@ class MainWindow(QMainWindow):
             return False
         self._remember(str(self.document.project.path))
         self._update_title()
+        self.train_panel.runs_view.set_runs_dir(self.document.project.runs_dir)
         return True
 
     def _remember(self, path: str) -> None:
@@ -401,7 +424,7 @@ class MainWindow(QMainWindow):
         if not self.confirm_stop_training() or not self.maybe_save():
             event.ignore()
             return
-        self.train_panel.stop_and_wait()
+        self.train_panel.shutdown()
         self.data_panel.shutdown()
         self.document.shutdown()
         self.settings.save_window(self.saveGeometry(), self.saveState())

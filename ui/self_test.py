@@ -81,11 +81,36 @@ def _train_screenshot(window, path: Path, epochs: int = 3) -> None:
             time.sleep(0.02)
         QApplication.processEvents()
         window.grab().save(str(path))
+        _results_screenshot(window, path.with_name("window-results.png"))
+
+
+def _results_screenshot(window, path: Path) -> None:
+    """The finished run's results: confusion matrix, per-class table and its worst mistakes."""
+    panel = window.train_panel
+    runs = panel.runs_view.runs
+    if not runs:
+        return
+    panel.runs_view.select_runs([runs[0].name])
+    panel.tabs.setCurrentWidget(panel.results_view)
+    results = panel.results_view
+    evaluation = results.evaluation
+    if evaluation is not None and evaluation.mistakes:
+        worst = evaluation.mistakes[0]
+        results.show_cell(worst.true, worst.predicted)
+        deadline = time.monotonic() + 30
+        while results.busy() or results.gallery.count() == 0:
+            QApplication.processEvents()
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    QApplication.processEvents()
+    window.grab().save(str(path))
 
 
 def write_screenshots(window, folder: str | Path) -> int:
     """window.png (the model editor), window-data.png and data.png (the Data view),
-    window-dark.png (the dark theme) and window-train.png (a short real run)."""
+    window-dark.png (the dark theme), window-train.png (a short real run) and window-results.png
+    (its confusion matrix and mistakes)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     window.resize(1440, 900)

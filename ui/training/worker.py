@@ -73,11 +73,13 @@ class TrainingRunner(QObject):
     def running(self) -> bool:
         return self.thread is not None and self.thread.isRunning()
 
-    def start(self, project, *, resume: bool | str = False) -> TrainingWorker:
+    def start(
+        self, project, *, resume: bool | str = False, epochs: int | None = None
+    ) -> TrainingWorker:
         """Train a copy of ``project`` (later edits in the window do not reach the run)."""
         if self.running:
             raise RuntimeError("a run is already going")
-        trainer = Trainer(copy.deepcopy(project), resume=resume, save_project=False)
+        trainer = Trainer(copy.deepcopy(project), resume=resume, epochs=epochs, save_project=False)
         self.thread = QThread()
         self.worker = TrainingWorker(trainer)
         self.worker.moveToThread(self.thread)

@@ -1,0 +1,177 @@
+"""The Train view's run list, results, learning-rate finder, memory hint and curve export, on a
+project trained for real beforehand (two short runs)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from cnnstudio import load_project
+from cnnstudio.data import DataSettings
+from cnnstudio.project import Project
+from cnnstudio.runs import list_runs
+from cnnstudio.train import Finished, Trainer, evaluate_run
+from cnnstudio.train_settings import check_training
+from tests.test_train import colour_folder, tiny_model
+from ui.main_window import MainWindow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved project folder with two finished runs (made once for this module)."""
+    root = tmp_path_factory.mktemp("trained")
+    training = check_training({"epochs": 2, "batch_size": 16, "log_every": 1, "lr": 0.01,
+                               "workers": 0})  # fmt: skip
+    project = Project(model=tiny_model(), name="tiny", training=training, path=root / "proj",
+                      data=DataSettings(source="folder", path=str(colour_folder(root / "img"))))  # fmt: skip
+    project.save()
+    for lr in (1e-5, 0.01):  # the first run barely learns: its results have mistakes to show
+        project.training["lr"] = lr
+        result = Trainer(project).run()
+        assert isinstance(result, Finished), result
+    return root / "proj"
+
+
+@pytest.fixture
+def opened(window: MainWindow, trained: Path, tmp_path: Path, qtbot) -> MainWindow:
+    folder = tmp_path / "proj"
+    shutil.copytree(trained, folder)
+    assert window.open_project(folder)
+    qtbot.waitUntil(lambda: getattr(window.data_panel.dataset, "source", "") == "folder",
+                    timeout=60000)  # fmt: skip
+    qtbot.waitUntil(lambda: window.document.analysis_is_current, timeout=30000)
+    return window
+
+
+def test_run_list_shows_every_run_with_its_accuracy(opened: MainWindow) -> None:
+    view = opened.train_panel.runs_view
+    runs = list_runs(opened.document.project.runs_dir)
+    assert view.table.rowCount() == len(runs) == 2
+    for row, info in enumerate(runs):
+        assert view.table.item(row, 1).text() == "finished"
+        assert view.table.item(row, 2).text() == "2/2"
+        assert view.table.item(row, 3).text() == f"{info.best_val_accuracy:.2%}"
+        assert "sgd" in view.table.item(row, 4).text() or "adamw" in view.table.item(row, 4).text()
+
+
+def test_selecting_two_runs_overlays_their_curves(opened: MainWindow) -> None:
+    panel = opened.train_panel
+    names = [r.name for r in panel.runs_view.runs]
+    panel.runs_view.select_runs(names)
+    assert len(panel.runs_view.selected()) == 2
+    drawn = {item.name() for item in panel.overlays}
+    assert drawn == set(names)
+    loss_items = [i for i in panel.overlays if i in panel.loss_plot.listDataItems()]
+    assert len(loss_items) == 2 and all(len(i.getData()[0]) > 5 for i in loss_items)
+    panel.runs_view.select_runs([])
+    assert panel.overlays == []
+
+
+def test_confusion_matrix_matches_the_engine(opened: MainWindow) -> None:
+    panel = opened.train_panel
+    newest = panel.runs_view.runs[0]
+    panel.runs_view.select_runs([newest.name])
+    evaluation = evaluate_run(opened.document.project, newest.name)
+    table = panel.results_view.confusion
+    n = len(evaluation.classes)
+    assert (table.rowCount(), table.columnCount()) == (n, n)
+    shown = np.array([[int(table.item(i, j).text()) for j in range(n)] for i in range(n)])
+    assert (shown == evaluation.confusion).all()
+    per_class = panel.results_view.per_class
+    assert per_class.rowCount() == n
+    recall = {per_class.item(r, 0).text(): float(per_class.item(r, 2).text()) for r in range(n)}
+    for m in evaluation.per_class:
+        assert recall[m.name] == pytest.approx(m.recall, abs=1e-4)
+    assert f"{evaluation.accuracy:.2%}" in panel.results_view.title.text()
+
+
+def test_clicking_a_cell_shows_its_mistakes_and_opens_one(opened: MainWindow, qtbot) -> None:
+    panel = opened.train_panel
+    panel.runs_view.select_runs([panel.runs_view.runs[-1].name])
+    results = panel.results_view
+    evaluation = results.evaluation
+    off = [(m.true, m.predicted) for m in evaluation.mistakes]
+    assert off, "the barely trained run should make mistakes"
+    true, predicted = off[0]
+    results.confusion.cellClicked.emit(true, predicted)
+    expected = [m for m in evaluation.mistakes if (m.true, m.predicted) == (true, predicted)]
+    qtbot.waitUntil(lambda: results.gallery.count() == len(expected), timeout=10000)
+    confidences = [m.confidence for m in results.shown]
+    assert confidences == sorted(confidences, reverse=True)
+    with qtbot.waitSignal(panel.inspect_requested) as opened_image:
+        results.gallery.itemDoubleClicked.emit(results.gallery.item(0))
+    image, label = opened_image.args
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    assert str(expected[0].index) in label
+
+
+def test_deleting_a_run_asks_and_removes_its_folder(opened: MainWindow, monkeypatch) -> None:
+    view = opened.train_panel.runs_view
+    doomed = view.runs[0]
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a[1]) or QMessageBox.StandardButton.Yes)  # fmt: skip
+    view.select_runs([doomed.name])
+    view.delete_button.click()
+    assert asked == ["Delete runs"]
+    assert not doomed.folder.exists()
+    assert [r.name for r in view.runs] == [
+        r.name for r in list_runs(opened.document.project.runs_dir)
+    ]
+    assert view.table.rowCount() == 1
+
+
+def test_resume_continues_the_selected_run(opened: MainWindow, qtbot) -> None:
+    panel = opened.train_panel
+    opened.document.set_training("epochs", 3)
+    target = panel.runs_view.runs[-1]
+    panel.runs_view.select_runs([target.name])
+    with qtbot.waitSignal(panel.run_finished, timeout=120000) as finished:
+        panel.resume_button.click()
+    result = finished.args[0]
+    assert isinstance(result, Finished), result
+    assert Path(result.run_dir) == target.folder
+    assert result.epochs_done == 3
+    assert len(panel.epochs) == 1  # only the third epoch was trained
+
+
+def test_lr_finder_plots_and_applies_its_suggestion(opened: MainWindow, qtbot) -> None:
+    view = opened.train_panel.lr_view
+    view.steps = 30
+    with qtbot.waitSignal(view.ended, timeout=120000):
+        assert view.start()
+    assert view.result is not None, view.status.text()
+    x, _ = view.curve.getData()
+    assert len(x) == len(view.result.lrs) >= 10
+    assert view.marker.isVisible()
+    view.apply_button.click()
+    assert opened.document.project.training["lr"] == float(f"{view.result.suggestion:.2g}")
+    assert opened.document.dirty
+
+
+def test_memory_hint_follows_the_batch_size(opened: MainWindow) -> None:
+    panel = opened.train_panel
+    first = panel.memory_hint.text()
+    assert "batch 16" in first and "MB" in first
+    panel.editors["batch_size"].setValue(512)
+    assert "batch 512" in panel.memory_hint.text()
+
+
+def test_curves_export_as_csv_and_png(opened: MainWindow, qtbot, tmp_path: Path) -> None:
+    panel = opened.train_panel
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        panel.start()
+    rows = list(csv.DictReader(io.StringIO(panel.curves_csv())))
+    assert len(rows) == len(panel.steps)
+    assert [float(r["loss"]) for r in rows] == pytest.approx([v for _, v in panel.steps])
+    epochs = [r for r in rows if r["epoch"]]
+    assert [int(r["epoch"]) for r in epochs] == [1, 2]
+    panel.save_png(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert load_project(opened.document.project.path).name == "tiny"

@@ -1,0 +1,271 @@
+"""A run's results: the confusion matrix as a heat map with counts, the per-class precision /
+recall / F1 table, and a gallery of the validation images behind a clicked cell (most confident
+mistakes first), each openable in the Inspect view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cnnstudio.metrics import Evaluation, Mistake
+from ui.background import Jobs
+from ui.theme import colours
+
+THUMB = 72
+GALLERY_LIMIT = 60
+
+ImageSource = Callable[[list[int]], np.ndarray]  # dataset indices -> N×H×W×C uint8
+
+
+def array_to_pixmap(image: np.ndarray) -> QPixmap:
+    """An H×W×C uint8 array (C = 1 or 3) as a QPixmap."""
+    image = np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = np.ascontiguousarray(image[:, :, 0])
+    height, width = image.shape[:2]
+    if image.ndim == 2:
+        qimage = QImage(image.data, width, height, width, QImage.Format.Format_Grayscale8)
+    else:
+        qimage = QImage(image.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(qimage.copy())
+
+
+def _blend(a: str, b: str, t: float) -> QColor:
+    ca, cb = QColor(a), QColor(b)
+    return QColor(
+        round(ca.red() + (cb.red() - ca.red()) * t),
+        round(ca.green() + (cb.green() - ca.green()) * t),
+        round(ca.blue() + (cb.blue() - ca.blue()) * t),
+    )
+
+
+def _load_images(job, source: ImageSource, mistakes: list[Mistake]) -> tuple:
+    return mistakes, source([m.index for m in mistakes])
+
+
+class ResultsView(QWidget):
+    """Shows one Evaluation; ``image_source`` turns dataset indices into images for the gallery."""
+
+    inspect_requested = Signal(object, str)  # H×W×C uint8 image, a label
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.evaluation: Evaluation | None = None
+        self.image_source: ImageSource | None = None
+        self.cell: tuple[int, int] | None = None
+        self.shown: list[Mistake] = []
+        self._images: np.ndarray | None = None
+        self._jobs = Jobs(self)
+        self._build_ui()
+        self._connect()
+        self.set_evaluation(None)
+
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 6, 0, 0)
+        self.title = QLabel(self)
+        self.title.setWordWrap(True)
+        layout.addWidget(self.title)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        left = QWidget(splitter)
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        caption = QLabel("Confusion matrix: rows are the true class, columns the prediction", left)
+        caption.setProperty("role", "muted")
+        left_layout.addWidget(caption)
+        self.confusion = QTableWidget(0, 0, left)
+        self.confusion.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.confusion.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.confusion.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.confusion.setToolTip("Click a cell to see those validation images")
+        left_layout.addWidget(self.confusion, 1)
+        middle = QWidget(splitter)
+        middle_layout = QVBoxLayout(middle)
+        middle_layout.setContentsMargins(0, 0, 0, 0)
+        self.per_class = QTableWidget(0, 5, middle)
+        self.per_class.setHorizontalHeaderLabels(["class", "precision", "recall", "F1", "support"])
+        self.per_class.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.per_class.verticalHeader().setVisible(False)
+        self.per_class.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents
+        )
+        self.per_class.setSortingEnabled(True)
+        middle_layout.addWidget(self.per_class, 1)
+        right = QWidget(splitter)
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        self.gallery_title = QLabel(right)
+        self.gallery_title.setWordWrap(True)
+        right_layout.addWidget(self.gallery_title)
+        self.gallery = QListWidget(right)
+        self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
+        self.gallery.setIconSize(QSize(THUMB, THUMB))
+        self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.gallery.setMovement(QListWidget.Movement.Static)
+        self.gallery.setSpacing(4)
+        self.gallery.setToolTip("Double-click an image to open it in the Inspect view")
+        right_layout.addWidget(self.gallery, 1)
+        splitter.setSizes([380, 300, 300])
+        row = QHBoxLayout()
+        row.addWidget(splitter)
+        layout.addLayout(row, 1)
+
+    def _connect(self) -> None:
+        self.confusion.cellClicked.connect(self._on_cell_clicked)
+        self.gallery.itemDoubleClicked.connect(self._on_gallery_double_clicked)
+        self._jobs.finished.connect(self._on_images_loaded)
+        self._jobs.failed.connect(self._on_images_failed)
+
+    def set_evaluation(self, evaluation: Evaluation | None, title: str = "",
+                       image_source: ImageSource | None = None) -> None:  # fmt: skip
+        """Show ``evaluation`` (None: explain that there is nothing yet)."""
+        self.evaluation = evaluation
+        self.image_source = image_source
+        self.cell = None
+        self.gallery.clear()
+        self.shown = []
+        if evaluation is None:
+            self.title.setText(title or "Select a finished run to see its results.")
+            self.confusion.setRowCount(0)
+            self.confusion.setColumnCount(0)
+            self.per_class.setRowCount(0)
+            self.gallery_title.setText("")
+            return
+        self.title.setText(
+            f"{title}{' · ' if title else ''}accuracy {evaluation.accuracy:.2%} · loss "
+            f"{evaluation.loss:.4f} on {int(evaluation.confusion.sum())} validation images"
+        )
+        self._fill_confusion(evaluation)
+        self._fill_per_class(evaluation)
+        self.gallery_title.setText(
+            "Click a cell of the matrix to see its images."
+            if image_source is not None
+            else "The images are not available: the run used other data than the project now."
+        )
+
+    def _fill_confusion(self, evaluation: Evaluation) -> None:
+        c = colours()
+        matrix = evaluation.confusion
+        n = len(evaluation.classes)
+        self.confusion.setRowCount(n)
+        self.confusion.setColumnCount(n)
+        self.confusion.setHorizontalHeaderLabels(evaluation.classes)
+        self.confusion.setVerticalHeaderLabels(evaluation.classes)
+        totals = matrix.sum(axis=1)
+        for i in range(n):
+            for j in range(n):
+                count = int(matrix[i, j])
+                share = count / totals[i] if totals[i] else 0.0
+                item = QTableWidgetItem(str(count))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                colour = c.accent if i == j else c.error
+                item.setBackground(_blend(c.base, colour, min(1.0, share) * 0.9))
+                if share > 0.55:
+                    item.setForeground(QColor(c.accent_text))
+                item.setToolTip(
+                    f"true {evaluation.classes[i]}, predicted {evaluation.classes[j]}: "
+                    f"{count} ({share:.1%} of {evaluation.classes[i]})"
+                )
+                self.confusion.setItem(i, j, item)
+
+    def _fill_per_class(self, evaluation: Evaluation) -> None:
+        self.per_class.setSortingEnabled(False)
+        self.per_class.setRowCount(len(evaluation.per_class))
+        for row, m in enumerate(evaluation.per_class):
+            self.per_class.setItem(row, 0, QTableWidgetItem(m.name))
+            for column, value in enumerate((m.precision, m.recall, m.f1), start=1):
+                item = QTableWidgetItem()
+                item.setData(Qt.ItemDataRole.DisplayRole, round(value, 4))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.per_class.setItem(row, column, item)
+            support = QTableWidgetItem()
+            support.setData(Qt.ItemDataRole.DisplayRole, m.support)
+            support.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.per_class.setItem(row, 4, support)
+        self.per_class.setSortingEnabled(True)
+
+    # The gallery
+
+    def show_cell(self, true: int, predicted: int) -> None:
+        """Show the validation images of one cell: the mistakes, most confident first."""
+        evaluation = self.evaluation
+        if evaluation is None:
+            return
+        self.cell = (true, predicted)
+        self.gallery.clear()
+        names = evaluation.classes
+        count = int(evaluation.confusion[true, predicted])
+        if true == predicted:
+            self.shown = []
+            self.gallery_title.setText(
+                f"{count} {names[true]} images classified correctly. "
+                "Click a cell off the diagonal to see mistakes."
+            )
+            return
+        self.shown = [m for m in evaluation.mistakes if (m.true, m.predicted) == (true, predicted)]
+        self.shown = self.shown[:GALLERY_LIMIT]
+        head = f"{names[true]} taken for {names[predicted]}: {count} images"
+        if len(self.shown) < count:
+            head += f" (the {len(self.shown)} most confident shown)"
+        self.gallery_title.setText(head + ". Double-click one to inspect it.")
+        if self.image_source is None or not self.shown:
+            return
+        self._jobs.submit(_load_images, self.image_source, list(self.shown))
+
+    def _on_cell_clicked(self, row: int, column: int) -> None:
+        self.show_cell(row, column)
+
+    def _on_images_loaded(self, number: int, result) -> None:
+        if number != self._jobs.latest:
+            return
+        mistakes, images = result
+        self._images = images
+        names = self.evaluation.classes if self.evaluation else []
+        for mistake, image in zip(mistakes, images, strict=True):
+            pixmap = array_to_pixmap(image).scaled(
+                THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )  # fmt: skip
+            item = QListWidgetItem(QIcon(pixmap), f"{mistake.confidence:.0%}")
+            item.setToolTip(
+                f"image {mistake.index}: true {names[mistake.true]}, predicted "
+                f"{names[mistake.predicted]} with {mistake.confidence:.1%} confidence "
+                f"(loss {mistake.loss:.3f})"
+            )
+            self.gallery.addItem(item)
+
+    def _on_images_failed(self, number: int, message: str) -> None:
+        if number == self._jobs.latest:
+            self.gallery_title.setText(f"Cannot show the images: {message}")
+
+    def _on_gallery_double_clicked(self, item: QListWidgetItem) -> None:
+        row = self.gallery.row(item)
+        if self._images is None or row >= len(self.shown):
+            return
+        mistake = self.shown[row]
+        names = self.evaluation.classes if self.evaluation else []
+        label = f"validation image {mistake.index} (true {names[mistake.true]})"
+        self.inspect_requested.emit(self._images[row], label)
+
+    def busy(self) -> bool:
+        return self._jobs.busy()
+
+    def shutdown(self) -> None:
+        self._jobs.shutdown()
