@@ -28,8 +28,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     training = check_training({"epochs": 2, "batch_size": 16, "log_every": 1, "lr": 0.01,
                                "workers": 0})  # fmt: skip
+    data = DataSettings(source="folder", path=str(colour_folder(root / "img")))
     project = Project(model=tiny_model(), name="tiny", training=training, path=root / "proj",
-                      data=DataSettings(source="folder", path=str(colour_folder(root / "img"))))  # fmt: skip
+                      data=data)  # fmt: skip
     project.save()
     for lr in (1e-5, 0.01):  # the first run barely learns: its results have mistakes to show
         project.training["lr"] = lr
@@ -115,8 +116,12 @@ def test_deleting_a_run_asks_and_removes_its_folder(opened: MainWindow, monkeypa
     view = opened.train_panel.runs_view
     doomed = view.runs[0]
     asked = []
-    monkeypatch.setattr(QMessageBox, "question",
-                        lambda *a, **k: asked.append(a[1]) or QMessageBox.StandardButton.Yes)  # fmt: skip
+
+    def answer(*args, **kwargs):
+        asked.append(args[1])
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
     view.select_runs([doomed.name])
     view.delete_button.click()
     assert asked == ["Delete runs"]
