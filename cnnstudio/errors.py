@@ -70,3 +70,24 @@ class InspectError(StudioError):
         self.layer = layer
         self.message = message
         super().__init__(message)
+
+
+class ExportError(StudioError):
+    """A model cannot be exported, or its exported copy does not compute what the model computes.
+
+    ``format`` is the export format ("onnx", "python", ...), ``path`` the file concerned and
+    ``layer`` the layer a format cannot hold, when one is known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        format: str | None = None,
+        path: Path | str | None = None,
+        layer: str | None = None,
+    ) -> None:
+        self.format = format
+        self.path = Path(path) if path is not None else None
+        self.layer = layer
+        self.message = message
+        super().__init__(message)
