@@ -125,6 +125,27 @@ def _build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--device", metavar="DEVICE")
     lr_find.set_defaults(handler=_cmd_lr_find)
 
+    inspect_cmd = commands.add_parser(
+        "inspect", help="top-k, feature maps, filters and Grad-CAM of an image (PNG files)"
+    )
+    inspect_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    inspect_cmd.add_argument("image", metavar="IMAGE", type=Path, help="image file")
+    inspect_cmd.add_argument(
+        "--layer",
+        action="append",
+        metavar="ID",
+        help="layer whose feature maps to draw; repeat for more (default: the convolutions)",
+    )
+    inspect_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
+    inspect_cmd.add_argument(
+        "--target", metavar="CLASS", help="class for Grad-CAM, a name or index (default: top)"
+    )
+    inspect_cmd.add_argument("--top", type=_positive_int, default=5, metavar="K")
+    inspect_cmd.add_argument(
+        "--out", type=Path, required=True, metavar="OUTDIR", help="folder for the PNG files"
+    )
+    inspect_cmd.set_defaults(handler=_cmd_inspect)
+
     fetch = commands.add_parser("download", help="download a standard dataset")
     fetch.add_argument(
         "set", choices=sorted(STANDARD_SETS), metavar="SET", help=", ".join(sorted(STANDARD_SETS))
@@ -374,6 +395,25 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     target = args.csv or args.dir / "lr_find.csv"
     result.save_csv(target)
     print(f"suggested learning rate: {result.suggestion:.2e} (curve in {target})")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from cnnstudio.inspect import inspect_image, write_pictures
+    from cnnstudio.runs import find_run, load_run
+
+    project = load_project(args.dir)
+    run = load_run(find_run(project.runs_dir, args.run))
+    layers = args.layer or ()
+    result = inspect_image(run.model, args.image, run.input_shape, run.mean, run.std, run.classes,
+                           layers=layers, target=args.target, k=args.top)  # fmt: skip
+    written = write_pictures(result, args.out, args.layer)
+    for rank, prediction in enumerate(result.predictions, 1):
+        print(f"{rank}. {prediction.name} {100 * prediction.probability:.1f}%")
+    print(
+        f"Grad-CAM of {result.target_name} at {result.cam_layer}; {len(written)} pictures in "
+        f"{args.out} (run {run.folder.name}, {run.checkpoint.name})"
+    )
     return 0
 
 

@@ -652,3 +652,37 @@ def overlay(
     if scale > 1:
         out = out.repeat(scale, axis=0).repeat(scale, axis=1)
     return Image.fromarray(out)
+
+
+def write_pictures(
+    inspection: Inspection, folder: Path | str, layers: Sequence[str] | None = None
+) -> list[Path]:
+    """The inspection as PNG files in ``folder``: ``maps_<layer>.png`` for each of ``layers``
+    (default: every convolution, at most 8), ``filters_<first convolution>.png`` and
+    ``gradcam.png`` (the heat map over the image). Returns the files written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    convolutions = [entry.name for entry in inspection.layers if entry.has_filters]
+    if layers is None:
+        layers = convolutions[:8] or [e.name for e in inspection.layers if e.spatial][-1:]
+    written = []
+    for name in layers:
+        maps = inspection.maps[name]
+        if maps.ndim != 3:  # a vector: one strip, tall enough to see
+            maps = np.repeat(maps.reshape(1, 1, -1), max(1, min(16, maps.size // 8)), axis=1)
+        written.append(folder / f"maps_{_file_part(name)}.png")
+        grid_image(maps).save(written[-1])
+    if convolutions:
+        written.append(folder / f"filters_{_file_part(convolutions[0])}.png")
+        grid_image(inspection.filters[convolutions[0]], normalise=False, cmap="gray").save(
+            written[-1]
+        )
+    height, width = inspection.heat.shape
+    written.append(folder / "gradcam.png")
+    scale = max(1, 256 // max(height, width))
+    overlay(inspection.image, inspection.heat, scale=scale).save(written[-1])
+    return written
+
+
+def _file_part(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)

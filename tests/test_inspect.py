@@ -3,6 +3,8 @@ saliency, the one-call inspection, the pictures, and the `inspect` command."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -417,3 +419,74 @@ def test_grid_and_overlay_pictures() -> None:
     assert picture.size == (32, 32)
     top, bottom = np.asarray(picture)[0, 0], np.asarray(picture)[-1, 0]
     assert top[0] > bottom[0] and bottom[2] > top[2]  # hot is red, cold is blue (jet)
+
+
+# The command
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnstudio", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny four-colour project trained for one epoch."""
+    from cnnstudio import Project
+    from cnnstudio.data import DataSettings
+    from cnnstudio.train import Trainer
+    from cnnstudio.train_settings import check_training
+    from tests.test_train import colour_folder, tiny_model
+
+    root = tmp_path_factory.mktemp("trained")
+    images = colour_folder(root / "images")
+    training = check_training({"epochs": 1, "batch_size": 16, "lr": 0.01, "workers": 0})
+    project = Project(model=tiny_model(), name="tiny", training=training, path=root / "proj",
+                      data=DataSettings(source="folder", path=str(images)))  # fmt: skip
+    project.save()
+    assert type(Trainer(project).run()).__name__ == "Finished"
+    return root
+
+
+def test_inspect_command_writes_pictures_and_prints_the_top_classes(trained: Path) -> None:
+    out = trained / "out"
+    image = trained / "images" / "c2" / "0.png"
+    done = cli("inspect", str(trained / "proj"), str(image), "--top", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(".")[0] for line in lines[:3]] == ["1", "2", "3"]
+    for line in lines[:3]:
+        name, share = line.split(" ")[1:]
+        assert name in {"c0", "c1", "c2", "c3"} and share.endswith("%")
+    assert "Grad-CAM of" in lines[3]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["filters_conv1.png", "gradcam.png", "maps_conv1.png"]
+    for name in files:
+        with Image.open(out / name) as picture:
+            picture.verify()
+    with Image.open(out / "filters_conv1.png") as picture:
+        assert picture.size == (3 * (63 + 2) + 2, 3 * (63 + 2) + 2)  # 8 filters of 3×3
+    more = cli("inspect", str(trained / "proj"), str(image), "--layer", "relu1", "--layer",
+               "fc", "--target", "c0", "--out", str(trained / "more"))  # fmt: skip
+    assert more.returncode == 0, more.stderr
+    assert "Grad-CAM of c0 at relu1" in more.stdout
+    assert {p.name for p in (trained / "more").iterdir()} == {
+        "maps_relu1.png", "maps_fc.png", "filters_conv1.png", "gradcam.png"}  # fmt: skip
+
+
+def test_inspect_command_errors_are_one_line(trained: Path, tmp_path: Path) -> None:
+    fresh = cli("new", str(tmp_path / "fresh"))
+    assert fresh.returncode == 0, fresh.stderr
+    image = trained / "images" / "c0" / "1.png"
+    no_run = cli("inspect", str(tmp_path / "fresh"), str(image), "--out", str(tmp_path / "o"))
+    assert no_run.returncode == 2
+    assert no_run.stderr.count("\n") == 1 and "train first" in no_run.stderr
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    bad = cli("inspect", str(trained / "proj"), str(text), "--out", str(tmp_path / "o"))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "notes.txt: not an image" in bad.stderr
+    layer = cli("inspect", str(trained / "proj"), str(image), "--layer", "conv7", "--out",
+                str(tmp_path / "o"))  # fmt: skip
+    assert layer.returncode == 2 and "no layer 'conv7'" in layer.stderr
+    assert not (tmp_path / "o").exists()
