@@ -1,0 +1,82 @@
+"""How long the inspector takes from a dropped image file to every array it draws (top-k,
+Grad-CAM, the maps of every listed layer, the filters): ``inspect_image`` on the CPU.
+
+Targets: 200 ms for the SimpleCNN at 32×32, 1 s for a ResNet-18 backbone at 224×224 (random
+weights: the time does not depend on them). Prints the median and the worst of several runs, and
+the median over the target.
+
+    .venv/bin/python benchmarks/inspect_latency.py [--repeats N] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnstudio import ModelSpec, Node, build_model, create_model_spec
+from cnnstudio.inspect import inspect_image
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def resnet18_spec() -> ModelSpec:
+    nodes = (
+        Node("backbone1", "Backbone", {"name": "resnet18", "weights": "none", "freeze": True}),
+        Node("fc1", "Linear", {"out_features": 10}),
+    )
+    return ModelSpec(nodes, (3, 224, 224), 10)
+
+
+def measure(spec: ModelSpec, image: Path, repeats: int, device: str) -> tuple[float, float]:
+    model = build_model(spec, pretrained=False).to(device).eval()
+    classes = [f"class {i}" for i in range(spec.num_classes)]
+
+    def once() -> None:
+        inspect_image(model, image, spec.input_shape, IMAGENET_MEAN, IMAGENET_STD, classes)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    once()  # first call: lazy imports, allocator warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), max(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    cases = [
+        ("SimpleCNN 3×32×32", create_model_spec("simple-cnn"), 200.0),
+        ("ResNet-18 3×224×224", resnet18_spec(), 1000.0),
+    ]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    with tempfile.TemporaryDirectory() as folder:
+        image = Path(folder) / "photo.jpg"
+        pixels = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(image, quality=90)  # a 640×480 photo, resized on the way in
+        for name, spec, target in cases:
+            median, worst = measure(spec, image, args.repeats, args.device)
+            verdict = "meets" if median <= target else "misses"
+            print(
+                f"{name:<22} median {median:7.1f} ms, worst {worst:7.1f} ms; target "
+                f"{target:.0f} ms: median/target {median / target:.2f} ({verdict})"
+            )
+
+
+if __name__ == "__main__":
+    main()
