@@ -73,7 +73,7 @@ def _train_screenshot(window, path: Path, epochs: int = 3) -> None:
         window.document.save(folder)
         window.train_panel.refresh_form()
         window.train_dock.raise_()
-        window.resizeDocks([window.train_dock], [330], Qt.Orientation.Vertical)
+        window.resizeDocks([window.train_dock], [400], Qt.Orientation.Vertical)
         window.train_panel.start()
         deadline = time.monotonic() + 600
         while window.train_panel.running and time.monotonic() < deadline:

@@ -166,11 +166,19 @@ class TrainPanel(QWidget):
         self.plots = plots
         c = colours()
         plots.setBackground(c.base)
-        self.loss_plot = plots.addPlot(row=0, col=0, title="loss")
-        self.acc_plot = plots.addPlot(row=0, col=1, title="accuracy")
-        self.lr_plot = plots.addPlot(row=1, col=0, colspan=2, title="learning rate")
-        plots.ci.layout.setRowStretchFactor(0, 3)
-        plots.ci.layout.setRowStretchFactor(1, 1)
+        # one row, so the curves keep their height in a short dock
+        self.loss_plot = plots.addPlot(row=0, col=0)
+        self.acc_plot = plots.addPlot(row=0, col=1)
+        self.lr_plot = plots.addPlot(row=0, col=2)
+        for col, stretch in enumerate((5, 3, 2)):
+            plots.ci.layout.setColumnStretchFactor(col, stretch)
+        self.loss_plot.setLabel("left", "loss")
+        self.acc_plot.setLabel("left", "accuracy")
+        self.lr_plot.setLabel("left", "learning rate")
+        for plot in (self.acc_plot, self.lr_plot):
+            plot.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on fractions
+        self.acc_plot.setYRange(0, 1, padding=0.02)
+        self.acc_plot.enableAutoRange(axis="y", enable=False)
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
             plot.showGrid(x=True, y=True, alpha=0.15)
             plot.setClipToView(True)
@@ -445,7 +453,7 @@ class TrainPanel(QWidget):
             best = result.best_val_accuracy
             text = f"{result.state.replace('_', ' ')}"
             if best is not None:
-                text += f" · best validation accuracy {best:.2%} (epoch {result.best_epoch})"
+                text += f" · best {best:.2%} (epoch {result.best_epoch})"
             self.progress.setFormat(text)
         run_dir = getattr(result, "run_dir", None)
         self.runs_view.refresh(select=Path(run_dir).name if run_dir else None)

@@ -106,7 +106,6 @@ class ResultsView(QWidget):
         self.per_class.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents
         )
-        self.per_class.setSortingEnabled(True)
         middle_layout.addWidget(self.per_class, 1)
         right = QWidget(splitter)
         right_layout = QVBoxLayout(right)
@@ -199,6 +198,8 @@ class ResultsView(QWidget):
             support.setData(Qt.ItemDataRole.DisplayRole, m.support)
             support.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.per_class.setItem(row, 4, support)
+        # sortable by clicking a header; shown in the classes' own order until then
+        self.per_class.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.per_class.setSortingEnabled(True)
 
     # The gallery
