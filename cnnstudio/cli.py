@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
 from cnnstudio.errors import StudioError
+from cnnstudio.export import FORMATS as EXPORT_FORMATS
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
 from cnnstudio.spec import Analysis, analyze, format_shape
 from cnnstudio.standard_sets import STANDARD_SETS, data_root, download, is_downloaded
@@ -145,6 +146,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, metavar="OUTDIR", help="folder for the PNG files"
     )
     inspect_cmd.set_defaults(handler=_cmd_inspect)
+
+    export_cmd = commands.add_parser("export", help="write the model as a file, code or script")
+    export_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    export_cmd.add_argument(
+        "--format",
+        required=True,
+        choices=list(EXPORT_FORMATS),
+        metavar="FORMAT",
+        help=", ".join(EXPORT_FORMATS),
+    )
+    export_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
+    export_cmd.add_argument(
+        "--untrained",
+        action="store_true",
+        help="export the freshly initialised model (random weights) instead of a run's",
+    )
+    export_cmd.add_argument("--out", required=True, type=Path, metavar="PATH", help="file to write")
+    export_cmd.set_defaults(handler=_cmd_export)
 
     fetch = commands.add_parser("download", help="download a standard dataset")
     fetch.add_argument(
@@ -415,6 +434,26 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         f"{args.out} (run {run.folder.name}, {run.checkpoint.name})"
     )
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from cnnstudio.export import export, export_source
+
+    if args.untrained and args.run:
+        raise UsageError("--run and --untrained exclude each other")
+    project = load_project(args.dir)
+    source = export_source(project, args.run, untrained=args.untrained)
+    result = export(source, args.format, args.out)
+    for path in result.files:
+        print(f"wrote {path} ({human(_size_of(path), binary=True)}B)")
+    print(f"checked: max difference {result.max_abs_diff:.2g} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
 
 
 def _cmd_download(args: argparse.Namespace) -> int:

@@ -615,6 +615,12 @@ def _attr(node_id: str) -> str:
     return f"self.{node_id}" if not keyword.iskeyword(node_id) else f'getattr(self, "{node_id}")'
 
 
+def _assign(node_id: str, expr: str) -> str:
+    if keyword.iskeyword(node_id):
+        return f'setattr(self, "{node_id}", {expr})'
+    return f"self.{node_id} = {expr}"
+
+
 def _local(node_id: str) -> str:
     if keyword.iskeyword(node_id) or node_id in _TAKEN or node_id in dir(__builtins__):
         return f"{node_id}_out"
@@ -695,7 +701,7 @@ def _backbone_lines(node_id: str, resolved: dict[str, Any], module: Any, pretrai
         f"# {name} from torchvision as a feature extractor: its classifier ({head[1:]}) is removed",
         f"net = torchvision.models.{name}({', '.join(kwargs)})",
         f"net{head} = nn.Identity()",
-        f"{_attr(node_id)} = nn.Sequential(OrderedDict(net=net))  # weights: {node_id}.net.*",
+        _assign(node_id, "nn.Sequential(OrderedDict(net=net))") + f"  # weights: {node_id}.net.*",
     ]
     if resolved.get("freeze"):
         lines.append(f"{_attr(node_id)}.requires_grad_(False)  # frozen while training")
@@ -732,7 +738,7 @@ def _model_code(src: ExportSource, pretrained: bool = False, class_name: str = "
             if info.resolved.get("freeze"):
                 frozen.append(node_id)
         else:
-            init.append(f"{_attr(node_id)} = {_module_expr(node_id, info.kind, info.resolved)}")
+            init.append(_assign(node_id, _module_expr(node_id, info.kind, info.resolved)))
     forward = _forward_lines(order, infos, output)
     c, h, w = spec.input_shape
     lines = [
