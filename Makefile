@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean bundle bundle-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,21 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/analyze_speed.py
+
+# The standalone program dist/cnnstudio/cnnstudio (PyInstaller, one folder; see build.spec).
+# CPU-only by default; CNNSTUDIO_BUNDLE_CUDA=1 make bundle keeps the CUDA libraries for GPUs.
+BUNDLE_STAMP := $(VENV)/.bundle-installed
+
+$(BUNDLE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bundle]'
+	touch $(BUNDLE_STAMP)
+
+bundle: $(BUNDLE_STAMP)
+	$(PY) -m PyInstaller --noconfirm --clean --log-level WARN build.spec
+
+# Start the built program offscreen: builds the window, trains one step, exits 0.
+bundle-check:
+	QT_QPA_PLATFORM=offscreen dist/cnnstudio/cnnstudio --self-test
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
