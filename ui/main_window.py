@@ -3,9 +3,10 @@ the properties and the data on the right; menus, toolbar, undo, recent projects,
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -24,6 +25,7 @@ from cnnstudio.data import images_at
 from cnnstudio.spec import format_shape
 from cnnstudio.templates import get_template
 from ui.app_settings import AppSettings
+from ui.background import Jobs
 from ui.data_view import DataPanel
 from ui.document import ProjectDocument
 from ui.editor.backbone_dialog import BackboneDialog
@@ -55,6 +57,8 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self._update_title()
         self.document.request_analysis()
+        self._warmup = Jobs(self)
+        QTimer.singleShot(WARM_UP_DELAY_MS, lambda: self._warmup.submit(_warm_up))
 
     # Building
 
@@ -311,6 +315,10 @@ class MainWindow(QMainWindow):
             return None
         return lambda indices: images_at(dataset, indices)
 
+    def warmed_up(self) -> bool:
+        """Whether the background imports made after the window showed are done."""
+        return self._warmup.latest > 0 and not self._warmup.busy()
+
     # Files
 
     def confirm_stop_training(self) -> bool:
@@ -425,10 +433,25 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.train_panel.shutdown()
+        self._warmup.shutdown()
         self.data_panel.shutdown()
         self.document.shutdown()
         self.settings.save_window(self.saveGeometry(), self.saveState())
         event.accept()
+
+
+WARM_UP_DELAY_MS = 300
+
+
+def _warm_up(_job) -> None:
+    """Import what the first run and the first inspection need while the user looks at the window:
+    torch loads torch._dynamo (creating an optimizer does) and TensorBoard lazily, and importing
+    them in the middle of a run stalls the event loop for a quarter of a second."""
+    import torch._dynamo
+    import torchvision  # noqa: F401
+
+    with contextlib.suppress(ImportError):  # training warns about it when it starts
+        import torch.utils.tensorboard  # noqa: F401
 
 
 def _device_summary() -> str:
