@@ -1,0 +1,7 @@
+"""The Inspect view: an image dropped or opened, what the model predicts for it, where it looks
+(Grad-CAM), what its layers see (feature maps) and what its convolutions learned (filters)."""
+
+from ui.inspector.view import InspectorView
+from ui.inspector.worker import ModelSource
+
+__all__ = ["InspectorView", "ModelSource"]

@@ -1,0 +1,129 @@
+"""Runs ``cnnstudio.inspect.inspect_image`` on a pool thread and sends back the plain result.
+
+A request carries its number; the view keeps only the answer to its newest one. Requests still
+queued when a newer one comes are dropped unstarted, so a burst of drops costs one inspection.
+The model source is resolved (a checkpoint loaded) on the pool thread too, once per source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from cnnstudio.errors import InspectError, StudioError
+from cnnstudio.inspect import inspect_image
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What the inspector needs of a model: the module, its input and normalisation, the class
+    names, and a label saying where it came from ("run 20261125-1200 (best)")."""
+
+    model: Any  # nn.Module
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: list[str] = field(default_factory=list)
+    label: str = "model"
+
+
+def resolve_source(source: Any) -> ModelSource:
+    """A ModelSource from what the window handed over: a ModelSource, anything with the same
+    attributes (a ``runs.LoadedRun``), or a function returning one of those."""
+    if source is None:
+        raise InspectError("no model to inspect yet: train one, or open a project with a run")
+    value = source() if callable(source) and not hasattr(source, "model") else source
+    if value is None:
+        raise InspectError("no model to inspect yet: train one, or open a project with a run")
+    if isinstance(value, ModelSource):
+        return value
+    label = getattr(value, "label", None)
+    if label is None and hasattr(value, "folder") and hasattr(value, "checkpoint"):
+        label = f"run {value.folder.name} ({value.checkpoint.stem})"
+    return ModelSource(
+        value.model,
+        tuple(value.input_shape),
+        tuple(value.mean),
+        tuple(value.std),
+        list(value.classes),
+        label or "model",
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    number: int
+    image: Any  # a path or an H×W×C array
+    layer: str | None = None
+    target: int | None = None
+
+
+class _Signals(QObject):
+    finished = Signal(int, object, object)  # request number, ModelSource, Inspection
+    failed = Signal(int, str)
+
+
+class _InspectJob(QRunnable):
+    def __init__(
+        self, request: Request, source: Any, resolved: ModelSource | None, signals: _Signals
+    ) -> None:
+        super().__init__()
+        self.request, self.source, self.resolved, self.signals = request, source, resolved, signals
+
+    def run(self) -> None:
+        request = self.request
+        try:
+            resolved = self.resolved or resolve_source(self.source)
+            result = inspect_image(
+                resolved.model,
+                request.image,
+                resolved.input_shape,
+                resolved.mean,
+                resolved.std,
+                resolved.classes,
+                request.layer,
+                target=request.target,
+            )
+        except StudioError as error:
+            self.signals.failed.emit(request.number, str(error))
+        except Exception as error:  # shown in the view that asked; never lost
+            self.signals.failed.emit(request.number, f"{type(error).__name__}: {error}")
+        else:
+            self.signals.finished.emit(request.number, resolved, result)
+
+
+class InspectRunner(QObject):
+    """One pool thread for inspections; ``finished`` and ``failed`` carry the request number."""
+
+    finished = Signal(int, object, object)
+    failed = Signal(int, str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._signals = _Signals()
+        self._signals.finished.connect(self.finished)
+        self._signals.failed.connect(self.failed)
+
+    def submit(self, request: Request, source: Any, resolved: ModelSource | None) -> None:
+        self._pool.clear()  # queued, unstarted requests are stale now
+        self._pool.start(_InspectJob(request, source, resolved, self._signals))
+
+    def busy(self) -> bool:
+        return self._pool.activeThreadCount() > 0
+
+    def wait(self, msecs: int = 60000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    def shutdown(self) -> None:
+        """Drop queued requests and join the running one (an inspection takes well under a
+        second and cannot be interrupted midway)."""
+        self._pool.clear()
+        self._pool.waitForDone(-1)
+
+
+SourceFactory = Callable[[], Any]
