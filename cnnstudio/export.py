@@ -1152,6 +1152,16 @@ def stratified_split(labels: list[int]) -> tuple[list[int], list[int]]:
     return torch.cat(train).sort().values.tolist(), torch.cat(val).sort().values.tolist()
 
 
+class ClassFolder(torchvision.datasets.ImageFolder):
+    """An image folder whose labels follow CLASSES (ImageFolder itself sorts the folder names)."""
+
+    def find_classes(self, directory):
+        found = sorted(p.name for p in Path(directory).iterdir() if p.is_dir())
+        if sorted(CLASSES) != found:
+            return super().find_classes(directory)
+        return list(CLASSES), {name: i for i, name in enumerate(CLASSES)}
+
+
 def datasets(root: str):
     """The training and validation sets."""
     if SOURCE != "folder":
@@ -1169,11 +1179,11 @@ def datasets(root: str):
     val_dirs = [folder / n for n in ("val", "valid", "validation", "test") if (folder / n).is_dir()]
     if (folder / "train").is_dir() and val_dirs:
         return (
-            torchvision.datasets.ImageFolder(folder / "train", transform(True)),
-            torchvision.datasets.ImageFolder(val_dirs[0], transform(False)),
+            ClassFolder(folder / "train", transform(True)),
+            ClassFolder(val_dirs[0], transform(False)),
         )
-    train_view = torchvision.datasets.ImageFolder(folder, transform(True))
-    val_view = torchvision.datasets.ImageFolder(folder, transform(False))
+    train_view = ClassFolder(folder, transform(True))
+    val_view = ClassFolder(folder, transform(False))
     train_indices, val_indices = stratified_split(train_view.targets)
     return Subset(train_view, train_indices), Subset(val_view, val_indices)
 
