@@ -147,6 +147,20 @@ class Control:
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        self._lock = threading.Lock()
+        self._snapshots: list[_SnapshotRequest] = []
+        self.training = False  # the loop is between steps (a snapshot can be served)
+
+    def request_snapshot(self) -> _SnapshotRequest:
+        request = _SnapshotRequest()
+        with self._lock:
+            self._snapshots.append(request)
+        return request
+
+    def take_snapshot_requests(self) -> list[_SnapshotRequest]:
+        with self._lock:
+            requests, self._snapshots = self._snapshots, []
+        return requests
 
     def stop(self) -> None:
         self._stop.set()
@@ -166,9 +180,16 @@ class Control:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_while_paused(self) -> None:
+    def wait_while_paused(self, serve: Callable[[], None] | None = None) -> None:
         while not self._running.wait(0.1):
-            pass
+            if serve is not None:
+                serve()
+
+
+class _SnapshotRequest:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.state: dict[str, torch.Tensor] | None = None
 
 
 # Devices and precision
@@ -542,6 +563,17 @@ class Trainer:
 
     def resume(self) -> None:
         self.control.resume()
+
+    def snapshot(self, timeout: float = 30.0) -> dict[str, torch.Tensor] | None:
+        """A copy (on the CPU) of the model's weights as they are now, taken by the training
+        thread between two steps; safe from any thread. None when the run is not training (still
+        loading, or ended) or the copy did not come within ``timeout`` seconds."""
+        if not self.control.training:
+            return None
+        request = self.control.request_snapshot()
+        if not request.done.wait(timeout):
+            return None
+        return request.state
 
     def run(self, events: EventSink | None = None) -> Finished | Failed:
         """Train; return the last event (Finished or Failed) after sending it to ``events``.
@@ -938,14 +970,20 @@ class _Loop:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.settings["label_smoothing"])
 
     def run(self, epochs: int) -> str | Failed:
-        while self.p.epoch < epochs:
-            outcome = self._epoch(epochs)
-            if outcome is not None:
-                return outcome
-            patience = self.settings["early_stopping"]
-            if patience and self.p.stale_epochs >= patience:
-                return "early_stopped"
-        return "finished"
+        self.t.control.training = True
+        try:
+            while self.p.epoch < epochs:
+                outcome = self._epoch(epochs)
+                if outcome is not None:
+                    return outcome
+                patience = self.settings["early_stopping"]
+                if patience and self.p.stale_epochs >= patience:
+                    return "early_stopped"
+            return "finished"
+        finally:
+            self.t.control.training = False
+            for request in self.t.control.take_snapshot_requests():
+                request.done.set()  # no copy: the run has ended; the asker gets None
 
     def _epoch(self, epochs: int) -> str | Failed | None:
         p, settings = self.p, self.settings
@@ -962,9 +1000,10 @@ class _Loop:
         for index, (x, y) in enumerate(self.train_batches):
             if index < p.batch:
                 continue  # resumed mid-epoch: these batches were trained before the stop
+            self._serve_snapshots()
             if self.t.control.paused:
                 train_time += time.perf_counter() - window_start
-                self.t.control.wait_while_paused()
+                self.t.control.wait_while_paused(self._serve_snapshots)
                 window_start = time.perf_counter()
             if self.t.control.stopping and self._agree_to_stop():
                 self._flush(losses, corrects, sizes, window_start, steps, epochs)
@@ -1180,6 +1219,15 @@ class _Loop:
         else:
             p.stale_epochs += 1
         return better
+
+    def _serve_snapshots(self) -> None:
+        requests = self.t.control.take_snapshot_requests()
+        if not requests:
+            return
+        state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        for request in requests:
+            request.state = state
+            request.done.set()
 
     def _checkpoint(self, kind: str) -> None:
         if not self.t.world.main:

@@ -206,6 +206,36 @@ def test_pause_holds_the_loop_until_resume(project: Project) -> None:
     assert not worker.is_alive() and len(steps) > 1
 
 
+def test_snapshot_copies_the_weights_of_a_running_or_paused_run(project: Project) -> None:
+    trainer = Trainer(project)
+    assert trainer.snapshot(timeout=0.1) is None  # not training yet
+    paused_at = threading.Event()
+    step_of_pause = []
+
+    def on_event(event) -> None:
+        if isinstance(event, StepLogged) and event.global_step == 2:
+            trainer.pause()
+            step_of_pause.append(event.global_step)
+            paused_at.set()
+
+    worker = threading.Thread(target=trainer.run, args=(on_event,))
+    worker.start()
+    assert paused_at.wait(60)
+    copy = trainer.snapshot(timeout=10)
+    assert copy is not None, "a paused run serves a snapshot"
+    model = build_model(project.model)
+    model.load_state_dict(copy)  # every key, the right shapes
+    copy["conv1.weight"].zero_()  # a copy: the run's own weights are untouched
+    again = trainer.snapshot(timeout=10)
+    assert again is not None and again["conv1.weight"].abs().sum() > 0
+    trainer.resume()
+    worker.join(60)
+    assert not worker.is_alive()
+    saved = load_checkpoint(Path(trainer.run_dir) / "last.pt")["model"]
+    assert not torch.equal(saved["conv1.weight"], again["conv1.weight"]), "training went on"
+    assert trainer.snapshot(timeout=0.1) is None  # ended
+
+
 def test_planted_nan_stops_the_run_and_says_where(project: Project) -> None:
     Trainer(project).run()  # a good run leaves statistics; now poison them
     project = load_project(project.path)
