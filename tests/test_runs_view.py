@@ -180,3 +180,67 @@ def test_curves_export_as_csv_and_png(opened: MainWindow, qtbot, tmp_path: Path)
     panel.save_png(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert load_project(opened.document.project.path).name == "tiny"
+
+
+# The Inspect and Export parts of the window, on the same trained project
+
+
+def test_an_image_dropped_on_the_window_is_inspected_with_the_selected_run(
+    opened: MainWindow, qtbot, tmp_path: Path
+) -> None:
+    from tests.test_inspector_view import drop_files, picture
+
+    panel = opened.train_panel
+    older = panel.runs_view.runs[-1]
+    panel.runs_view.select_runs([older.name])
+    with qtbot.waitSignal(opened.inspector.inspected, timeout=60000) as got:
+        drop_files(opened, picture(tmp_path / "red.png"))
+    assert opened.inspector.model_label.text() == f"run {older.name} (best)"
+    assert [p.name for p in got.args[0].predictions][:1][0] in {"c0", "c1", "c2", "c3"}
+    assert not opened.inspect_dock.visibleRegion().isEmpty()
+
+
+def test_a_gallery_image_opens_in_the_inspect_view(opened: MainWindow, qtbot) -> None:
+    panel = opened.train_panel
+    panel.runs_view.select_runs([panel.runs_view.runs[-1].name])
+    mistake = panel.results_view.evaluation.mistakes[0]
+    image = opened.data_panel.dataset.images[mistake.index].permute(1, 2, 0).numpy()
+    with qtbot.waitSignal(opened.inspector.inspected, timeout=60000) as got:
+        panel.inspect_requested.emit(image, "validation image")
+    assert got.args[0].image.shape == (16, 16, 3)
+
+
+def test_a_run_in_progress_is_inspected_live(opened: MainWindow, qtbot, tmp_path: Path) -> None:
+    from tests.test_inspector_view import picture
+
+    panel = opened.train_panel
+    opened.document.set_training("epochs", 40)
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    opened._update_inspector_source()
+    with qtbot.waitSignal(opened.inspector.inspected, timeout=60000):
+        opened.inspector.inspect_files([picture(tmp_path / "x.png")])
+    assert opened.inspector.model_label.text().endswith("(live)")
+    assert panel.running, "inspecting did not stop the run"
+    steps = len(panel.steps)
+    qtbot.waitUntil(lambda: len(panel.steps) > steps, timeout=30000)  # nor pause it
+    with qtbot.waitSignal(panel.run_finished, timeout=30000):
+        panel.stop_button.click()
+
+
+def test_file_export_writes_a_checked_file_of_the_newest_run(
+    opened: MainWindow, qtbot, tmp_path: Path
+) -> None:
+    assert opened.export_action.shortcut().toString() == "Ctrl+E"
+    dialog = opened.show_export_dialog()
+    assert dialog.isVisible()
+    newest = opened.train_panel.runs_view.runs[0].name
+    assert newest in dialog.run_box.currentText()
+    dialog.format_box.setCurrentIndex(dialog.format_box.findData("safetensors"))
+    target = tmp_path / "weights.safetensors"
+    dialog.path_edit.setText(str(target))
+    with qtbot.waitSignal(dialog.exported, timeout=60000) as done:
+        dialog.export_button.click()
+    assert target.is_file() and done.args[0].max_abs_diff == 0
+    assert "checked: max difference" in dialog.result_label.text()
+    dialog.close()

@@ -72,9 +72,13 @@ class Jobs(QObject):
         self._signals.failed.connect(self.failed)
         self._stop = threading.Event()
         self.latest = 0
+        self.closed = False
 
     def submit(self, fn: Callable, *args: Any) -> int:
-        """Queue ``fn(job, *args)``; returns the job's number (also kept as ``latest``)."""
+        """Queue ``fn(job, *args)``; returns the job's number (also kept as ``latest``). After
+        ``shutdown`` nothing more starts (returns 0)."""
+        if self.closed:
+            return 0
         self.latest += 1
         self._stop = threading.Event()
         self._pool.start(_Runnable(Job(self.latest, self._signals, self._stop), fn, args,
@@ -92,5 +96,6 @@ class Jobs(QObject):
         return self._pool.waitForDone(msecs)
 
     def shutdown(self) -> None:
+        self.closed = True
         self.stop()
         self._pool.waitForDone(60000)

@@ -39,7 +39,10 @@ from ui.editor.commands import (
 )
 from ui.editor.palette import PalettePanel
 from ui.editor.properties import PropertyPanel
+from ui.export_dialog import ExportDialog
 from ui.icons import clear_cache, icon
+from ui.inspector import InspectorView
+from ui.inspector.sources import live_source, run_source
 from ui.theme import THEMES, apply_theme
 from ui.training.panel import TrainPanel
 
@@ -58,7 +61,7 @@ class MainWindow(QMainWindow):
         self._update_title()
         self.document.request_analysis()
         self._warmup = Jobs(self)
-        QTimer.singleShot(WARM_UP_DELAY_MS, lambda: self._warmup.submit(_warm_up))
+        QTimer.singleShot(WARM_UP_DELAY_MS, self._warmup, lambda: self._warmup.submit(_warm_up))
 
     # Building
 
@@ -89,6 +92,12 @@ class MainWindow(QMainWindow):
         self.train_dock = self._dock(
             "Train", "train", self.train_panel, Qt.DockWidgetArea.BottomDockWidgetArea
         )
+        self.inspector = InspectorView(self)
+        self.inspect_dock = self._dock(
+            "Inspect", "inspect", self.inspector, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.tabifyDockWidget(self.train_dock, self.inspect_dock)
+        self.train_dock.raise_()
         self.tabifyDockWidget(self.property_dock, self.data_dock)
         self.property_dock.raise_()
         self.resizeDocks(
@@ -134,6 +143,7 @@ class MainWindow(QMainWindow):
             "Save &As…", self.save_project_as, QKeySequence("Ctrl+Shift+S")
         )
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.export_action = self._action("&Export…", self.show_export_dialog, "Ctrl+E", "export")
         self.undo_action = self.document.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
         self.undo_action.setIcon(icon("undo"))
@@ -170,6 +180,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addActions([self.save_action, self.save_as_action])
         file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
         edit_menu.addActions([self.undo_action, self.redo_action])
@@ -185,7 +197,9 @@ class MainWindow(QMainWindow):
         view_menu = menu.addMenu("&View")
         view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
         view_menu.addSeparator()
-        for dock in (self.palette_dock, self.property_dock, self.data_dock, self.train_dock):
+        docks = (self.palette_dock, self.property_dock, self.data_dock, self.train_dock,
+                 self.inspect_dock)  # fmt: skip
+        for dock in docks:
             view_menu.addAction(dock.toggleViewAction())
         theme_menu = view_menu.addMenu("&Theme")
         for theme in THEMES:
@@ -212,6 +226,12 @@ class MainWindow(QMainWindow):
         self.document.analysis_ready.connect(self._on_analysis_ready)
         self.document.dirty_changed.connect(lambda _d: self._update_title())
         self.document.project_replaced.connect(self._update_title)
+        self.document.project_replaced.connect(self._update_inspector_source)
+        self.train_panel.runs_view.selection_changed.connect(self._update_inspector_source)
+        self.train_panel.run_finished.connect(self._update_inspector_source)
+        self.train_panel.run_started.connect(self._update_inspector_source)
+        self.train_panel.epoch_ended.connect(self._update_inspector_source)
+        self.train_panel.inspect_requested.connect(self._on_inspect_requested)
 
     def _restore_layout(self) -> None:
         geometry, state = self.settings.geometry(), self.settings.window_state()
@@ -284,16 +304,22 @@ class MainWindow(QMainWindow):
     # Dropping an image folder anywhere on the window
 
     def dragEnterEvent(self, event) -> None:
-        urls = event.mimeData().urls()
-        if urls and Path(urls[0].toLocalFile()).is_dir():
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:  # a folder becomes the data; files go to the inspector (which explains misfits)
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        folder = Path(event.mimeData().urls()[0].toLocalFile())
-        if folder.is_dir():
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        if paths[0].is_dir():
             self.data_dock.raise_()
-            self.data_panel.choose_folder(folder)
-            event.acceptProposedAction()
+            self.data_panel.choose_folder(paths[0])
+        else:
+            self.inspect_dock.show()
+            self.inspect_dock.raise_()
+            self.inspector.inspect_files(paths)
+        event.acceptProposedAction()
 
     def _image_source_for(self, project_dict: dict):
         """Images for a run's results gallery: the Data view's dataset, when the run trained on
@@ -315,9 +341,38 @@ class MainWindow(QMainWindow):
             return None
         return lambda indices: images_at(dataset, indices)
 
+    # Inspecting and exporting
+
+    def _update_inspector_source(self, *_args) -> None:
+        """Inspect the run in progress (its weights now), else the selected run, else the latest
+        run with a checkpoint."""
+        panel = self.train_panel
+        worker = panel.runner.worker
+        if panel.running and worker is not None and worker.trainer.run_dir is not None:
+            self.inspector.set_model_source(live_source(worker.trainer))
+            return
+        chosen = [r for r in panel.runs_view.selected() if r.has_checkpoint]
+        if not chosen:
+            chosen = [r for r in panel.runs_view.runs if r.has_checkpoint][:1]
+        self.inspector.set_model_source(run_source(chosen[0].folder) if chosen else None)
+
+    def _on_inspect_requested(self, image, label: str) -> None:
+        self.inspect_dock.show()
+        self.inspect_dock.raise_()
+        self.inspector.inspect_array(image)
+        self.statusBar().showMessage(f"Inspecting {label}", 5000)
+
+    def show_export_dialog(self) -> ExportDialog:
+        """File > Export: the dialog works on its own thread; the window stays usable."""
+        dialog = ExportDialog(self.document.project, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.export_dialog = dialog
+        dialog.open()
+        return dialog
+
     def warmed_up(self) -> bool:
         """Whether the background imports made after the window showed are done."""
-        return self._warmup.latest > 0 and not self._warmup.busy()
+        return (self._warmup.latest > 0 or self._warmup.closed) and not self._warmup.busy()
 
     # Files
 
@@ -426,6 +481,7 @@ class MainWindow(QMainWindow):
                 action.setIcon(icon(name))
         self.palette_panel.refresh_icons()
         self.train_panel.refresh_theme()
+        self.inspector.refresh_theme()
         self.canvas.rebuild()
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -433,6 +489,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.train_panel.shutdown()
+        self.inspector.shutdown()
         self._warmup.shutdown()
         self.data_panel.shutdown()
         self.document.shutdown()

@@ -64,6 +64,8 @@ class TrainPanel(QWidget):
     """Starts runs of the document's project and shows them as they happen."""
 
     run_finished = Signal(object)
+    run_started = Signal(object)
+    epoch_ended = Signal(object)
     inspect_requested = Signal(object, str)  # an image from the results gallery
 
     def __init__(self, document, parent: QWidget | None = None) -> None:
@@ -413,6 +415,7 @@ class TrainPanel(QWidget):
         self._steps_per_epoch = max(1, event.steps_per_epoch)
         self.progress.setFormat(f"training on {event.device_name}")
         self.runs_view.refresh(select=Path(event.run_dir).name)
+        self.run_started.emit(event)
 
     def _on_step_logged(self, event) -> None:
         self.steps.append((event.global_step, event.loss))
@@ -429,6 +432,7 @@ class TrainPanel(QWidget):
     def _on_epoch_ended(self, event) -> None:
         self.epochs.append(event)
         self._dirty = True
+        self.epoch_ended.emit(event)
 
     def _on_warned(self, message: str) -> None:
         self.message.setText(message)
