@@ -52,8 +52,11 @@ def run_self_test(window) -> int:
                 trainer.stop()
 
         result = trainer.run(on_event)
+        inspected = ""
         if isinstance(result, Failed) or not steps:
             problems.append(f"training failed: {getattr(result, 'message', result)}")
+        else:
+            inspected = _inspect_one(window, Path(result.run_dir), problems)
     window.close()
     if problems:
         for problem in problems:
@@ -61,9 +64,32 @@ def run_self_test(window) -> int:
         return 1
     print(
         f"self-test passed: model analysed, {len(window.data_panel.dataset)} images read, one "
-        f"training step (loss {steps[0]:.3f})"
+        f"training step (loss {steps[0]:.3f}), one inspection ({inspected})"
     )
     return 0
+
+
+def _inspect_one(window, run_dir: Path, problems: list[str]) -> str:
+    """Inspect a sample image with the run's checkpoint through the Inspect view's own thread."""
+    from cnnstudio.data import images_at
+    from ui.inspector.sources import run_source
+
+    view = window.inspector
+    view.set_model_source(run_source(run_dir))
+    view.inspect_array(images_at(window.data_panel.dataset, [0])[0])
+    deadline = time.monotonic() + 120
+    while (view.busy() or view.result is None) and time.monotonic() < deadline:
+        QApplication.processEvents()
+        if view.message.text() and view.result is None and not view.busy():
+            break
+        time.sleep(0.02)
+    result = view.result
+    if result is None:
+        problems.append(f"inspection failed: {view.message.text() or 'no result in time'}")
+        return "failed"
+    top = result.predictions[0]
+    layers = len(result.maps)
+    return f"{top.name} {top.probability:.0%}, Grad-CAM at {result.cam_layer}, {layers} layers"
 
 
 def _train_screenshot(window, path: Path, epochs: int = 3) -> None:
@@ -105,12 +131,35 @@ def _results_screenshot(window, path: Path) -> None:
             time.sleep(0.02)
     QApplication.processEvents()
     window.grab().save(str(path))
+    _inspect_screenshot(window, runs[0].folder, path.with_name("window-inspect.png"))
+
+
+def _inspect_screenshot(window, run_dir: Path, path: Path) -> None:
+    """A validation image inspected with the finished run: maps, Grad-CAM, top classes."""
+    from cnnstudio.data import images_at
+    from ui.inspector.sources import run_source
+
+    dataset = window.data_panel.dataset
+    if dataset is None:
+        return
+    window.inspect_dock.raise_()
+    view = window.inspector
+    view.set_model_source(run_source(run_dir))
+    view.inspect_array(images_at(dataset, [int(dataset.splits["val"][0])])[0])
+    deadline = time.monotonic() + 60
+    while (view.busy() or view.result is None) and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    view.select_layer("conv2")
+    QApplication.processEvents()
+    window.grab().save(str(path))
+    view.grab().save(str(path.with_name("inspect.png")))
 
 
 def write_screenshots(window, folder: str | Path) -> int:
     """window.png (the model editor), window-data.png and data.png (the Data view),
-    window-dark.png (the dark theme), window-train.png (a short real run) and window-results.png
-    (its confusion matrix and mistakes)."""
+    window-dark.png (the dark theme), window-train.png (a short real run), window-results.png
+    (its confusion matrix and mistakes), window-inspect.png and inspect.png (an image inspected)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     window.resize(1440, 900)
@@ -126,6 +175,7 @@ def write_screenshots(window, folder: str | Path) -> int:
     theme = window.settings.theme()
     window.set_theme("dark")
     window.property_dock.raise_()
+    window.train_dock.raise_()
     QApplication.processEvents()
     window.grab().save(str(folder / "window-dark.png"))
     window.settings.set_theme(theme)
