@@ -50,7 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     from ui.app_settings import AppSettings
     from ui.theme import apply_theme
 
-    settings = AppSettings()
+    if args.self_test or args.screenshot:
+        # a check or a picture of the studio as it ships: not the user's layout, theme or recents
+        import tempfile
+
+        from PySide6.QtCore import QSettings
+
+        scratch = tempfile.mkdtemp(prefix="cnnstudio-")
+        settings = AppSettings(QSettings(f"{scratch}/settings.ini", QSettings.Format.IniFormat))
+    else:
+        settings = AppSettings()
     apply_theme(app, settings.theme())
     from ui.main_window import MainWindow
 

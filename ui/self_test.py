@@ -143,6 +143,7 @@ def _inspect_screenshot(window, run_dir: Path, path: Path) -> None:
     if dataset is None:
         return
     window.inspect_dock.raise_()
+    window.resizeDocks([window.inspect_dock], [430], Qt.Orientation.Vertical)
     view = window.inspector
     view.set_model_source(run_source(run_dir))
     view.inspect_array(images_at(dataset, [int(dataset.splits["val"][0])])[0])

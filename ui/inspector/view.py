@@ -122,11 +122,13 @@ class InspectorView(QWidget):
         layout.addWidget(self.message)
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.setChildrenCollapsible(False)
+        # three columns side by side: the view lives in a wide, short dock under the editor
         splitter.addWidget(self._build_left())
+        splitter.addWidget(self._build_layers())
         splitter.addWidget(self._build_right())
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([440, 660])
+        for index, stretch in enumerate((2, 2, 5)):
+            splitter.setStretchFactor(index, stretch)
+        splitter.setSizes([300, 280, 720])
         layout.addWidget(splitter, 1)
         self.setAcceptDrops(True)
 
@@ -156,7 +158,7 @@ class InspectorView(QWidget):
         column.setContentsMargins(0, 0, 6, 0)
         column.setSpacing(6)
         self.pictures = _graphics(host)
-        self.pictures.setMinimumHeight(170)
+        self.pictures.setMinimumHeight(120)
         self.input_box = _image_box(self.pictures, "input, as the model sees it", 0, 0)
         self.cam_box = _image_box(self.pictures, "Grad-CAM", 0, 1)
         self.input_item = pg.ImageItem(axisOrder="row-major")
@@ -189,12 +191,19 @@ class InspectorView(QWidget):
         self.chart.setMouseEnabled(x=False, y=False)
         self.chart.hideButtons()
         self.chart.setMenuEnabled(False)
-        self.chart.setMinimumHeight(120)
+        self.chart.setMinimumHeight(90)
         self.chart.getPlotItem().setLabel("bottom", "probability", color=colours().muted)
         ticks = [(v / 4, f"{25 * v}%") for v in range(5)]
         self.chart.getAxis("bottom").setTicks([ticks])
         self.chart.getViewBox().invertY(True)
         column.addWidget(self.chart, 2)
+        return host
+
+    def _build_layers(self) -> QWidget:
+        host = QWidget(self)
+        column = QVBoxLayout(host)
+        column.setContentsMargins(6, 0, 6, 0)
+        column.setSpacing(6)
         column.addWidget(_heading("Layers", host))
         self.layer_tree = QTreeWidget(host)
         self.layer_tree.setHeaderLabels(["Layer", "Kind", "Output"])
@@ -206,7 +215,7 @@ class InspectorView(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
-        self.layer_tree.setMinimumHeight(140)
+        self.layer_tree.setMinimumHeight(100)
         column.addWidget(self.layer_tree, 3)
         return host
 
@@ -245,7 +254,7 @@ class InspectorView(QWidget):
         self.filters_heading = _heading("Filters", host)
         column.addWidget(self.filters_heading)
         self.filters_widget = _graphics(host)
-        self.filters_widget.setMinimumHeight(110)
+        self.filters_widget.setMinimumHeight(80)
         self.filters_box = self.filters_widget.addViewBox(lockAspect=True, enableMouse=False)
         self.filters_box.invertY(True)
         self.filters_box.setMenuEnabled(False)

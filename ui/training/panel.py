@@ -216,6 +216,7 @@ class TrainPanel(QWidget):
         """Redraw the plots' background and the buttons' icons in the current theme."""
         self.plots.setBackground(colours().base)
         self.lr_view.refresh_theme()
+        self.results_view.refresh_theme()
         self.start_button.setIcon(icon("play", colours().accent))
         self.pause_button.setIcon(icon("play" if self.pause_button.isChecked() else "pause"))
         self.stop_button.setIcon(icon("stop"))

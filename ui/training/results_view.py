@@ -176,8 +176,7 @@ class ResultsView(QWidget):
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 colour = c.accent if i == j else c.error
                 item.setBackground(_blend(c.base, colour, min(1.0, share) * 0.9))
-                if share > 0.55:
-                    item.setForeground(QColor(c.accent_text))
+                item.setForeground(QColor(c.accent_text if share > 0.55 else c.text))
                 item.setToolTip(
                     f"true {evaluation.classes[i]}, predicted {evaluation.classes[j]}: "
                     f"{count} ({share:.1%} of {evaluation.classes[i]})"
@@ -201,6 +200,11 @@ class ResultsView(QWidget):
         # sortable by clicking a header; shown in the classes' own order until then
         self.per_class.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.per_class.setSortingEnabled(True)
+
+    def refresh_theme(self) -> None:
+        """Recolour the heat map in the current theme."""
+        if self.evaluation is not None:
+            self._fill_confusion(self.evaluation)
 
     # The gallery
 
