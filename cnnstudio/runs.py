@@ -111,7 +111,11 @@ def run_info(folder: Path) -> RunInfo:
         epochs_done=done if isinstance(done, int) else None,
         epochs=epochs,
         best_val_accuracy=float(best) if isinstance(best, (int, float)) else None,
-        summary=settings_summary(training),
+        summary=(
+            f"imported from {Path(str(settings['imported_from'])).name}"
+            if settings.get("imported_from")
+            else settings_summary(training)
+        ),
         has_checkpoint=(folder / LAST).is_file() or (folder / BEST).is_file(),
     )
 
@@ -176,7 +180,9 @@ def find_run(runs_dir: Path | None, run: str | None = None) -> Path:
             raise TrainingError(f"no run {run!r} in {runs_dir}")
         return folder
     if runs_dir is not None and runs_dir.is_dir():
-        found = sorted(p for p in runs_dir.iterdir() if (p / LAST).is_file())
+        found = sorted(
+            p for p in runs_dir.iterdir() if (p / LAST).is_file() or (p / BEST).is_file()
+        )
         if found:
             return found[-1]
     raise TrainingError(f"no trained run in {runs_dir}: train first")
@@ -219,3 +225,51 @@ def load_run(folder: Path, which: str = "best") -> LoadedRun:
         ) from None
     model.eval()
     return LoadedRun(folder, checkpoint, model, spec, data, classes, mean, std)
+
+
+def import_weights(
+    project,
+    path: Path | str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    classes: list[str],
+) -> Path:
+    """Make a run of the project's model from a weights file (.safetensors, or a state dict saved
+    with ``torch.save``; nothing but tensors is read). The run appears in the run list as
+    "imported" and can be inspected, evaluated and exported like a trained one (it cannot be
+    resumed: it has no optimizer state). WeightsError listing the mismatched keys and shapes when
+    the file does not fit the model; nothing is written then."""
+    import time
+
+    import torch
+
+    from cnnstudio.build import build_model
+    from cnnstudio.export import load_weights
+    from cnnstudio.files import atomic_write_text
+    from cnnstudio.train import new_run_dir, save_checkpoint
+
+    if project.runs_dir is None:
+        raise TrainingError("save the project first: its runs are kept in its folder")
+    path = Path(path)
+    model = build_model(project.model, pretrained=False)
+    load_weights(model, path)  # raises before anything is written
+    folder = new_run_dir(project.runs_dir)
+    folder = folder.rename(folder.with_name(folder.name + "-imported"))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_checkpoint(folder / BEST, {"model": state, "imported_from": str(path)})
+    settings = {
+        "project": project.to_dict(),
+        "training": {},
+        "mean": list(mean),
+        "std": list(std),
+        "classes": list(classes),
+        "imported_from": str(path),
+        "torch": torch.__version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_text(folder / "settings.json", json.dumps(settings, indent=2) + "\n")
+    atomic_write_text(
+        folder / "state.json",
+        json.dumps({"state": "imported", "message": f"weights from {path}"}, indent=2) + "\n",
+    )
+    return folder

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PySide6.QtWidgets import QMessageBox
 
 from cnnstudio import load_project
@@ -244,3 +245,43 @@ def test_file_export_writes_a_checked_file_of_the_newest_run(
     assert target.is_file() and done.args[0].max_abs_diff == 0
     assert "checked: max difference" in dialog.result_label.text()
     dialog.close()
+
+
+def test_imported_weights_become_a_run_and_misfits_are_listed(
+    opened: MainWindow, qtbot, tmp_path: Path, monkeypatch
+) -> None:
+    from safetensors.torch import save_file
+
+    from cnnstudio import build_model
+    from cnnstudio.runs import load_run
+
+    model = build_model(opened.document.spec)
+    good = tmp_path / "good.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(good))
+    view = opened.train_panel.runs_view
+    with qtbot.waitSignal(opened._imports.finished, timeout=60000):
+        opened.import_weights(good)
+    assert (
+        view.runs[0].state == "imported"
+        and view.runs[0].summary == "imported from good.safetensors"
+    )
+    assert [r.name for r in view.selected()] == [view.runs[0].name]
+    loaded = load_run(view.runs[0].folder)
+    for key, value in model.state_dict().items():
+        assert loaded.model.state_dict()[key].equal(value)
+    assert loaded.classes == ["c0", "c1", "c2", "c3"]
+
+    state = model.state_dict()
+    state["conv1.weight"] = state["conv1.weight"][:4].clone()
+    del state["fc.bias"]
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a: warnings.append(a[2]))
+    runs_before = len(view.runs)
+    with qtbot.waitSignal(opened._imports.failed, timeout=60000):
+        opened.import_weights(bad)
+    assert len(warnings) == 1
+    assert "conv1.weight" in warnings[0] and "fc.bias" in warnings[0]
+    view.refresh()
+    assert len(view.runs) == runs_before, "nothing written for weights that do not fit"

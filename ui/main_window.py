@@ -4,6 +4,7 @@ the properties and the data on the right; menus, toolbar, undo, recent projects,
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -61,6 +62,9 @@ class MainWindow(QMainWindow):
         self._update_title()
         self.document.request_analysis()
         self._warmup = Jobs(self)
+        self._imports = Jobs(self)
+        self._imports.finished.connect(self._on_weights_imported)
+        self._imports.failed.connect(self._on_weights_import_failed)
         QTimer.singleShot(WARM_UP_DELAY_MS, self._warmup, lambda: self._warmup.submit(_warm_up))
 
     # Building
@@ -144,6 +148,10 @@ class MainWindow(QMainWindow):
         )
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.export_action = self._action("&Export…", self.show_export_dialog, "Ctrl+E", "export")
+        self.import_action = self._action("&Import Weights…", self.import_weights_dialog)
+        self.import_action.setToolTip(
+            "Load a .safetensors or state-dict file into the model as a new run"
+        )
         self.undo_action = self.document.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
         self.undo_action.setIcon(icon("undo"))
@@ -180,7 +188,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addActions([self.save_action, self.save_as_action])
         file_menu.addSeparator()
-        file_menu.addAction(self.export_action)
+        file_menu.addActions([self.import_action, self.export_action])
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         edit_menu = menu.addMenu("&Edit")
@@ -370,6 +378,32 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
+    def import_weights_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import weights", str(Path.home()),
+            "Weights (*.safetensors *.pt *.pth *.bin);;All files (*)",
+        )  # fmt: skip
+        if path:
+            self.import_weights(path)
+
+    def import_weights(self, path: str | Path) -> int:
+        """Load a weights file into the model as a new run, off the GUI thread."""
+        if self.document.project.path is None:
+            QMessageBox.warning(self, "Cannot import weights", "Save the project first.")
+            return 0
+        project = copy.deepcopy(self.document.project)
+        self.statusBar().showMessage(f"Importing {Path(path).name}…")
+        return self._imports.submit(_import_weights, project, Path(path), self.data_panel.dataset)
+
+    def _on_weights_imported(self, _number: int, folder) -> None:
+        self.statusBar().showMessage(f"Weights imported as run {folder.name}", 8000)
+        self.train_panel.runs_view.refresh(select=folder.name)
+        self.train_dock.raise_()
+
+    def _on_weights_import_failed(self, _number: int, message: str) -> None:
+        self.statusBar().clearMessage()
+        QMessageBox.warning(self, "Cannot import the weights", message)
+
     def warmed_up(self) -> bool:
         """Whether the background imports made after the window showed are done."""
         return (self._warmup.latest > 0 or self._warmup.closed) and not self._warmup.busy()
@@ -491,6 +525,7 @@ class MainWindow(QMainWindow):
         self.train_panel.shutdown()
         self.inspector.shutdown()
         self._warmup.shutdown()
+        self._imports.shutdown()
         self.data_panel.shutdown()
         self.document.shutdown()
         self.settings.save_window(self.saveGeometry(), self.saveState())
@@ -498,6 +533,23 @@ class MainWindow(QMainWindow):
 
 
 WARM_UP_DELAY_MS = 300
+
+
+def _import_weights(_job, project, path: Path, dataset):
+    """A run from a weights file, normalised as training would normalise the project's data."""
+    from cnnstudio.backbones import starting_weights
+    from cnnstudio.data import class_names, resolve_normalization
+    from cnnstudio.runs import import_weights
+
+    if dataset is not None and tuple(dataset.input_shape) == tuple(project.model.input_shape):
+        _, mean, std = resolve_normalization(project.data, dataset, starting_weights(project.model))
+        classes = list(dataset.classes)
+    else:
+        channels = project.model.input_shape[0]
+        mean = project.data.mean or (0.0,) * channels
+        std = project.data.std or (1.0,) * channels
+        classes = class_names(project.data)
+    return import_weights(project, path, mean, std, classes)
 
 
 def _warm_up(_job) -> None:
