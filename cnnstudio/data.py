@@ -636,16 +636,32 @@ def summarize(
         sizes = _size_range(scan.sizes)
     else:
         shape = input_shape or default_input_shape(settings)
-        dataset = load_dataset(settings, shape, data_root=data_root)
-        labels, split, classes = dataset.labels, dataset.splits, dataset.classes
-        skipped, sizes = dataset.skipped, dataset.image_sizes
-        root = str(dataset.root) if dataset.root else None
+        return summarize_dataset(load_dataset(settings, shape, data_root=data_root))
+    return _summary(settings.source, root, classes, labels, split, sizes, skipped)
+
+
+def summarize_dataset(dataset: Dataset) -> DataSummary:
+    """The summary of a dataset already loaded, without reading its files again. Complete for a
+    dataset decoded into memory (every damaged file is among ``skipped``); for an image folder
+    read from disk on the fly, ``summarize`` verifies each file instead."""
+    return _summary(
+        dataset.source,
+        str(dataset.root) if dataset.root else None,
+        dataset.classes,
+        dataset.labels,
+        dataset.splits,
+        dataset.image_sizes,
+        dataset.skipped,
+    )
+
+
+def _summary(source, root, classes, labels, split, sizes, skipped) -> DataSummary:
     counts = {
         name: torch.bincount(labels[indices], minlength=len(classes)).tolist()
         for name, indices in split.items()
     }
     return DataSummary(
-        settings.source,
+        source,
         root,
         classes,
         counts,

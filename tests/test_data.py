@@ -70,6 +70,19 @@ def test_header_scan_is_cheap_but_loading_still_skips_truncated_files(tmp_path: 
     assert sorted(torch.cat(list(dataset.splits.values())).tolist()) == list(range(12))
 
 
+def test_summary_of_a_loaded_folder_equals_the_verifying_summary(tmp_path: Path) -> None:
+    from cnnstudio.data import summarize_dataset
+
+    root = make.image_folder(tmp_path / "pets")
+    make.add_bad_files(root)
+    settings = folder_settings(root)
+    dataset = load_dataset(settings, (3, 20, 24))
+    fast, full = summarize_dataset(dataset), summarize(settings, (3, 20, 24))
+    assert fast.counts == full.counts and fast.classes == full.classes
+    assert {Path(s.path).name for s in fast.skipped} == {Path(s.path).name for s in full.skipped}
+    assert fast.warnings == full.warnings
+
+
 def test_grayscale_palette_and_transparent_images_become_rgb(tmp_path: Path) -> None:
     root = make.image_folder(tmp_path / "d", per_class=2, size=(8, 8))
     gray = np.full((8, 8), 77, dtype=np.uint8)

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.augment import AUGMENT_PARAMS
-from cnnstudio.data import DataSettings, load_dataset, preview, summarize
+from cnnstudio.data import DataSettings, load_dataset, preview, summarize, summarize_dataset
 from cnnstudio.errors import StudioError
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from ui.editor.properties import make_editor
@@ -74,12 +74,16 @@ class _DataJob(QRunnable):
             source = self.settings.source
             if source in STANDARD_SETS and not is_downloaded(source):
                 download(source, progress=progress, should_stop=self.stop.is_set)
-            summary = summarize(
-                self.settings, self.input_shape, progress=progress, should_stop=self.stop.is_set
-            )
             dataset = load_dataset(
                 self.settings, self.input_shape, progress=progress, should_stop=self.stop.is_set
             )
+            if dataset.in_memory:  # decoded once: its summary needs no second pass
+                summary = summarize_dataset(dataset)
+            else:  # read on the fly while training: verify every file now
+                summary = summarize(
+                    self.settings, self.input_shape, progress=progress,
+                    should_stop=self.stop.is_set,
+                )  # fmt: skip
         except StudioError as error:
             self.signals.failed.emit(self.generation, str(error))
             return
