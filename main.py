@@ -61,10 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         settings = AppSettings()
     apply_theme(app, settings.theme())
+    splash = None
+    if not (args.self_test or args.screenshot):
+        from ui.splash import show_splash
+
+        splash = show_splash(app)  # torch takes a second or two to import
     from ui.main_window import MainWindow
 
     window = MainWindow(settings=settings)
     window.show()
+    if splash is not None:
+        splash.finish(window)
     if args.project:
         if not window.open_project(args.project):
             return 2
