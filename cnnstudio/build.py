@@ -120,7 +120,7 @@ def build_model(
     if not analysis.valid:
         raise ModelError(analysis.errors)
     infos = {info.id: info for info in analysis.layers}
-    needed = _ancestors(spec.nodes[-1].id, infos)
+    needed = needed_layers(spec.nodes[-1].id, infos)
     order = [node_id for node_id in analysis.order if node_id in needed]
     slots = {INPUT: 0}
     for node_id in order:
@@ -134,7 +134,8 @@ def build_model(
     return SpecModel(modules, steps, slots, spec.nodes[-1].id)
 
 
-def _ancestors(node_id: str, infos: dict) -> set[str]:
+def needed_layers(node_id: str, infos: dict) -> set[str]:
+    """The layers ``node_id`` depends on (itself included): only these are built or exported."""
     seen: set[str] = set()
     stack = [node_id]
     while stack:

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from cnnstudio import backbones
+from cnnstudio.build import needed_layers
 from cnnstudio.errors import ExportError, StudioError, WeightsError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.layers import LAYER_KINDS
@@ -595,18 +596,6 @@ def _write_onnx(src: ExportSource, path: Path) -> tuple[list[Path], float, float
 # Generated PyTorch code
 
 
-def _ancestors(spec: ModelSpec, infos: dict) -> set[str]:
-    seen: set[str] = set()
-    stack = [spec.nodes[-1].id]
-    while stack:
-        current = stack.pop()
-        if current in seen or current == INPUT:
-            continue
-        seen.add(current)
-        stack.extend(infos[current].inputs)
-    return seen
-
-
 _POSITIONAL = ("in_channels", "out_channels", "in_features", "out_features", "num_features")
 _TAKEN = frozenset({"x", "self", "torch", "nn", "image", "net", "OrderedDict", "torchvision"})
 
@@ -720,7 +709,7 @@ def _model_code(src: ExportSource, pretrained: bool = False, class_name: str = "
     assert spec is not None
     analysis = analyze(spec)
     infos = {info.id: info for info in analysis.layers}
-    needed = _ancestors(spec, infos)
+    needed = needed_layers(spec.nodes[-1].id, infos)
     order = [n for n in analysis.order if n in needed]
     output = spec.nodes[-1].id
     modules = dict(src.model.named_children())
