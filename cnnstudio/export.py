@@ -948,18 +948,24 @@ def python_code(src: ExportSource, weights_name: str = "model.safetensors") -> s
 
 _RUNNER = """
 import sys
-sys.modules["cnnstudio"] = None  # the generated code must not need CNN Studio
+argv = globals().get("ARGV") or sys.argv  # ARGV: run inside the standalone program
+if "ARGV" not in globals():
+    sys.modules["cnnstudio"] = None  # the generated code must not need CNN Studio
 import runpy
 import torch
-namespace = runpy.run_path(sys.argv[1], run_name="exported_model")
-model = namespace["load"](sys.argv[2])
+namespace = runpy.run_path(argv[1], run_name="exported_model")
+model = namespace["load"](argv[2])
 with torch.no_grad():
-    torch.save(model(torch.load(sys.argv[3], weights_only=True)), sys.argv[4])
+    torch.save(model(torch.load(argv[3], weights_only=True)), argv[4])
 """
 
 
 def _run_isolated(args: list[str], cwd: Path, what: str, format: str, timeout: float = 600):
-    """Run Python (isolated mode: no user site, no PYTHONPATH, cwd ``cwd``) with ``args``."""
+    """Run Python (isolated mode: no user site, no PYTHONPATH, cwd ``cwd``) with ``args``
+    (``["-c", code, *arguments]``). The standalone program has no separate Python: there the code
+    runs in this process (the file is still run from disk, with its own imports)."""
+    if getattr(sys, "frozen", False):
+        return _run_here(args, what, format)
     try:
         done = subprocess.run(
             [sys.executable, "-I", *args],
@@ -975,6 +981,15 @@ def _run_isolated(args: list[str], cwd: Path, what: str, format: str, timeout: f
         last = lines[-1] if lines else f"exit code {done.returncode}"
         raise ExportError(f"{what} failed: {last}", format)
     return done
+
+
+def _run_here(args: list[str], what: str, format: str) -> None:
+    flag, code, *arguments = args
+    assert flag == "-c"
+    try:
+        exec(compile(code, "<export check>", "exec"), {"ARGV": ["-c", *arguments]})
+    except Exception as error:  # whatever the generated code raises is the export's failure
+        raise ExportError(f"{what} failed: {type(error).__name__}: {error}", format) from None
 
 
 def _write_python(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
@@ -1003,7 +1018,14 @@ def _write_python(src: ExportSource, path: Path) -> tuple[list[Path], float, flo
         folder = Path(tmp)
         torch.save(x, folder / "input.pt")
         _run_isolated(
-            ["-c", _RUNNER, str(path), str(weights), "input.pt", "output.pt"],
+            [
+                "-c",
+                _RUNNER,
+                str(path),
+                str(weights),
+                str(folder / "input.pt"),
+                str(folder / "output.pt"),
+            ],
             folder,
             f"running {path.name} in a fresh Python",
             "python",
@@ -1368,10 +1390,18 @@ def _write_training_script(src: ExportSource, path: Path) -> tuple[list[Path], f
         torch.save(x, folder / "input.pt")
         weights = folder / "weights.pt"
         torch.save(_state_tensors(src.model), weights)
-        checker = _RUNNER.replace('namespace["load"](sys.argv[2])', _SCRIPT_LOAD)
+        checker = _RUNNER.replace('namespace["load"](argv[2])', _SCRIPT_LOAD)
         pretrained = ["pretrained"] if _model_code(src, pretrained=True).takes_pretrained else []
         _run_isolated(
-            ["-c", checker, str(path), str(weights), "input.pt", "output.pt", *pretrained],
+            [
+                "-c",
+                checker,
+                str(path),
+                str(weights),
+                str(folder / "input.pt"),
+                str(folder / "output.pt"),
+                *pretrained,
+            ],
             folder,
             f"loading the model of {path.name} in a fresh Python",
             "training-script",
@@ -1382,8 +1412,8 @@ def _write_training_script(src: ExportSource, path: Path) -> tuple[list[Path], f
 
 
 _SCRIPT_LOAD = (
-    'namespace["Net"](**({"pretrained": False} if "pretrained" in sys.argv[5:] else {})).eval(); '
-    "model.load_state_dict(torch.load(sys.argv[2], weights_only=True))"
+    'namespace["Net"](**({"pretrained": False} if "pretrained" in argv[5:] else {})).eval(); '
+    "model.load_state_dict(torch.load(argv[2], weights_only=True))"
 )
 
 

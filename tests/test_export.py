@@ -350,3 +350,41 @@ def test_project_folder_export_opens_elsewhere(trained: Project, tmp_path: Path)
     torch.testing.assert_close(run.model(x), source.model(x))
     with pytest.raises(ExportError, match="not an empty folder"):
         export(source, "project", tmp_path / "copy")
+
+
+def test_the_standalone_program_checks_generated_code_in_process(tmp_path, monkeypatch) -> None:
+    """A PyInstaller program has no separate Python to run the generated file with: the check
+    runs the file inside the program instead, and still compares the outputs."""
+    src = source_of("skip")
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr("subprocess.run", _no_subprocess)
+    result = export(src, "python", tmp_path / "skip_net.py")
+    assert result.max_abs_diff == 0
+    with pytest.raises(ExportError, match="failed: RuntimeError"):  # a real check, not a pass
+        export(_broken_load(src), "python", tmp_path / "skip_net2.py")
+    assert "cnnstudio" in sys.modules and sys.modules["cnnstudio"] is not None
+
+
+def _broken_load(src: ExportSource) -> ExportSource:
+    """A source whose weights file will not load into the generated class (one key renamed)."""
+    import dataclasses
+
+    class Renamed(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+        def state_dict(self, *args, **kwargs):
+            state = self.inner.state_dict(*args, **kwargs)
+            first = next(iter(state))
+            state["renamed." + first] = state.pop(first)
+            return state
+
+    return dataclasses.replace(src, model=Renamed(src.model))
+
+
+def _no_subprocess(*args, **kwargs):
+    raise AssertionError("no interpreter to start inside the standalone program")
