@@ -89,4 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    # the standalone program on Windows and macOS starts DataLoader workers by running itself
+    multiprocessing.freeze_support()
     sys.exit(main())

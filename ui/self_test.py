@@ -52,6 +52,7 @@ def run_self_test(window) -> int:
                 trainer.stop()
 
         result = trainer.run(on_event)
+        _check_native_operators(problems)
         inspected = ""
         if isinstance(result, Failed) or not steps:
             problems.append(f"training failed: {getattr(result, 'message', result)}")
@@ -69,23 +70,39 @@ def run_self_test(window) -> int:
     return 0
 
 
+def _check_native_operators(problems: list[str]) -> None:
+    """torchvision's compiled operators (a bundle that misses them fails here, not at a user)."""
+    import torch
+    from torchvision.ops import nms
+
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
+    try:
+        keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
+    except RuntimeError as error:
+        problems.append(f"torchvision's native operators are missing: {error}")
+        return
+    if keep != [0, 2]:
+        problems.append(f"torchvision's nms gave {keep}, expected [0, 2]")
+
+
 def _inspect_one(window, run_dir: Path, problems: list[str]) -> str:
     """Inspect a sample image with the run's checkpoint through the Inspect view's own thread."""
     from cnnstudio.data import images_at
     from ui.inspector.sources import run_source
 
     view = window.inspector
+    answers: list = []  # the view's own signals say when the inspection has ended, either way
+    view.inspected.connect(answers.append)
+    view.failed.connect(answers.append)
     view.set_model_source(run_source(run_dir))
     view.inspect_array(images_at(window.data_panel.dataset, [0])[0])
     deadline = time.monotonic() + 120
-    while (view.busy() or view.result is None) and time.monotonic() < deadline:
+    while not answers and time.monotonic() < deadline:
         QApplication.processEvents()
-        if view.message.text() and view.result is None and not view.busy():
-            break
         time.sleep(0.02)
-    result = view.result
-    if result is None:
-        problems.append(f"inspection failed: {view.message.text() or 'no result in time'}")
+    result = answers[0] if answers else None
+    if result is None or isinstance(result, str):
+        problems.append(f"inspection failed: {result or 'no result within 120 s'}")
         return "failed"
     top = result.predictions[0]
     layers = len(result.maps)
