@@ -230,6 +230,20 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
+def available_devices() -> list[tuple[str, str]]:
+    """The devices a run can use here, as (setting, description): "auto", the CPU, every CUDA
+    device with its name and memory, and MPS where there is one."""
+    auto = pick_device("auto")
+    found = [("auto", f"auto: {device_name(auto)}"), ("cpu", device_name(torch.device("cpu")))]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            cuda = torch.device("cuda", index)
+            found.append((f"cuda:{index}", f"cuda:{index}: {device_name(cuda)}"))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append(("mps", device_name(torch.device("mps"))))
+    return found
+
+
 def pick_precision(setting: str, device: torch.device) -> str:
     if device.type != "cuda":
         return "fp32"

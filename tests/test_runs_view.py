@@ -285,3 +285,26 @@ def test_imported_weights_become_a_run_and_misfits_are_listed(
     assert "conv1.weight" in warnings[0] and "fc.bias" in warnings[0]
     view.refresh()
     assert len(view.runs) == runs_before, "nothing written for weights that do not fit"
+
+
+def test_a_data_sample_double_clicked_is_inspected(opened: MainWindow, qtbot) -> None:
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    label = opened.data_panel.sample_labels[2]
+    with qtbot.waitSignal(opened.inspector.inspected, timeout=60000) as got:
+        QTest.mouseDClick(label, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                          QPoint(50, 50))  # fmt: skip
+    _class_index, images = opened.data_panel.samples
+    assert got.args[0].image.shape == images[2].shape
+    assert np.allclose(got.args[0].image, images[2] / 255, atol=1 / 255)
+
+
+def test_the_device_list_names_this_machines_devices(opened: MainWindow) -> None:
+    from cnnstudio.train import available_devices
+
+    combo = opened.train_panel.editors["device"]
+    assert [combo.itemData(i) for i in range(combo.count())] == [d for d, _ in available_devices()]
+    assert combo.itemText(1).startswith("CPU (")
+    combo.setCurrentIndex(1)
+    assert opened.document.project.training["device"] == "cpu"

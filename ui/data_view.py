@@ -103,10 +103,21 @@ def array_to_pixmap(image: np.ndarray, scale: int = 3) -> QPixmap:
     )
 
 
+class _SampleLabel(QLabel):
+    """One picture of the sample grid; a double-click asks to inspect it."""
+
+    double_clicked = Signal()
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        self.double_clicked.emit()
+        event.accept()
+
+
 class DataPanel(QWidget):
     """The project's data: source, classes and counts, warnings, samples, augmentation."""
 
     summary_ready = Signal(object)
+    sample_activated = Signal(object, str)  # an H×W×C uint8 image and what it is
     load_failed = Signal(str)
 
     def __init__(self, document, parent: QWidget | None = None) -> None:
@@ -182,10 +193,13 @@ class DataPanel(QWidget):
         self.grid = QGridLayout(self.grid_host)
         self.grid.setSpacing(4)
         self.sample_labels = []
+        self.samples = None  # the images shown in the grid
         for i in range(PREVIEW_COUNT):
-            label = QLabel(self.grid_host)
+            label = _SampleLabel(self.grid_host)
             label.setFixedSize(100, 100)
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setToolTip("Double-click to inspect this image")
+            label.double_clicked.connect(lambda i=i: self._on_sample_double_clicked(i))
             self.grid.addWidget(label, i // 4, i % 4)
             self.sample_labels.append(label)
         layout.addWidget(self.grid_host)
@@ -389,9 +403,18 @@ class DataPanel(QWidget):
         images = preview(
             self.dataset, class_index, PREVIEW_COUNT, self.settings.augment, seed=self._seed
         )
+        self.samples = (class_index, images)
         for label, image in zip(self.sample_labels, images, strict=False):
             scale = max(1, 96 // max(image.shape[:2]))
             label.setPixmap(array_to_pixmap(image, scale))
+
+    def _on_sample_double_clicked(self, index: int) -> None:
+        if self.samples is None or self.dataset is None:
+            return
+        class_index, images = self.samples
+        if index < len(images):
+            name = self.dataset.classes[class_index]
+            self.sample_activated.emit(images[index], f"a training image of {name} (augmented)")
 
     def _on_project_replaced(self) -> None:
         self._show_settings()

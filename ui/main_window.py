@@ -240,6 +240,7 @@ class MainWindow(QMainWindow):
         self.train_panel.run_started.connect(self._update_inspector_source)
         self.train_panel.epoch_ended.connect(self._update_inspector_source)
         self.train_panel.inspect_requested.connect(self._on_inspect_requested)
+        self.data_panel.sample_activated.connect(self._on_inspect_requested)
 
     def _restore_layout(self) -> None:
         geometry, state = self.settings.geometry(), self.settings.window_state()

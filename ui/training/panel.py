@@ -15,6 +15,7 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -29,7 +30,13 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.files import atomic_write_text
 from cnnstudio.runs import RunInfo, read_evaluation, read_history, read_settings
-from cnnstudio.train import Failed, estimate_memory, free_memory, pick_device
+from cnnstudio.train import (
+    Failed,
+    available_devices,
+    estimate_memory,
+    free_memory,
+    pick_device,
+)
 from cnnstudio.train_settings import TRAIN_PARAMS
 from ui.editor.properties import make_editor
 from ui.icons import icon
@@ -243,13 +250,33 @@ class TrainPanel(QWidget):
         for name in FORM_PARAMS:
             param = params[name]
             value = self.document.project.training.get(name, param.default)
-            editor = make_editor(param, value, lambda v, p=param: self._on_setting_changed(p, v))
+            if name == "device":
+                editor = self._device_editor(param, value)
+            else:
+                editor = make_editor(
+                    param, value, lambda v, p=param: self._on_setting_changed(p, v)
+                )
             editor.setToolTip(f"{param.help}\nAllowed: {param.describe()}")
             self.editors[name] = editor
             self.form.addRow(name.replace("_", " "), editor)
             if name == "batch_size":
                 self.form.addRow("", self.memory_hint)
         self.update_memory_hint()
+
+    def _device_editor(self, param, value) -> QComboBox:
+        """The devices of this machine by name (GPUs with their memory), not typed names."""
+        combo = QComboBox(self)
+        for setting, description in available_devices():
+            combo.addItem(description, setting)
+        index = combo.findData(str(value))
+        if index < 0:  # a project made on another machine
+            combo.addItem(f"{value} (not on this machine)", str(value))
+            index = combo.count() - 1
+        combo.setCurrentIndex(index)
+        combo.currentIndexChanged.connect(
+            lambda i: self._on_setting_changed(param, combo.itemData(i))
+        )
+        return combo
 
     def _connect(self) -> None:
         self.start_button.clicked.connect(self._on_start_clicked)
