@@ -291,6 +291,7 @@ def test_a_data_sample_double_clicked_is_inspected(opened: MainWindow, qtbot) ->
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtTest import QTest
 
+    qtbot.waitUntil(lambda: opened.data_panel.samples is not None, timeout=30000)
     label = opened.data_panel.sample_labels[2]
     with qtbot.waitSignal(opened.inspector.inspected, timeout=60000) as got:
         QTest.mouseDClick(label, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,

@@ -201,7 +201,7 @@ def test_data_view_lists_the_classes_of_a_folder(qtbot, window: MainWindow, tmp_
     assert [table.item(r, 0).text() for r in range(table.rowCount())] == ["cat", "dog", "owl"]
     assert "cut.jpg" in window.data_panel.warnings.text()
     assert window.document.project.data.source == "folder" and window.document.dirty
-    assert window.data_panel.sample_labels[0].pixmap() is not None
+    qtbot.waitUntil(lambda: not window.data_panel.sample_labels[0].pixmap().isNull(), timeout=30000)
 
 
 def test_main_self_test_passes(tmp_path: Path) -> None:

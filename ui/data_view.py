@@ -31,6 +31,7 @@ from cnnstudio.augment import AUGMENT_PARAMS
 from cnnstudio.data import DataSettings, load_dataset, preview, summarize, summarize_dataset
 from cnnstudio.errors import StudioError
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
+from ui.background import Jobs
 from ui.editor.properties import make_editor
 from ui.theme import colours
 
@@ -103,6 +104,10 @@ def array_to_pixmap(image: np.ndarray, scale: int = 3) -> QPixmap:
     )
 
 
+def _augmented_samples(_job, dataset, class_index: int, augment, seed: int):
+    return class_index, preview(dataset, class_index, PREVIEW_COUNT, augment, seed=seed)
+
+
 class _SampleLabel(QLabel):
     """One picture of the sample grid; a double-click asks to inspect it."""
 
@@ -131,6 +136,7 @@ class DataPanel(QWidget):
         self._pool.setMaxThreadCount(1)
         self._signals = _JobSignals()
         self._seed = 0
+        self._previews = Jobs(self)
         self._build_ui()
         self._connect()
         self._show_settings()
@@ -219,6 +225,8 @@ class DataPanel(QWidget):
         self._signals.progress.connect(self._on_job_progress)
         self._signals.finished.connect(self._on_job_finished)
         self._signals.failed.connect(self._on_job_failed)
+        self._previews.finished.connect(self._on_samples_ready)
+        self._previews.failed.connect(lambda _n, message: self.status.setText(message))
         self.document.project_replaced.connect(self._on_project_replaced)
         self.document.spec_changed.connect(self._on_spec_changed)
 
@@ -396,13 +404,20 @@ class DataPanel(QWidget):
         self._show_samples()
 
     def _show_samples(self) -> None:
+        """Augment a few images of the selected class on the preview thread (torch work on the
+        GUI thread makes a run started later train measurably slower)."""
         if self.dataset is None:
             return
         rows = self.table.selectionModel().selectedRows()
         class_index = rows[0].row() if rows else 0
-        images = preview(
-            self.dataset, class_index, PREVIEW_COUNT, self.settings.augment, seed=self._seed
+        self._previews.submit(
+            _augmented_samples, self.dataset, class_index, self.settings.augment, self._seed
         )
+
+    def _on_samples_ready(self, number: int, result) -> None:
+        if number != self._previews.latest:
+            return
+        class_index, images = result
         self.samples = (class_index, images)
         for label, image in zip(self.sample_labels, images, strict=False):
             scale = max(1, 96 // max(image.shape[:2]))
@@ -425,11 +440,12 @@ class DataPanel(QWidget):
             self.reload()
 
     def busy(self) -> bool:
-        return self._pool.activeThreadCount() > 0
+        return self._pool.activeThreadCount() > 0 or self._previews.busy()
 
     def wait(self, msecs: int = 60000) -> bool:
-        return self._pool.waitForDone(msecs)
+        return self._pool.waitForDone(msecs) and self._previews.wait(msecs)
 
     def shutdown(self) -> None:
         self._stop.set()
         self._pool.waitForDone(60000)
+        self._previews.shutdown()
