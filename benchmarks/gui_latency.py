@@ -94,18 +94,28 @@ def window_run(app: QApplication, epochs: int) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="window run then engine run, this many times"
+    )
     args = parser.parse_args()
     app = QApplication(sys.argv[:1])
-    worst, window_rate, ticks = window_run(app, args.epochs)
-    alone = engine_rate(args.epochs)
-    print(f"default project (SimpleCNN, sample set), {args.epochs} epochs on the CPU")
+    stalls, window_rates, engine_rates = [], [], []
+    for _ in range(args.rounds):  # alternating, so neither side alone gets a warmed-up process
+        worst, rate, _ticks = window_run(app, args.epochs)
+        stalls.append(worst)
+        window_rates.append(rate)
+        engine_rates.append(engine_rate(args.epochs))
+    print(f"default project (SimpleCNN, sample set), {args.epochs} epochs on the CPU, "
+          f"{args.rounds} rounds")  # fmt: skip
     print(
-        f"worst event-loop stall during the run: {worst:.1f} ms over {ticks} ticks of a "
-        "10 ms timer (target < 100 ms)"
+        f"worst event-loop stall during a run: {max(stalls):.1f} ms (rounds: "
+        + ", ".join(f"{s:.1f}" for s in stalls)
+        + ") of a 10 ms timer (target < 100 ms)"
     )
+    window, alone = max(window_rates), max(engine_rates)
     print(
-        f"training in the window: {window_rate:,.0f} img/s; engine alone: {alone:,.0f} img/s; "
-        f"ratio {window_rate / alone:.3f} (target >= 0.95)"
+        f"training in the window: {window:,.0f} img/s; engine alone: {alone:,.0f} img/s "
+        f"(best of {args.rounds} rounds each); ratio {window / alone:.3f} (target >= 0.95)"
     )
 
 
