@@ -104,7 +104,8 @@ BACKBONES: tuple[str, ...] = (
 
 
 WEIGHT_CHOICES = ("none", "DEFAULT")
-_HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
+# where torchvision classification networks keep their classifier head
+HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 _AUX_PREFIXES = ("AuxLogits.", "aux1.", "aux2.")
 
 
@@ -225,7 +226,7 @@ def _remove_head(model: nn.Module) -> str:
     qualified name."""
     from torch import nn
 
-    for attribute in _HEAD_ATTRIBUTES:
+    for attribute in HEAD_ATTRIBUTES:
         head = getattr(model, attribute, None)
         if isinstance(head, nn.Module):
             break

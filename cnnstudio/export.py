@@ -649,7 +649,7 @@ def _module_expr(node_id: str, kind_name: str, resolved: dict[str, Any]) -> str:
 def _head_path(node_id: str, net: nn.Module) -> str:
     """Where the backbone's classifier was replaced by Identity, as Python: ``.fc``,
     ``.classifier[1]``, ``.heads.head``."""
-    for attribute in backbones._HEAD_ATTRIBUTES:
+    for attribute in backbones.HEAD_ATTRIBUTES:
         head = getattr(net, attribute, None)
         if not isinstance(head, nn.Module):
             continue
