@@ -153,11 +153,15 @@ def weights_cached(name: str) -> bool:
     return weights_path(name).is_file()
 
 
-def create_backbone(name: str, weights: str = "none", device: Any = None) -> nn.Module:
+def create_backbone(
+    name: str, weights: str = "none", device: Any = None, load: bool = True
+) -> nn.Module:
     """The torchvision network ``name`` with its final classifier layer replaced by Identity.
 
-    With ``weights="DEFAULT"`` the ImageNet weights are read from torch's cache, downloaded there
-    first when missing, and always loaded with ``weights_only=True``.
+    With ``weights="DEFAULT"`` the network is built as those weights need it (googlenet and
+    inception_v3 normalise their input the ImageNet way) and, when ``load``, the ImageNet weights
+    are read from torch's cache, downloaded there first when missing, and always loaded with
+    ``weights_only=True``. ``load=False`` is for weights that come from a checkpoint instead.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}")
@@ -171,7 +175,7 @@ def create_backbone(name: str, weights: str = "none", device: Any = None) -> nn.
     with torch.device(device or "cpu"):
         model = get_model(name, weights=None, **kwargs)
     head = _remove_head(model)
-    if pretrained:
+    if pretrained and load:
         _load_default_weights(model, name, head)
     return model
 

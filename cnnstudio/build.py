@@ -38,11 +38,13 @@ class Backbone(nn.Module):
     """A headless torchvision network. When frozen, its weights do not train and its batch-norm
     statistics stay as loaded (it stays in eval mode)."""
 
-    def __init__(self, name: str, weights: str = "none", freeze: bool = False) -> None:
+    def __init__(
+        self, name: str, weights: str = "none", freeze: bool = False, load: bool = True
+    ) -> None:
         super().__init__()
         self.name = name
         self.frozen = freeze
-        self.net = backbones.create_backbone(name, weights)
+        self.net = backbones.create_backbone(name, weights, load=load)
         if freeze:
             self.net.requires_grad_(False)
             self.net.eval()
@@ -103,8 +105,9 @@ def make_layer(kind: str, params: dict[str, Any], pretrained: bool = True) -> nn
     if kind == "Concat":
         return Concat()
     if kind == "Backbone":
-        weights = params["weights"] if pretrained else "none"
-        return Backbone(params["name"], weights, params["freeze"])
+        # without pretrained, the architecture is still the one those weights need (googlenet's
+        # transform_input): a checkpoint trained from them is loaded next
+        return Backbone(params["name"], params["weights"], params["freeze"], load=pretrained)
     return getattr(nn, kind)(**params)
 
 

@@ -220,3 +220,18 @@ def test_frozen_backbone_does_not_train_and_keeps_its_statistics(cached_weights)
 def test_pretrained_false_skips_the_weights(no_network) -> None:
     model = build_model(create_model_spec("efficientnet_b0-finetune"), pretrained=False)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_run_from_imagenet_weights_is_rebuilt_with_their_architecture(no_network) -> None:
+    """googlenet built for ImageNet weights normalises its input itself (transform_input); a
+    checkpoint trained from them must be loaded into that same architecture, without the
+    ImageNet file (which may be gone) and without a download."""
+    head = ("fc", "Linear", {"out_features": 3})
+    spec = spec_of(("bb", "Backbone", {"name": "googlenet", "weights": "DEFAULT"}), head,
+                   input_shape=(3, 64, 64), num_classes=3)  # fmt: skip
+    rebuilt = build_model(spec, pretrained=False)
+    assert rebuilt.bb.net.transform_input is True
+    plain = spec_of(("bb", "Backbone", {"name": "googlenet", "weights": "none"}), head,
+                    input_shape=(3, 64, 64), num_classes=3)  # fmt: skip
+    fresh = build_model(plain, pretrained=False)
+    assert fresh.bb.net.transform_input is False
