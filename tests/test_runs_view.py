@@ -291,14 +291,14 @@ def test_a_data_sample_double_clicked_is_inspected(opened: MainWindow, qtbot) ->
     from PySide6.QtCore import QPoint, Qt
     from PySide6.QtTest import QTest
 
-    qtbot.waitUntil(lambda: opened.data_panel.samples is not None, timeout=30000)
-    label = opened.data_panel.sample_labels[2]
+    panel = opened.data_panel
+    qtbot.waitUntil(lambda: panel.samples is not None and not panel.busy(), timeout=30000)
+    shown = panel.samples[1][2]  # the picture under the pointer when it is double-clicked
     with qtbot.waitSignal(opened.inspector.inspected, timeout=60000) as got:
-        QTest.mouseDClick(label, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                          QPoint(50, 50))  # fmt: skip
-    _class_index, images = opened.data_panel.samples
-    assert got.args[0].image.shape == images[2].shape
-    assert np.allclose(got.args[0].image, images[2] / 255, atol=1 / 255)
+        QTest.mouseDClick(panel.sample_labels[2], Qt.MouseButton.LeftButton,
+                          Qt.KeyboardModifier.NoModifier, QPoint(50, 50))  # fmt: skip
+    assert got.args[0].image.shape == shown.shape
+    assert np.allclose(got.args[0].image, shown / 255, atol=1 / 255)
 
 
 def test_the_device_list_names_this_machines_devices(opened: MainWindow) -> None:
