@@ -248,6 +248,8 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:  # first start: the editor gets most of the height, the curves stay in view
+            self.resizeDocks([self.train_dock], [DEFAULT_BOTTOM_HEIGHT], Qt.Orientation.Vertical)
 
     # Slots
 
@@ -534,6 +536,7 @@ class MainWindow(QMainWindow):
 
 
 WARM_UP_DELAY_MS = 300
+DEFAULT_BOTTOM_HEIGHT = 320
 
 
 def _import_weights(_job, project, path: Path, dataset):

@@ -158,7 +158,7 @@ class InspectorView(QWidget):
         column.setContentsMargins(0, 0, 6, 0)
         column.setSpacing(6)
         self.pictures = _graphics(host)
-        self.pictures.setMinimumHeight(120)
+        self.pictures.setMinimumHeight(90)
         self.input_box = _image_box(self.pictures, "input, as the model sees it", 0, 0)
         self.cam_box = _image_box(self.pictures, "Grad-CAM", 0, 1)
         self.input_item = pg.ImageItem(axisOrder="row-major")
@@ -191,7 +191,7 @@ class InspectorView(QWidget):
         self.chart.setMouseEnabled(x=False, y=False)
         self.chart.hideButtons()
         self.chart.setMenuEnabled(False)
-        self.chart.setMinimumHeight(90)
+        self.chart.setMinimumHeight(70)
         self.chart.getPlotItem().setLabel("bottom", "probability", color=colours().muted)
         ticks = [(v / 4, f"{25 * v}%") for v in range(5)]
         self.chart.getAxis("bottom").setTicks([ticks])
@@ -215,7 +215,7 @@ class InspectorView(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
-        self.layer_tree.setMinimumHeight(100)
+        self.layer_tree.setMinimumHeight(80)
         column.addWidget(self.layer_tree, 3)
         return host
 
@@ -254,7 +254,7 @@ class InspectorView(QWidget):
         self.filters_heading = _heading("Filters", host)
         column.addWidget(self.filters_heading)
         self.filters_widget = _graphics(host)
-        self.filters_widget.setMinimumHeight(80)
+        self.filters_widget.setMinimumHeight(60)
         self.filters_box = self.filters_widget.addViewBox(lockAspect=True, enableMouse=False)
         self.filters_box.invertY(True)
         self.filters_box.setMenuEnabled(False)
