@@ -44,6 +44,7 @@ SOURCES = [
     ("folder", "Image folder"),
 ]
 PREVIEW_COUNT = 8
+SAMPLE_SIZE = 84  # pixels per sample tile: four fit the Data dock
 
 
 class _JobSignals(QObject):
@@ -202,7 +203,7 @@ class DataPanel(QWidget):
         self.samples = None  # the images shown in the grid
         for i in range(PREVIEW_COUNT):
             label = _SampleLabel(self.grid_host)
-            label.setFixedSize(100, 100)
+            label.setFixedSize(SAMPLE_SIZE, SAMPLE_SIZE)
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             label.setToolTip("Double-click to inspect this image")
             label.double_clicked.connect(lambda i=i: self._on_sample_double_clicked(i))
@@ -420,7 +421,7 @@ class DataPanel(QWidget):
         class_index, images = result
         self.samples = (class_index, images)
         for label, image in zip(self.sample_labels, images, strict=False):
-            scale = max(1, 96 // max(image.shape[:2]))
+            scale = max(1, (SAMPLE_SIZE - 4) // max(image.shape[:2]))
             label.setPixmap(array_to_pixmap(image, scale))
 
     def _on_sample_double_clicked(self, index: int) -> None:

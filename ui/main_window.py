@@ -105,7 +105,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.property_dock, self.data_dock)
         self.property_dock.raise_()
         self.resizeDocks(
-            [self.palette_dock, self.property_dock], [220, 360], Qt.Orientation.Horizontal
+            [self.palette_dock, self.property_dock], [220, 400], Qt.Orientation.Horizontal
         )
         self.device_label = QLabel(self)
         self.path_label = QLabel(self)
