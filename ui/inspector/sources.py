@@ -9,20 +9,14 @@ from pathlib import Path
 
 from cnnstudio.build import build_model
 from cnnstudio.errors import InspectError
-from cnnstudio.runs import load_run, read_settings
+from cnnstudio.runs import LoadedRun, load_run, read_settings
 from ui.inspector.worker import ModelSource
 
 
-def run_source(folder: Path) -> Callable[[], ModelSource]:
-    """The best checkpoint (else the last) of the run in ``folder``."""
-
-    def load() -> ModelSource:
-        loaded = load_run(folder)
-        label = f"run {folder.name} ({loaded.checkpoint.stem})"
-        return ModelSource(loaded.model, loaded.input_shape, loaded.mean, loaded.std,
-                           loaded.classes, label)  # fmt: skip
-
-    return load
+def run_source(folder: Path) -> Callable[[], LoadedRun]:
+    """The best checkpoint (else the last) of the run in ``folder``; the inspector labels a loaded
+    run itself ("run <name> (best)")."""
+    return lambda: load_run(folder)
 
 
 def live_source(trainer) -> Callable[[], ModelSource]:
