@@ -85,9 +85,9 @@ def _check_native_operators(problems: list[str]) -> None:
         problems.append(f"torchvision's nms gave {keep}, expected [0, 2]")
 
 
-def _inspect_one(window, run_dir: Path, problems: list[str]) -> str:
-    """Inspect a sample image with the run's checkpoint through the Inspect view's own thread."""
-    from cnnstudio.data import images_at
+def _inspect(window, run_dir: Path, image, seconds: float = 120.0):
+    """Inspect ``image`` with the run's checkpoint through the Inspect view's own thread; the
+    Inspection, or the view's message when it failed (or did not answer in time)."""
     from ui.inspector.sources import run_source
 
     view = window.inspector
@@ -95,14 +95,23 @@ def _inspect_one(window, run_dir: Path, problems: list[str]) -> str:
     view.inspected.connect(answers.append)
     view.failed.connect(answers.append)
     view.set_model_source(run_source(run_dir))
-    view.inspect_array(images_at(window.data_panel.dataset, [0])[0])
-    deadline = time.monotonic() + 120
+    view.inspect_array(image)
+    deadline = time.monotonic() + seconds
     while not answers and time.monotonic() < deadline:
         QApplication.processEvents()
         time.sleep(0.02)
-    result = answers[0] if answers else None
-    if result is None or isinstance(result, str):
-        problems.append(f"inspection failed: {result or 'no result within 120 s'}")
+    view.inspected.disconnect(answers.append)
+    view.failed.disconnect(answers.append)
+    return answers[0] if answers else f"no result within {seconds:.0f} s"
+
+
+def _inspect_one(window, run_dir: Path, problems: list[str]) -> str:
+    """Inspect a sample image with the run the self-test trained."""
+    from cnnstudio.data import images_at
+
+    result = _inspect(window, run_dir, images_at(window.data_panel.dataset, [0])[0])
+    if isinstance(result, str):
+        problems.append(f"inspection failed: {result}")
         return "failed"
     top = result.predictions[0]
     layers = len(result.maps)
@@ -154,7 +163,6 @@ def _results_screenshot(window, path: Path) -> None:
 def _inspect_screenshot(window, run_dir: Path, path: Path) -> None:
     """A validation image inspected with the finished run: maps, Grad-CAM, top classes."""
     from cnnstudio.data import images_at
-    from ui.inspector.sources import run_source
 
     dataset = window.data_panel.dataset
     if dataset is None:
@@ -162,12 +170,7 @@ def _inspect_screenshot(window, run_dir: Path, path: Path) -> None:
     window.inspect_dock.raise_()
     window.resizeDocks([window.inspect_dock], [430], Qt.Orientation.Vertical)
     view = window.inspector
-    view.set_model_source(run_source(run_dir))
-    view.inspect_array(images_at(dataset, [int(dataset.splits["val"][0])])[0])
-    deadline = time.monotonic() + 60
-    while (view.busy() or view.result is None) and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.02)
+    _inspect(window, run_dir, images_at(dataset, [int(dataset.splits["val"][0])])[0], 60)
     view.select_layer("conv2")
     QApplication.processEvents()
     window.grab().save(str(path))
