@@ -182,7 +182,11 @@ def export_source(project, run: str | None = None, *, untrained: bool = False) -
                 "model (--untrained)"
             ) from None
         raise ExportError(str(error)) from None
-    loaded = load_run(folder)
+    return _run_source(load_run(folder), name=project.name, project=project)
+
+
+def _run_source(loaded, **extra: Any) -> ExportSource:
+    """What to export of a ``runs.LoadedRun``: its model, spec, classes and preprocessing."""
     return ExportSource(
         model=loaded.model,
         input_shape=tuple(loaded.spec.input_shape),
@@ -190,9 +194,8 @@ def export_source(project, run: str | None = None, *, untrained: bool = False) -
         classes=tuple(loaded.classes),
         mean=tuple(loaded.mean),
         std=tuple(loaded.std),
-        name=project.name,
-        run_folder=folder,
-        project=project,
+        run_folder=loaded.folder,
+        **extra,
     )
 
 
@@ -246,15 +249,7 @@ def _as_source(source: Any, input_shape: tuple[int, int, int] | None) -> ExportS
             raise ExportError("give the input shape (channels, height, width) of a bare module")
         return ExportSource(model=source, input_shape=tuple(input_shape))
     if hasattr(source, "model") and hasattr(source, "spec"):  # runs.LoadedRun
-        return ExportSource(
-            model=source.model,
-            input_shape=tuple(source.spec.input_shape),
-            spec=source.spec,
-            classes=tuple(source.classes),
-            mean=tuple(source.mean),
-            std=tuple(source.std),
-            run_folder=source.folder,
-        )
+        return _run_source(source)
     raise ExportError(f"cannot export a {type(source).__name__}: expected a model or a run")
 
 
