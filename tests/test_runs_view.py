@@ -292,7 +292,12 @@ def test_a_data_sample_double_clicked_is_inspected(opened: MainWindow, qtbot) ->
     from PySide6.QtTest import QTest
 
     panel = opened.data_panel
-    qtbot.waitUntil(lambda: panel.samples is not None and not panel.busy(), timeout=30000)
+
+    def grid_of_this_data() -> bool:  # not the grid of the project open before
+        size = tuple(panel.dataset.input_shape[1:])
+        return panel.samples is not None and panel.samples[1][0].shape[:2] == size
+
+    qtbot.waitUntil(lambda: grid_of_this_data() and not panel.busy(), timeout=30000)
     shown = panel.samples[1][2]  # the picture under the pointer when it is double-clicked
     with qtbot.waitSignal(opened.inspector.inspected, timeout=60000) as got:
         QTest.mouseDClick(panel.sample_labels[2], Qt.MouseButton.LeftButton,
