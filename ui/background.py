@@ -4,6 +4,9 @@
 progress and ``job.stopping`` tells the function to end early. Results, failures and progress come
 back as signals carrying the job's number, so a view can ignore answers to requests it has since
 replaced (the newest request wins). ``shutdown()`` asks every job to stop and joins the threads.
+
+Every pool thread in the studio comes from ``worker_pool``, whose threads end as soon as they are
+idle; see its docstring for why that keeps training at full speed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,24 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from cnnstudio.errors import StudioError
+
+
+def worker_pool(parent: QObject | None = None, threads: int = 1) -> QThreadPool:
+    """A thread pool whose threads end as soon as they run out of work.
+
+    Each thread that runs a parallel torch operation gets its own OpenMP team, and the team lives as
+    long as the thread. Once the process holds more OpenMP threads than the machine has cores,
+    libgomp stops spin-waiting between parallel regions and puts its threads to sleep after every
+    one: the training thread's small operations then each pay a wake-up. On the 2-core reference
+    machine one idle team left by a 30-second-old pool thread made a parallel ``mul_`` 7× slower
+    (7.5 → 56 µs) and training in the window 10–15% slower than the same run from the command
+    line. Threads that end when idle take their teams with them; starting a thread costs far less
+    than any job a pool runs.
+    """
+    pool = QThreadPool(parent)
+    pool.setMaxThreadCount(threads)
+    pool.setExpiryTimeout(0)
+    return pool
 
 
 class _Signals(QObject):
@@ -64,8 +85,7 @@ class Jobs(QObject):
 
     def __init__(self, parent: QObject | None = None, threads: int = 1) -> None:
         super().__init__(parent)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads)
+        self._pool = worker_pool(self, threads)
         self._signals = _Signals()
         self._signals.progressed.connect(self.progressed)
         self._signals.finished.connect(self.finished)

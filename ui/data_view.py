@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,7 +31,7 @@ from cnnstudio.augment import AUGMENT_PARAMS
 from cnnstudio.data import DataSettings, load_dataset, preview, summarize, summarize_dataset
 from cnnstudio.errors import StudioError
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
-from ui.background import Jobs
+from ui.background import Jobs, worker_pool
 from ui.editor.properties import make_editor
 from ui.theme import colours
 
@@ -133,8 +133,7 @@ class DataPanel(QWidget):
         self.dataset = None
         self._generation = 0
         self._stop = threading.Event()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        self._pool = worker_pool(self)
         self._signals = _JobSignals()
         self._seed = 0
         self._previews = Jobs(self)

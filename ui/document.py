@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from cnnstudio import Analysis, ModelSpec, Project, analyze, load_project, new_project
+from ui.background import worker_pool
 
 
 class _AnalysisSignals(QObject):
@@ -43,8 +44,7 @@ class ProjectDocument(QObject):
         self.analysis: Analysis | None = None
         self._generation = 0
         self._analysed_generation = -1
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        self._pool = worker_pool(self)
         self._signals = _AnalysisSignals()
         self._signals.finished.connect(self._on_analysis_finished)
         self.undo_stack.cleanChanged.connect(lambda clean: self.dirty_changed.emit(not clean))

@@ -4,7 +4,7 @@ weights are already on disk. The table is read on a pool thread (torchvision loa
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.backbones import BackboneInfo, backbone_catalog
+from ui.background import worker_pool
 
 COLUMNS = (
     "Network",
@@ -63,7 +64,7 @@ class BackboneDialog(QDialog):
         super().__init__(parent)
         self.chosen: str | None = None
         self.rows: list[BackboneInfo] = []
-        self._pool = QThreadPool(self)
+        self._pool = worker_pool(self)
         self._signals = _CatalogSignals()
         self._build_ui()
         self._connect()

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Signal
 
 from cnnstudio.errors import InspectError, StudioError
 from cnnstudio.inspect import inspect_image
+from ui.background import worker_pool
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,7 @@ class InspectRunner(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
+        self._pool = worker_pool(self)
         self._signals = _Signals()
         self._signals.finished.connect(self.finished)
         self._signals.failed.connect(self.failed)

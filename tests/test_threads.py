@@ -1,0 +1,59 @@
+"""Threads that would slow training in the window: an OpenMP team outlives the thread's work and
+lives as long as the thread, so only the run's own thread may keep one (ui.background.worker_pool).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from ui.background import Jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+linux_only = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+
+
+def _parallel_work(_job) -> int:
+    x = torch.ones(1_000_000)
+    x.mul_(2)  # large enough for torch to start its OpenMP team on this thread
+    return threading.get_native_id()
+
+
+@linux_only
+def test_a_pool_thread_ends_once_its_job_is_done(qtbot) -> None:
+    jobs = Jobs()
+    with qtbot.waitSignal(jobs.finished, timeout=30000) as done:
+        jobs.submit(_parallel_work)
+    thread_id = done.args[1]
+    qtbot.waitUntil(lambda: not Path(f"/proc/self/task/{thread_id}").exists(), timeout=5000)
+    jobs.shutdown()
+
+
+def test_every_pool_in_the_window_is_a_worker_pool() -> None:
+    """A QThreadPool made anywhere else keeps idle threads, and their teams, for 30 s."""
+    made_elsewhere = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "ui").rglob("*.py")
+        if "QThreadPool(" in path.read_text() and path.name != "background.py"
+    ]
+    assert made_elsewhere == []
+
+
+@linux_only
+def test_a_session_in_the_window_leaves_no_torch_thread_behind_the_gui_thread() -> None:
+    """Train, look at the results and inspect a sample: the GUI thread starts no thread of its
+    own (an OpenMP team there would slow every later run)."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    result = subprocess.run([sys.executable, "-m", "tests.gui_session"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["inspected"] == "Inspection"
+    assert report["started"] == []
