@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument(
-        "--rounds", type=int, default=2, help="window run then command-line run, this many times"
+        "--rounds", type=int, default=3, help="window run then command-line run, this many times"
     )
     args = parser.parse_args()
     app = QApplication(sys.argv[:1])
