@@ -641,6 +641,9 @@ class TrainPanel(QWidget):
             numbers = [e.epoch for e in self.epochs]
             self.train_acc_curve.setData(numbers, [e.train_accuracy for e in self.epochs])
             self.val_acc_curve.setData(numbers, [e.val_accuracy for e in self.epochs])
+        # auto-range now rather than inside the paint: there it changes the axes and asks for a
+        # second, full paint (two to four paints per redraw instead of one)
+        self.plots.scene().prepareForPaint()
 
 
 def _smoothed(values: list[float], beta: float = 0.9) -> list[float]:
