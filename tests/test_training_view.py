@@ -106,3 +106,23 @@ def test_a_failed_run_shows_why_and_the_window_stays_usable(qtbot, trainable: Ma
 def test_unsaved_project_is_asked_to_be_saved_first(window: MainWindow) -> None:
     assert not window.train_panel.start()
     assert "Save the project first" in window.train_panel.message.text()
+
+
+def test_curves_redraw_at_most_20_times_a_second_whatever_the_step_rate(
+    qtbot, trainable: MainWindow
+) -> None:
+    """Every step is logged (log_every 1), many more than 20 a second on this tiny model; the
+    curves take them in batches, one redraw per 50 ms at most."""
+    import time
+
+    trainable.document.project.training.update(batch_size=2)
+    panel = trainable.train_panel
+    redraws = []
+    panel.raw_curve.sigPlotChanged.connect(lambda *_: redraws.append(time.monotonic()))
+    started = time.monotonic()
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        assert panel.start()
+    seconds = time.monotonic() - started
+    assert len(redraws) <= seconds / 0.05 + 2  # the timer's, and the last one at the end
+    assert len(redraws) < len(panel.steps)
+    assert len(panel.raw_curve.getData()[0]) == len(panel.steps)

@@ -88,6 +88,7 @@ class TrainPanel(QWidget):
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
+        self._timer.setSingleShot(True)  # started by new points: no wake-ups while nothing changes
         self._build_ui()
         self._connect()
         self._set_running(False)
@@ -396,7 +397,6 @@ class TrainPanel(QWidget):
         worker.run_finished.connect(self._on_run_finished)
         self._set_running(True)
         self.tabs.setCurrentIndex(0)
-        self._timer.start()
         self.progress.setValue(0)
         self.progress.setFormat("loading the data…")
         return True
@@ -460,11 +460,11 @@ class TrainPanel(QWidget):
             f"epoch {event.epoch} · step {event.step}/{event.steps} · "
             f"{event.images_per_sec:,.0f} img/s · ETA {eta}"
         )
-        self._dirty = True
+        self._mark_dirty()
 
     def _on_epoch_ended(self, event) -> None:
         self.epochs.append(event)
-        self._dirty = True
+        self._mark_dirty()
         self.epoch_ended.emit(event)
 
     def _on_warned(self, message: str) -> None:
@@ -622,6 +622,12 @@ class TrainPanel(QWidget):
             self.message.setText(f"Plots saved to {path}" if saved else f"Cannot write {path}")
 
     # Drawing, coalesced
+
+    def _mark_dirty(self) -> None:
+        """New points: draw them within REDRAW_MS, together with any that arrive meanwhile."""
+        self._dirty = True
+        if not self._timer.isActive():
+            self._timer.start()
 
     def _redraw(self) -> None:
         if not self._dirty:
