@@ -126,3 +126,11 @@ def test_curves_redraw_at_most_20_times_a_second_whatever_the_step_rate(
     assert len(redraws) <= seconds / 0.05 + 2  # the timer's, and the last one at the end
     assert len(redraws) < len(panel.steps)
     assert len(panel.raw_curve.getData()[0]) == len(panel.steps)
+
+
+def test_the_accuracy_plot_ticks_whole_epochs(window: MainWindow) -> None:
+    axis = window.train_panel.acc_plot.getAxis("bottom")
+    for low, high in [(0.8, 3.2), (0.5, 50.5)]:
+        ticks = [float(v) for _spacing, values in axis.tickValues(low, high, 300) for v in values]
+        assert ticks and all(v.is_integer() for v in ticks)
+    assert 1.0 in [float(v) for _s, values in axis.tickValues(0.8, 3.2, 300) for v in values]

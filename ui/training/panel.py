@@ -67,6 +67,15 @@ FORM_PARAMS = (
 )
 
 
+class _EpochAxis(pg.AxisItem):
+    """Ticks on whole epochs only: no "epoch 1.5" on a three-epoch run."""
+
+    def tickValues(self, minVal, maxVal, size):
+        levels = super().tickValues(minVal, maxVal, size)
+        return [(max(spacing, 1.0), [v for v in values if float(v).is_integer()])
+                for spacing, values in levels]  # fmt: skip
+
+
 class TrainPanel(QWidget):
     """Starts runs of the document's project and shows them as they happen."""
 
@@ -179,7 +188,9 @@ class TrainPanel(QWidget):
         plots.setBackground(c.base)
         # one row, so the curves keep their height in a short dock
         self.loss_plot = plots.addPlot(row=0, col=0)
-        self.acc_plot = plots.addPlot(row=0, col=1)
+        self.acc_plot = plots.addPlot(
+            row=0, col=1, axisItems={"bottom": _EpochAxis(orientation="bottom")}
+        )
         self.lr_plot = plots.addPlot(row=0, col=2)
         for col, stretch in enumerate((5, 3, 2)):
             plots.ci.layout.setColumnStretchFactor(col, stretch)
