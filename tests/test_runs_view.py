@@ -93,6 +93,26 @@ def test_confusion_matrix_matches_the_engine(opened: MainWindow) -> None:
     assert f"{evaluation.accuracy:.2%}" in panel.results_view.title.text()
 
 
+def test_per_class_figures_read_alike_and_sort_by_value(opened: MainWindow) -> None:
+    from PySide6.QtCore import Qt
+
+    panel = opened.train_panel
+    panel.runs_view.select_runs([panel.runs_view.runs[0].name])
+    results = panel.results_view
+    table, n = results.per_class, len(results.evaluation.classes)
+    for row in range(n):
+        for column in (1, 2, 3):  # precision, recall, F1: three decimals each, 1 as 1.000
+            text = table.item(row, column).text()
+            assert len(text.split(".")[1]) == 3, text
+    table.sortItems(1, Qt.SortOrder.DescendingOrder)
+    shown = [float(table.item(row, 1).text()) for row in range(n)]
+    assert shown == sorted(shown, reverse=True)
+    confusion = results.confusion
+    name = results.evaluation.classes[0]
+    assert confusion.horizontalHeaderItem(0).toolTip() == f"predicted {name}"
+    assert confusion.verticalHeaderItem(0).toolTip() == f"true {name}"
+
+
 def test_clicking_a_cell_shows_its_mistakes_and_opens_one(opened: MainWindow, qtbot) -> None:
     panel = opened.train_panel
     panel.runs_view.select_runs([panel.runs_view.runs[-1].name])

@@ -59,6 +59,26 @@ def _load_images(job, source: ImageSource, mistakes: list[Mistake]) -> tuple:
     return mistakes, source([m.index for m in mistakes])
 
 
+def _header(text: str, tip: str) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setToolTip(tip)
+    return item
+
+
+class _NumberItem(QTableWidgetItem):
+    """A table cell showing ``value`` to three decimals that sorts by the value itself."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__(f"{value:.3f}")
+        self.value = value
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        if isinstance(other, _NumberItem):
+            return self.value < other.value
+        return super().__lt__(other)
+
+
 class ResultsView(QWidget):
     """Shows one Evaluation; ``image_source`` turns dataset indices into images for the gallery."""
 
@@ -93,6 +113,8 @@ class ResultsView(QWidget):
         self.confusion.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.confusion.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        # narrow columns: "triang…" with the whole name as a tooltip, not a name cut at both ends
+        self.confusion.horizontalHeader().setTextElideMode(Qt.TextElideMode.ElideRight)
         self.confusion.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.confusion.setToolTip("Click a cell to see those validation images")
         left_layout.addWidget(self.confusion, 1)
@@ -165,8 +187,9 @@ class ResultsView(QWidget):
         n = len(evaluation.classes)
         self.confusion.setRowCount(n)
         self.confusion.setColumnCount(n)
-        self.confusion.setHorizontalHeaderLabels(evaluation.classes)
-        self.confusion.setVerticalHeaderLabels(evaluation.classes)
+        for index, name in enumerate(evaluation.classes):
+            self.confusion.setHorizontalHeaderItem(index, _header(name, f"predicted {name}"))
+            self.confusion.setVerticalHeaderItem(index, _header(name, f"true {name}"))
         totals = matrix.sum(axis=1)
         for i in range(n):
             for j in range(n):
@@ -189,10 +212,7 @@ class ResultsView(QWidget):
         for row, m in enumerate(evaluation.per_class):
             self.per_class.setItem(row, 0, QTableWidgetItem(m.name))
             for column, value in enumerate((m.precision, m.recall, m.f1), start=1):
-                item = QTableWidgetItem()
-                item.setData(Qt.ItemDataRole.DisplayRole, round(value, 4))
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.per_class.setItem(row, column, item)
+                self.per_class.setItem(row, column, _NumberItem(value))
             support = QTableWidgetItem()
             support.setData(Qt.ItemDataRole.DisplayRole, m.support)
             support.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
