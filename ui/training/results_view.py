@@ -128,6 +128,7 @@ class ResultsView(QWidget):
         self.per_class.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents
         )
+        self.per_class.horizontalHeader().setStretchLastSection(True)
         middle_layout.addWidget(self.per_class, 1)
         right = QWidget(splitter)
         right_layout = QVBoxLayout(right)
@@ -143,7 +144,7 @@ class ResultsView(QWidget):
         self.gallery.setSpacing(4)
         self.gallery.setToolTip("Double-click an image to open it in the Inspect view")
         right_layout.addWidget(self.gallery, 1)
-        splitter.setSizes([380, 300, 300])
+        splitter.setSizes([370, 340, 270])
         row = QHBoxLayout()
         row.addWidget(splitter)
         layout.addLayout(row, 1)
