@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 NAME = b"studio-gui"
@@ -32,13 +31,11 @@ def threads_named(name: str) -> set[str]:
     return found
 
 
-def wait_for(app, condition, seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up waiting after {seconds:.0f} s")
-        app.processEvents()
-        time.sleep(0.02)
+def wait_for(condition, seconds: float = 120.0) -> None:
+    from ui.self_test import wait_until
+
+    if not wait_until(condition, seconds):
+        raise SystemExit(f"gave up waiting after {seconds:.0f} s")
 
 
 def main() -> None:
@@ -47,7 +44,7 @@ def main() -> None:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    app = QApplication([])
+    app = QApplication([])  # noqa: F841 (held for the whole session)
     import torch  # noqa: F401  (its own threads, and numpy's, are there before the session)
 
     from cnnstudio import new_project
@@ -59,28 +56,28 @@ def main() -> None:
         settings = AppSettings(QSettings(f"{folder}/s.ini", QSettings.Format.IniFormat))
         window = MainWindow(new_project(), settings)
         window.show()
-        wait_for(app, lambda: window.data_panel.dataset is not None and window.warmed_up())
+        wait_for(lambda: window.data_panel.dataset is not None and window.warmed_up())
         # a short run in the window
         window.document.project.training.update(epochs=1, log_every=5)
         window.document.save(Path(folder) / "project")
         panel = window.train_panel
         panel.refresh_form()
         assert panel.start(), panel.message.text()
-        wait_for(app, lambda: not panel.running, 300)
+        wait_for(lambda: not panel.running, 300)
         # its results: the confusion matrix and the gallery of its worst mistakes
         panel.runs_view.select_runs([panel.runs_view.runs[0].name])
         results = panel.results_view
-        wait_for(app, lambda: results.evaluation is not None)
+        wait_for(lambda: results.evaluation is not None)
         worst = results.evaluation.mistakes[0]
         results.show_cell(worst.true, worst.predicted)
-        wait_for(app, lambda: not results.busy() and results.gallery.count() > 0)
+        wait_for(lambda: not results.busy() and results.gallery.count() > 0)
         # a training sample inspected with that run
         inspected = []
         window.inspector.inspected.connect(inspected.append)
         window.inspector.failed.connect(inspected.append)
-        wait_for(app, lambda: window.data_panel.samples is not None)
+        wait_for(lambda: window.data_panel.samples is not None)
         window.data_panel.sample_labels[0].double_clicked.emit()
-        wait_for(app, lambda: inspected)
+        wait_for(lambda: inspected)
         window.document.discard_changes()
         window.close()
     print(json.dumps({"inspected": type(inspected[0]).__name__,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -14,20 +15,28 @@ from PySide6.QtWidgets import QApplication
 from cnnstudio.train import Failed
 
 
-def _settle(window, seconds: float = 120.0) -> None:
-    """Let the analysis and the data scan finish, processing events meanwhile."""
+def wait_until(condition: Callable[[], object], seconds: float) -> bool:
+    """Process events until ``condition()`` holds (True) or ``seconds`` have passed (False)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         QApplication.processEvents()
-        if window.document.analysis is not None and window.data_panel.dataset is not None:
-            return
-        if (
-            window.data_panel.warnings.text()
-            and window.data_panel.summary is None
-            and not window.data_panel.progress.isVisible()
-        ):
-            return
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.02)
+
+
+def _settle(window, seconds: float = 120.0) -> None:
+    """Let the analysis and the data scan finish (or the data fail to load)."""
+    data = window.data_panel
+
+    def settled() -> bool:
+        if window.document.analysis is not None and data.dataset is not None:
+            return True
+        return bool(data.warnings.text()) and data.summary is None and not data.progress.isVisible()
+
+    wait_until(settled, seconds)
 
 
 def run_self_test(window) -> int:
@@ -68,12 +77,9 @@ def _train_a_step(window, folder: Path, seconds: float = 300.0):
     if not panel.start():
         return Failed("settings", panel.message.text()), []
     deadline = time.monotonic() + seconds
-    while panel.running and time.monotonic() < deadline:
-        QApplication.processEvents()
-        if panel.steps:
-            panel.runner.stop()  # taken between two steps; a checkpoint is written
-        time.sleep(0.02)
-    QApplication.processEvents()
+    wait_until(lambda: panel.steps or panel.result is not None, seconds)
+    panel.runner.stop()  # taken between two steps; a checkpoint is written
+    wait_until(lambda: panel.result is not None, deadline - time.monotonic())
     return panel.result, [loss for _step, loss in panel.steps]
 
 
@@ -103,10 +109,7 @@ def _inspect(window, run_dir: Path, image, seconds: float = 120.0):
     view.failed.connect(answers.append)
     view.set_model_source(run_source(run_dir))
     view.inspect_array(image)
-    deadline = time.monotonic() + seconds
-    while not answers and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.02)
+    wait_until(lambda: answers, seconds)
     view.inspected.disconnect(answers.append)
     view.failed.disconnect(answers.append)
     return answers[0] if answers else f"no result within {seconds:.0f} s"
@@ -134,11 +137,7 @@ def _train_screenshot(window, path: Path, epochs: int = 3) -> None:
         window.train_dock.raise_()
         window.resizeDocks([window.train_dock], [400], Qt.Orientation.Vertical)
         window.train_panel.start()
-        deadline = time.monotonic() + 600
-        while window.train_panel.running and time.monotonic() < deadline:
-            QApplication.processEvents()
-            time.sleep(0.02)
-        QApplication.processEvents()
+        wait_until(lambda: window.train_panel.result is not None, 600)  # run_finished handled
         window.grab().save(str(path))
         _results_screenshot(window, path.with_name("window-results.png"))
 
@@ -156,12 +155,7 @@ def _results_screenshot(window, path: Path) -> None:
     if evaluation is not None and evaluation.mistakes:
         worst = evaluation.mistakes[0]
         results.show_cell(worst.true, worst.predicted)
-        deadline = time.monotonic() + 30
-        while results.busy() or results.gallery.count() == 0:
-            QApplication.processEvents()
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
+        wait_until(lambda: not results.busy() and results.gallery.count() > 0, 30)
     QApplication.processEvents()
     window.grab().save(str(path))
     _inspect_screenshot(window, runs[0].folder, path.with_name("window-inspect.png"))
