@@ -49,7 +49,7 @@ def command_line_rate(epochs: int) -> float:
         return max(rates)
 
 
-def window_run(app: QApplication, epochs: int) -> tuple[float, float, int]:
+def window_run(app: QApplication, epochs: int) -> tuple[float, float]:
     from ui.app_settings import AppSettings
     from ui.main_window import MainWindow
 
@@ -94,7 +94,7 @@ def window_run(app: QApplication, epochs: int) -> tuple[float, float, int]:
         window.document.discard_changes()
         window.close()
         worst = max(gaps) * 1000 - 10 if gaps else float("nan")
-        return worst, max(rates) if rates else float("nan"), len(gaps)
+        return worst, max(rates) if rates else float("nan")
 
 
 def main() -> None:
@@ -107,7 +107,7 @@ def main() -> None:
     app = QApplication(sys.argv[:1])
     stalls, window_rates, command_line_rates = [], [], []
     for _ in range(args.rounds):  # alternating, so neither side alone gets a warmed-up process
-        worst, rate, _ticks = window_run(app, args.epochs)
+        worst, rate = window_run(app, args.epochs)
         stalls.append(worst)
         window_rates.append(rate)
         command_line_rates.append(command_line_rate(args.epochs))
