@@ -75,6 +75,14 @@ def project(tmp_path: Path) -> Project:
     return made
 
 
+def assert_fits(spec, state: dict[str, torch.Tensor]) -> None:
+    """``state`` has every weight and buffer of the model of ``spec``, each of its shape, and no
+    other key: what ``load_state_dict`` needs."""
+    expected = build_model(spec, pretrained=False).state_dict()
+    shapes = {key: tuple(value.shape) for key, value in state.items()}
+    assert shapes == {key: tuple(value.shape) for key, value in expected.items()}
+
+
 def collect(trainer: Trainer, on_event=None) -> tuple[list, object]:
     events = []
 
@@ -119,12 +127,15 @@ def test_dataset_statistics_are_stored_in_the_project_once(project: Project) -> 
     assert reloaded.data.mean is not None and len(reloaded.data.std) == 3
 
 
-def test_safetensors_weights_rebuild_the_model(project: Project) -> None:
+def test_safetensors_weights_are_the_best_checkpoint_and_fit_the_model(project: Project) -> None:
     from safetensors.torch import load_file
 
     result = Trainer(project).run()
-    model = build_model(project.model)
-    model.load_state_dict(load_file(Path(result.run_dir) / "model.safetensors"))
+    weights = load_file(Path(result.run_dir) / "model.safetensors")
+    assert_fits(project.model, weights)
+    best = load_checkpoint(Path(result.run_dir) / "best.pt")["model"]
+    for key, value in best.items():
+        torch.testing.assert_close(weights[key], value, rtol=0, atol=0, msg=key)
 
 
 def final_weights(run_dir: str) -> dict[str, torch.Tensor]:
@@ -180,8 +191,7 @@ def test_stop_from_another_thread_ends_within_one_step(project: Project) -> None
     assert [s for s in seen[:-1]] == [1]
     checkpoint = load_checkpoint(Path(result.run_dir) / "last.pt")
     assert checkpoint["progress"]["global_step"] == 1
-    model = build_model(project.model)
-    model.load_state_dict(checkpoint["model"])
+    assert_fits(project.model, checkpoint["model"])
 
 
 def test_pause_holds_the_loop_until_resume(project: Project) -> None:
@@ -223,8 +233,7 @@ def test_snapshot_copies_the_weights_of_a_running_or_paused_run(project: Project
     assert paused_at.wait(60)
     copy = trainer.snapshot(timeout=10)
     assert copy is not None, "a paused run serves a snapshot"
-    model = build_model(project.model)
-    model.load_state_dict(copy)  # every key, the right shapes
+    assert_fits(project.model, copy)
     copy["conv1.weight"].zero_()  # a copy: the run's own weights are untouched
     again = trainer.snapshot(timeout=10)
     assert again is not None and again["conv1.weight"].abs().sum() > 0
