@@ -1,92 +1,11 @@
-"""Start CNN Studio: parse the arguments, create the application, show the window, run the loop."""
+"""Start CNN Studio from the source tree (`make run`; --self-test, --screenshot DIR). The program
+itself is ui.app.main, which the installed `cnnstudio-gui` command runs too."""
 
 from __future__ import annotations
 
-import argparse
-import ctypes.util
-import os
 import sys
 
-
-def missing_qt_libraries() -> list[str]:
-    """System libraries Qt's xcb platform plugin needs on Linux that this machine lacks."""
-    if not sys.platform.startswith("linux"):
-        return []
-    if os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb" or not os.environ.get("DISPLAY"):
-        return []
-    needed = {"xcb-cursor": "libxcb-cursor0", "xkbcommon-x11": "libxkbcommon-x11-0",
-              "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1"}  # fmt: skip
-    return [package for lib, package in needed.items() if ctypes.util.find_library(lib) is None]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cnnstudio-gui", description="CNN Studio")
-    parser.add_argument("project", nargs="?", help="project folder to open")
-    parser.add_argument(
-        "--self-test",
-        action="store_true",
-        help="build the window offscreen, train one step, exit 0 when all works",
-    )
-    parser.add_argument("--screenshot", metavar="DIR", help="write a PNG of each view into DIR")
-    args = parser.parse_args(argv)
-    if args.self_test or args.screenshot:
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    missing = missing_qt_libraries()
-    if missing:
-        print(
-            "CNN Studio needs these system libraries for its window: "
-            + " ".join(missing)
-            + f"\nOn Debian or Ubuntu: sudo apt install {' '.join(missing)}",
-            file=sys.stderr,
-        )
-        return 1
-
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication(sys.argv[:1])
-    app.setApplicationName("CNN Studio")
-    app.setOrganizationName("CNN Studio")
-
-    from ui.app_settings import AppSettings
-    from ui.theme import apply_theme
-
-    if args.self_test or args.screenshot:
-        # a check or a picture of the studio as it ships: not the user's layout, theme or recents
-        import tempfile
-
-        from PySide6.QtCore import QSettings
-
-        scratch = tempfile.mkdtemp(prefix="cnnstudio-")
-        settings = AppSettings(QSettings(f"{scratch}/settings.ini", QSettings.Format.IniFormat))
-    else:
-        settings = AppSettings()
-    apply_theme(app, settings.theme())
-    splash = None
-    if not (args.self_test or args.screenshot):
-        from ui.splash import show_splash
-
-        splash = show_splash(app)  # torch takes a second or two to import
-    from ui.main_window import MainWindow
-
-    window = MainWindow(settings=settings)
-    window.show()
-    if splash is not None:
-        splash.finish(window)
-    if args.project:
-        if not window.open_project(args.project):
-            return 2
-    elif not (args.self_test or args.screenshot) and settings.last_project():
-        window.open_project(settings.last_project())
-    if args.self_test:
-        from ui.self_test import run_self_test
-
-        return run_self_test(window)
-    if args.screenshot:
-        from ui.self_test import write_screenshots
-
-        return write_screenshots(window, args.screenshot)
-    return app.exec()
-
+from ui.app import main
 
 if __name__ == "__main__":
     import multiprocessing
