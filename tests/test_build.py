@@ -97,12 +97,13 @@ def test_template_adapts_to_classes_and_input(name: str) -> None:
     assert analysis.output_shape == (7,)
 
 
-def test_submodules_are_named_by_node_id() -> None:
+def test_submodules_are_named_by_node_id_and_are_of_its_kind() -> None:
     spec = create_model_spec("resnet-small")
     model = build_model(spec)
     for node in spec.nodes:
-        assert model.get_submodule(node.id) is getattr(model, node.id)
-    assert isinstance(model.get_submodule("add1"), nn.Module)
+        module = model.get_submodule(node.id)
+        assert module is getattr(model, node.id)
+        assert type(module).__name__ == node.kind, node.id  # Add and Concat too: ours
 
 
 def test_residual_add_really_adds() -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import sys
 
+import pytest
 from PySide6.QtTest import QTest
 
 
+# From 3.12 None is immortal (PEP 683): its count no longer moves, so neither can the leak show
+# in it nor can the lost references free None and abort the process.
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None's reference count is fixed from 3.12")
 def test_event_loop_calls_keep_references_to_none(qapp) -> None:
     before = sys.getrefcount(None)
     for _ in range(300):
