@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -175,8 +176,6 @@ def test_generated_code_classifies_images_from_the_command_line(tmp_path: Path) 
 
 def test_generated_code_preprocesses_like_the_studio(tmp_path: Path) -> None:
     """The file's preprocess() gives what CNN Studio feeds the model for the same image."""
-    import runpy
-
     from cnnstudio.data import decode_image
 
     src = source_of("tiny")
@@ -300,10 +299,10 @@ def test_cli_python_export_carries_the_run(trained: Project, tmp_path: Path, cap
     out = tmp_path / "colours.py"
     assert main(["export", str(trained.path), "--format", "python", "--out", str(out)]) == 0
     assert "colours.safetensors" in capsys.readouterr().out
-    text = out.read_text(encoding="utf-8")
-    assert 'CLASSES = ["c0", "c1", "c2", "c3"]' in text
+    exported = runpy.run_path(str(out), run_name="exported")
+    assert exported["CLASSES"] == ["c0", "c1", "c2", "c3"]
     run = load_run(find_run(trained.runs_dir))
-    assert f"MEAN = {tuple(run.mean)!r}" in text
+    assert exported["MEAN"] == tuple(run.mean) and exported["STD"] == tuple(run.std)
 
 
 def test_cli_without_a_run_asks_for_untrained(tmp_path: Path, capsys) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnstudio import Project, ProjectError, load_project, new_project
+from cnnstudio import ProjectError, load_project, new_project
 from cnnstudio import project as project_module
 
 
@@ -223,5 +223,8 @@ def test_any_damaged_file_loads_or_gives_a_project_error(tmp_path: Path, data: d
     except ProjectError as error:
         assert error.path == tmp_path / "project.json" and error.message
         return
-    assert isinstance(project, Project)
     analyze(project.model)  # never raises: problems come back as issues
+    project.save()  # what loads saves, and reads back the same
+    again = load_project(tmp_path)
+    assert again.model == project.model and again.data == project.data
+    assert again.training == project.training

@@ -297,7 +297,7 @@ def test_analysis_to_dict_is_json_ready() -> None:
     import json
 
     data = analyze(small_net(("c", "Conv2d", {**CONV, "out_channels": 0}))).to_dict()
-    json.dumps(data)
+    assert json.loads(json.dumps(data)) == data  # JSON's own types: no tuples, no objects
     assert data["valid"] is False
     assert data["layers"][0]["error"] == "out_channels must be an integer from 1 to 65536, got 0"
     assert data["errors"] == [{"layer": "c", "message": data["layers"][0]["error"]}]

@@ -7,11 +7,19 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cnnstudio import ModelError, ModelSpec, Node, analyze, build_model, get_layer_kind
+from cnnstudio import (
+    ModelError,
+    ModelSpec,
+    Node,
+    analyze,
+    build_model,
+    get_layer_kind,
+    list_layer_kinds,
+)
 from cnnstudio.spec import INPUT
 from tests.helpers import forward_shapes
 
-KINDS = [k for k in get_layer_kind.__globals__["LAYER_KINDS"] if k != "Backbone"]
+KINDS = [k for k in list_layer_kinds() if k != "Backbone"]
 # Small caps keep every generated model tiny and fast to run.
 CAPS = {"out_channels": 8, "kernel_size": 5, "stride": 3, "padding": 3, "dilation": 3,
         "groups": 4, "output_size": 4, "out_features": 16, "in_channels": 8,
