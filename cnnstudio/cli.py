@@ -419,10 +419,11 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from cnnstudio.inspect import inspect_image, write_pictures
-    from cnnstudio.runs import find_run, load_run
+    from cnnstudio.model_source import from_run
+    from cnnstudio.runs import find_run
 
     project = load_project(args.dir)
-    run = load_run(find_run(project.runs_dir, args.run))
+    run = from_run(find_run(project.runs_dir, args.run))
     layers = args.layer or ()
     result = inspect_image(run.model, args.image, run.input_shape, run.mean, run.std, run.classes,
                            layers=layers, target=args.target, k=args.top)  # fmt: skip
@@ -431,7 +432,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         print(f"{rank}. {prediction.name} {100 * prediction.probability:.1f}%")
     print(
         f"Grad-CAM of {result.target_name} at {result.cam_layer}; {len(written)} pictures in "
-        f"{args.out} (run {run.folder.name}, {run.checkpoint.name})"
+        f"{args.out} (run {run.run_folder.name}, {run.checkpoint.name})"
     )
     return 0
 

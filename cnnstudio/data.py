@@ -24,6 +24,7 @@ from cnnstudio import standard_sets
 from cnnstudio.augment import AUGMENT_PARAMS, augment_batch, classic_transform
 from cnnstudio.errors import Cancelled, DataError, ProjectError
 from cnnstudio.params import Param, check_settings
+from cnnstudio.recipe import stratified_split
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 
 SOURCES = ("sample", "folder", "cifar10", "cifar100", "mnist", "fashionmnist")
@@ -421,27 +422,6 @@ def image_to_array(image, channels: int, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(array[:1], channels, 0) if channels != 3 else array)
 
 
-# Splits
-
-
-def stratified_split(
-    labels: torch.Tensor | np.ndarray, val_fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train and validation indices: ``val_fraction`` of every class (at least one image of a
-    class with two or more) held out, chosen with ``seed``; the same inputs give the same split."""
-    labels = torch.as_tensor(labels)
-    generator = torch.Generator().manual_seed(seed)
-    train, val = [], []
-    for label in labels.unique(sorted=True).tolist():
-        members = torch.nonzero(labels == label).flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        n_val = round(len(members) * val_fraction)
-        n_val = min(max(n_val, 1), len(members) - 1) if len(members) >= 2 else 0
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return torch.cat(train).sort().values, torch.cat(val).sort().values
-
-
 # Loading
 
 
@@ -753,32 +733,6 @@ def dataset_stats(dataset: Dataset) -> tuple[list[float], list[float]]:
     mean = total / count
     std = (total_sq / count - mean * mean).clamp(min=1e-12).sqrt()
     return mean.tolist(), std.clamp(min=1e-3).tolist()
-
-
-def resolve_normalization(
-    settings: DataSettings, dataset: Dataset, backbone_weights: Any = None
-) -> tuple[DataSettings, tuple, tuple]:
-    """(settings with stats stored, mean, std). ``backbone_weights`` is the torchvision weights of a
-    pretrained Backbone at the model's start, if any: 'auto' then uses its preprocessing."""
-    mode = settings.normalize
-    if mode == "auto":
-        mode = "backbone" if backbone_weights is not None else "dataset"
-    if mode == "none":
-        channels = dataset.input_shape[0]
-        return settings, (0.0,) * channels, (1.0,) * channels
-    if mode == "backbone":
-        if backbone_weights is None:
-            raise DataError(
-                "normalize is 'backbone' but the model does not start with a "
-                "pretrained Backbone: choose 'dataset' or 'auto'"
-            )
-        preprocess = backbone_weights.transforms()
-        return settings, tuple(preprocess.mean), tuple(preprocess.std)
-    key = stats_key(settings, dataset.input_shape)
-    if settings.mean is not None and settings.stats_key == key:
-        return settings, settings.mean, settings.std
-    mean, std = dataset_stats(dataset)
-    return settings.with_stats(mean, std, key), tuple(mean), tuple(std)
 
 
 # Feeding training

@@ -6,8 +6,7 @@ fresh Python interpreter for generated code) and its output compared with the mo
 sample batch of another size than the one it was exported with. The largest difference comes back
 in the result; above the tolerance the export fails with an ExportError naming the format.
 
-``load_weights(model, path)`` reads weights back from safetensors or a torch state dict, never
-unpickling code, and lists every key that does not fit.
+Reading weights back into a model is ``cnnstudio.weights.load_weights``.
 
 Formats:
 
@@ -46,19 +45,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnstudio import backbones
+from cnnstudio import backbones, model_source
 from cnnstudio.build import needed_layers
-from cnnstudio.errors import ExportError, StudioError, WeightsError
+from cnnstudio.data import load_dataset
+from cnnstudio.errors import ExportError, StudioError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.layers import LAYER_KINDS
-from cnnstudio.spec import INPUT, ModelSpec, analyze, format_shape
+from cnnstudio.model_source import ModelSource
+from cnnstudio.normalization import normalization
+from cnnstudio.project import RUNS_DIR, Project, load_project
+from cnnstudio.runs import find_run
+from cnnstudio.spec import INPUT, analyze, format_shape
+from cnnstudio.weights import load_weights, state_tensors
 
 TOLERANCE = 1e-4
 """Largest accepted difference, relative to the largest output value (at least 1)."""
 
 EXAMPLE_BATCH = 2  # the batch the model is exported with
 CHECK_BATCH = 3  # the batch it is checked with: another size proves the batch is dynamic
-MAX_LISTED = 10  # lines of a weights mismatch listed before "and N more"
 
 
 @dataclass(frozen=True)
@@ -125,25 +129,6 @@ FORMATS: dict[str, ExportFormat] = {
 
 
 @dataclass(frozen=True)
-class ExportSource:
-    """A model to export with what its users need: spec, classes and normalisation.
-
-    ``run_folder`` is the run its weights come from (None: freshly initialised weights);
-    ``project`` the project it belongs to (needed for the training script and project folder).
-    """
-
-    model: nn.Module
-    input_shape: tuple[int, int, int]
-    spec: ModelSpec | None = None
-    classes: tuple[str, ...] = ()
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    name: str = "model"
-    run_folder: Path | None = None
-    project: Any = None  # Project
-
-
-@dataclass(frozen=True)
 class ExportResult:
     """What an export wrote and how closely the written model matches the original."""
 
@@ -165,14 +150,12 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def export_source(project, run: str | None = None, *, untrained: bool = False) -> ExportSource:
+def export_source(project, run: str | None = None, *, untrained: bool = False) -> ModelSource:
     """The model of ``project`` to export: the best checkpoint of ``run`` (default the latest run
     with a checkpoint), or with ``untrained`` the freshly initialised model (random weights;
     backbones too, so nothing is downloaded)."""
-    from cnnstudio.runs import find_run, load_run
-
     if untrained:
-        return _untrained_source(project)
+        return model_source.untrained(project)
     try:
         folder = find_run(project.runs_dir, run)
     except StudioError as error:
@@ -182,74 +165,16 @@ def export_source(project, run: str | None = None, *, untrained: bool = False) -
                 "model (--untrained)"
             ) from None
         raise ExportError(str(error)) from None
-    return _run_source(load_run(folder), name=project.name, project=project)
+    return model_source.from_run(folder, project=project)
 
 
-def _run_source(loaded, **extra: Any) -> ExportSource:
-    """What to export of a ``runs.LoadedRun``: its model, spec, classes and preprocessing."""
-    return ExportSource(
-        model=loaded.model,
-        input_shape=tuple(loaded.spec.input_shape),
-        spec=loaded.spec,
-        classes=tuple(loaded.classes),
-        mean=tuple(loaded.mean),
-        std=tuple(loaded.std),
-        run_folder=loaded.folder,
-        **extra,
-    )
-
-
-def _untrained_source(project) -> ExportSource:
-    from cnnstudio.build import build_model
-    from cnnstudio.data import class_names
-
-    spec = project.model
-    model = build_model(spec, pretrained=False).eval()
-    try:
-        classes = class_names(project.data)
-    except StudioError:
-        classes = []
-    if len(classes) != spec.num_classes:
-        classes = [str(i) for i in range(spec.num_classes)]
-    mean, std = _known_normalization(project)
-    return ExportSource(
-        model=model,
-        input_shape=tuple(spec.input_shape),
-        spec=spec,
-        classes=tuple(classes),
-        mean=mean,
-        std=std,
-        name=project.name,
-        project=project,
-    )
-
-
-def _known_normalization(project) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The normalisation the project would train with, when it is known without reading the data:
-    the stored statistics, the backbone's preprocessing, or none (0 and 1)."""
-    data, spec = project.data, project.model
-    channels = spec.input_shape[0]
-    weights = backbones.starting_weights(spec)
-    mode = data.normalize
-    if mode == "auto":
-        mode = "backbone" if weights is not None else "dataset"
-    if mode == "backbone" and weights is not None:
-        preprocess = weights.transforms()
-        return tuple(preprocess.mean), tuple(preprocess.std)
-    if mode == "dataset" and data.mean is not None and data.std is not None:
-        return tuple(data.mean), tuple(data.std)
-    return (0.0,) * channels, (1.0,) * channels
-
-
-def _as_source(source: Any, input_shape: tuple[int, int, int] | None) -> ExportSource:
-    if isinstance(source, ExportSource):
+def _as_source(source: Any, input_shape: tuple[int, int, int] | None) -> ModelSource:
+    if isinstance(source, ModelSource):
         return source
     if isinstance(source, nn.Module):
         if input_shape is None:
             raise ExportError("give the input shape (channels, height, width) of a bare module")
-        return ExportSource(model=source, input_shape=tuple(input_shape))
-    if hasattr(source, "model") and hasattr(source, "spec"):  # runs.LoadedRun
-        return _run_source(source)
+        return model_source.from_module(source, input_shape)
     raise ExportError(f"cannot export a {type(source).__name__}: expected a model or a run")
 
 
@@ -273,7 +198,7 @@ def export(
     input_shape: tuple[int, int, int] | None = None,
     tolerance: float = TOLERANCE,
 ) -> ExportResult:
-    """Write ``source`` (an ExportSource, a ``runs.LoadedRun``, or an ``nn.Module`` with
+    """Write ``source`` (a ModelSource, or an ``nn.Module`` with
     ``input_shape``) to ``path`` as ``format`` (see FORMATS), load it back, and compare.
 
     ExportError for an unknown format, a path that cannot be written, a model the format cannot
@@ -317,7 +242,7 @@ def export_training_script(project, path: Path | str, run: str | None = None) ->
     try:
         src = export_source(project, run)
     except ExportError:
-        src = _untrained_source(project)
+        src = model_source.untrained(project)
     return export(src, "training-script", path)
 
 
@@ -335,7 +260,7 @@ def _check_writable(path: Path, format: str) -> None:
         raise ExportError(f"cannot write {path}: the folder is not writable", format, path)
 
 
-def _check_model(src: ExportSource) -> None:
+def _check_model(src: ModelSource) -> None:
     if src.spec is not None:
         analysis = analyze(src.spec)
         if not analysis.valid:
@@ -351,12 +276,12 @@ def _check_model(src: ExportSource) -> None:
         raise ExportError("the model must be on the CPU to be exported: call model.cpu() first")
 
 
-def _sample(src: ExportSource, batch: int, seed: int) -> torch.Tensor:
+def _sample(src: ModelSource, batch: int, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn((batch, *src.input_shape), generator=generator)
 
 
-def _reference(src: ExportSource, x: torch.Tensor) -> torch.Tensor:
+def _reference(src: ModelSource, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return src.model(x).detach().float()
 
@@ -405,20 +330,7 @@ def _failed(format: str, error: Exception, path: Path) -> ExportError:
 # Weights
 
 
-def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as separate contiguous CPU tensors (safetensors refuses shared storage)."""
-    seen: set[int] = set()
-    tensors = {}
-    for key, value in model.state_dict().items():
-        tensor = value.detach().cpu().contiguous()
-        if tensor.data_ptr() in seen and tensor.numel():
-            tensor = tensor.clone()
-        seen.add(tensor.data_ptr())
-        tensors[key] = tensor
-    return tensors
-
-
-def _metadata(src: ExportSource) -> dict[str, str]:
+def _metadata(src: ModelSource) -> dict[str, str]:
     meta = {"format": "pt", "input_shape": json.dumps(list(src.input_shape))}
     if src.classes:
         meta["classes"] = json.dumps(list(src.classes))
@@ -427,14 +339,14 @@ def _metadata(src: ExportSource) -> dict[str, str]:
     return meta
 
 
-def _save_safetensors(src: ExportSource, path: Path, format: str = "safetensors") -> None:
+def _save_safetensors(src: ModelSource, path: Path, format: str = "safetensors") -> None:
     from safetensors.torch import save_file
 
     with _replacing(path, format) as tmp:
-        save_file(_state_tensors(src.model), str(tmp), metadata=_metadata(src))
+        save_file(state_tensors(src.model), str(tmp), metadata=_metadata(src))
 
 
-def _write_safetensors(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
+def _write_safetensors(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
     _save_safetensors(src, path)
     copy_ = copy.deepcopy(src.model)
     load_weights(copy_, path)
@@ -444,71 +356,6 @@ def _write_safetensors(src: ExportSource, path: Path) -> tuple[list[Path], float
     return [path], diff, limit
 
 
-def load_weights(model: nn.Module, path: Path | str) -> None:
-    """Load the weights in ``path`` (.safetensors, or a state dict saved with ``torch.save``, also
-    inside a checkpoint's "model" or "state_dict") into ``model``, all of them or none.
-
-    Nothing is unpickled beyond tensors (``weights_only=True``). WeightsError listing the missing
-    keys, unexpected keys and shape mismatches when the weights do not fit.
-    """
-    path = Path(path)
-    state = _read_state(path)
-    problems = _mismatches(model.state_dict(), state)
-    if problems:
-        shown = problems[:MAX_LISTED]
-        more = len(problems) - len(shown)
-        lines = [f"  {p}" for p in shown] + ([f"  and {more} more"] if more else [])
-        raise WeightsError(
-            f"the weights in {path} do not fit the model ({len(problems)} problems):\n"
-            + "\n".join(lines)
-        )
-    model.load_state_dict(state, strict=True)
-
-
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise WeightsError(f"no weights file at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise WeightsError(f"cannot read {path} as safetensors: {error}") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # an UnpicklingError names what was refused
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(
-            f"cannot read weights from {path}: only tensors are loaded, never code ({first})"
-        ) from None
-    if isinstance(state, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise WeightsError(f"{path} holds no state dict (a mapping of names to tensors)")
-    return state
-
-
-def _mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> list[str]:
-    def dims(t: torch.Tensor) -> str:
-        return "×".join(str(v) for v in t.shape) or "scalar"
-
-    problems = [f"missing: {k}" for k in expected if k not in found]
-    problems += [f"unexpected: {k}" for k in found if k not in expected]
-    problems += [
-        f"{k}: file {dims(found[k])}, model {dims(v)}"
-        for k, v in expected.items()
-        if k in found and found[k].shape != v.shape
-    ]
-    return problems
-
-
 # Whole-model formats
 
 
@@ -516,7 +363,7 @@ def _batch_dim() -> Any:
     return torch.export.Dim("batch", min=1)
 
 
-def _write_pt2(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
+def _write_pt2(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
     example = _sample(src, EXAMPLE_BATCH, 0)
     try:
         program = torch.export.export(src.model, (example,), dynamic_shapes=({0: _batch_dim()},))
@@ -531,7 +378,7 @@ def _write_pt2(src: ExportSource, path: Path) -> tuple[list[Path], float, float]
     return [path], diff, limit
 
 
-def _write_torchscript(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
+def _write_torchscript(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
     example = _sample(src, EXAMPLE_BATCH, 0)
     with warnings.catch_warnings():
         # torch.jit is deprecated (FutureWarning) but still shipped; trace warnings about shapes
@@ -554,7 +401,7 @@ def _write_torchscript(src: ExportSource, path: Path) -> tuple[list[Path], float
 _ONNX_INLINE_LIMIT = 1 << 30  # above this the weights go to an external .data file (2 GB cap)
 
 
-def _write_onnx(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
+def _write_onnx(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
     import onnxruntime
 
     example = _sample(src, EXAMPLE_BATCH, 0)
@@ -699,7 +546,7 @@ class _ModelCode:
     takes_pretrained: bool  # Net(pretrained=False) skips downloading backbone weights
 
 
-def _model_code(src: ExportSource, pretrained: bool = False, class_name: str = "Net") -> _ModelCode:
+def _model_code(src: ModelSource, pretrained: bool = False, class_name: str = "Net") -> _ModelCode:
     spec = src.spec
     assert spec is not None
     analysis = analyze(spec)
@@ -798,7 +645,7 @@ def _forward_lines(order: list[str], infos: dict, output: str) -> list[str]:
     return lines
 
 
-def _constants(src: ExportSource) -> list[str]:
+def _constants(src: ModelSource) -> list[str]:
     classes = list(src.classes) or [str(i) for i in range(src.spec.num_classes)]
     channels = src.input_shape[0]
     mean = list(src.mean) or [0.0] * channels
@@ -907,7 +754,7 @@ if __name__ == "__main__":
 '''
 
 
-def python_code(src: ExportSource, weights_name: str = "model.safetensors") -> str:
+def python_code(src: ModelSource, weights_name: str = "model.safetensors") -> str:
     """The text of the generated .py file for ``src`` (see the module docstring)."""
     code = _model_code(src)
     stem = Path(weights_name).stem
@@ -987,7 +834,7 @@ def _run_here(args: list[str], what: str, format: str) -> None:
         raise ExportError(f"{what} failed: {type(error).__name__}: {error}", format) from None
 
 
-def _write_python(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
+def _write_python(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
     if path.suffix != ".py" or not path.stem.isidentifier():
         raise ExportError(
             f"cannot write {path}: the file name must be a Python module name ending in .py "
@@ -1099,20 +946,17 @@ def _write_sample_folder(folder: Path) -> None:
         Image.fromarray(image.transpose(1, 2, 0)).save(target)
 
 
-def _training_mean_std(src: ExportSource) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _training_mean_std(src: ModelSource) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The run's normalisation, or the one the project would train with (reading its images only
+    when it needs their statistics)."""
     if src.run_folder is not None and src.mean:
         return src.mean, src.std
     project = src.project
-    from cnnstudio.data import load_dataset, resolve_normalization
-
-    if project.data.normalize == "none":
-        return _known_normalization(project)
-    weights = backbones.starting_weights(project.model)
-    if weights is not None and project.data.normalize in ("auto", "backbone"):
-        return _known_normalization(project)
-    dataset = load_dataset(project.data, tuple(project.model.input_shape))
-    _settings, mean, std = resolve_normalization(project.data, dataset, weights)
-    return tuple(mean), tuple(std)
+    norm = normalization(project.data, project.model)
+    if not norm.known:
+        dataset = load_dataset(project.data, tuple(project.model.input_shape))
+        norm = normalization(project.data, project.model, dataset)
+    return norm.mean, norm.std
 
 
 _TRAIN_BODY = '''
@@ -1292,7 +1136,7 @@ if __name__ == "__main__":
 '''
 
 
-def training_script_code(src: ExportSource, script: Path) -> str:
+def training_script_code(src: ModelSource, script: Path) -> str:
     """The text of the standalone training script for ``src.project``."""
     from cnnstudio.train_settings import check_training
 
@@ -1317,7 +1161,7 @@ def training_script_code(src: ExportSource, script: Path) -> str:
         '"""',
         "",
     ]
-    src_with_stats = ExportSource(**{**src.__dict__, "mean": mean, "std": std})
+    src_with_stats = ModelSource(**{**src.__dict__, "mean": mean, "std": std})
     constants = [
         *_constants(src_with_stats),
         *data_lines,
@@ -1360,7 +1204,7 @@ def training_script_code(src: ExportSource, script: Path) -> str:
     )
 
 
-def _write_training_script(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
+def _write_training_script(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
     text = training_script_code(src, path)
     try:
         compile(text, str(path), "exec")
@@ -1384,7 +1228,7 @@ def _write_training_script(src: ExportSource, path: Path) -> tuple[list[Path], f
         folder = Path(tmp)
         torch.save(x, folder / "input.pt")
         weights = folder / "weights.pt"
-        torch.save(_state_tensors(src.model), weights)
+        torch.save(state_tensors(src.model), weights)
         checker = _RUNNER.replace('namespace["load"](argv[2])', _SCRIPT_LOAD)
         pretrained = ["pretrained"] if _model_code(src, pretrained=True).takes_pretrained else []
         _run_isolated(
@@ -1415,10 +1259,7 @@ _SCRIPT_LOAD = (
 # Project folder
 
 
-def _write_project(src: ExportSource, path: Path) -> tuple[list[Path], float, float]:
-    from cnnstudio.project import RUNS_DIR, Project, load_project
-    from cnnstudio.runs import load_run
-
+def _write_project(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
     if path.is_file() or (path.is_dir() and any(path.iterdir())):
         raise ExportError(f"cannot write {path}: it exists and is not an empty folder", "project")
     project = src.project
@@ -1438,7 +1279,7 @@ def _write_project(src: ExportSource, path: Path) -> tuple[list[Path], float, fl
     opened = load_project(path)
     if src.run_folder is None:
         return [path], 0.0, 1.0
-    loaded = load_run(opened.runs_dir / src.run_folder.name)
+    loaded = model_source.from_run(opened.runs_dir / src.run_folder.name)
     x = _sample(src, CHECK_BATCH, 1)
     with torch.no_grad():
         diff, limit = _compare(_reference(src, x), loaded.model(x), "project")

@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnstudio.backbones import starting_weights
 from cnnstudio.build import build_model
-from cnnstudio.data import load_dataset, make_batches, resolve_normalization
+from cnnstudio.data import load_dataset, make_batches
 from cnnstudio.errors import Cancelled, ModelError
 from cnnstudio.files import atomic_write_text
+from cnnstudio.normalization import normalization
 from cnnstudio.spec import analyze
 from cnnstudio.train import make_optimizer, pick_device
 from cnnstudio.train_settings import check_training
@@ -89,7 +89,8 @@ def find_lr(
     target = pick_device(device or settings["device"])
     torch.manual_seed(settings["seed"])
     dataset = load_dataset(project.data, project.model.input_shape, data_root=data_root)
-    _, mean, std = resolve_normalization(project.data, dataset, starting_weights(project.model))
+    norm = normalization(project.data, project.model, dataset)
+    mean, std = norm.mean, norm.std
     model = build_model(project.model, analysis=analysis).to(target)
     model.train()
     optimizer = make_optimizer(model, {**settings, "lr": start_lr, "backbone_lr": "same"})

@@ -1,28 +1,42 @@
-"""The runs of a project, as the trainer left them on disk.
+"""The run folder: created, written and read here, checkpoints included.
 
 Each run folder under ``<project>/runs/`` holds ``settings.json`` (the project, the settings, and
-the mean, std and classes it trained with), ``state.json`` (running, finished, stopped, failed),
-``metrics.jsonl``, checkpoints (``last.pt``, ``best.pt``), ``evaluation.json`` and
-``model.safetensors``.
+the mean, std and classes it trained with), ``state.json`` (running, finished, stopped, failed,
+imported), ``metrics.jsonl`` and TensorBoard events, checkpoints (``last.pt``, ``best.pt``),
+``evaluation.json`` and ``model.safetensors``.
 
-``list_runs`` reads what the run list shows; ``load_run`` rebuilds a run's model with its weights
-and preprocessing, for evaluating, inspecting and exporting. Everything here reads JSON or loads
-weights with ``weights_only=True``: nothing from a run folder can run code.
+The trainer writes a run through ``new_run_dir``, ``write_settings``, ``write_state``,
+``MetricsLog``, ``save_checkpoint``, ``write_evaluation`` and ``write_weights``; the run list reads
+it through ``list_runs``, ``read_history`` and ``read_evaluation``; ``cnnstudio.model_source``
+rebuilds its model. Everything here reads JSON or loads weights with ``weights_only=True``: nothing
+from a run folder can run code.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from cnnstudio.build import build_model
 from cnnstudio.errors import TrainingError
+from cnnstudio.files import atomic_write_bytes, atomic_write_text
+from cnnstudio.metrics import Evaluation
+from cnnstudio.weights import load_weights
 
 LAST = "last.pt"
 BEST = "best.pt"
 WEIGHTS = "model.safetensors"
+SETTINGS = "settings.json"
+STATE = "state.json"
+METRICS = "metrics.jsonl"
+EVALUATION = "evaluation.json"
 
 
 @dataclass(frozen=True)
@@ -49,24 +63,6 @@ class RunHistory:
     epochs: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class LoadedRun:
-    """A run's model on the CPU in eval mode, with everything needed to feed it an image."""
-
-    folder: Path
-    checkpoint: Path
-    model: Any  # nn.Module (torch is imported lazily)
-    spec: Any  # ModelSpec
-    data: Any  # DataSettings
-    classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return self.spec.input_shape
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -77,7 +73,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def read_settings(folder: Path) -> dict[str, Any] | None:
     """A run's settings.json (the project it trained, mean, std, classes), or None if unreadable."""
-    return _read_json(folder / "settings.json")
+    return _read_json(folder / SETTINGS)
 
 
 def settings_summary(training: dict[str, Any]) -> str:
@@ -96,8 +92,8 @@ def settings_summary(training: dict[str, Any]) -> str:
 
 def run_info(folder: Path) -> RunInfo:
     """What the run list shows for the run in ``folder`` (missing files give 'unknown')."""
-    settings = _read_json(folder / "settings.json") or {}
-    state = _read_json(folder / "state.json") or {}
+    settings = _read_json(folder / SETTINGS) or {}
+    state = _read_json(folder / STATE) or {}
     training = settings.get("training") if isinstance(settings.get("training"), dict) else {}
     epochs = training.get("epochs") if isinstance(training.get("epochs"), int) else None
     best = state.get("best_val_accuracy")
@@ -124,7 +120,7 @@ def list_runs(runs_dir: Path | None) -> list[RunInfo]:
     """Every run folder in ``runs_dir``, newest first."""
     if runs_dir is None or not runs_dir.is_dir():
         return []
-    folders = [p for p in runs_dir.iterdir() if p.is_dir() and (p / "settings.json").is_file()]
+    folders = [p for p in runs_dir.iterdir() if p.is_dir() and (p / SETTINGS).is_file()]
     return [run_info(p) for p in sorted(folders, key=lambda p: p.name, reverse=True)]
 
 
@@ -132,7 +128,7 @@ def read_history(folder: Path) -> RunHistory:
     """The curves logged by a run; lines that do not parse (a run killed mid-write) are skipped."""
     history = RunHistory()
     try:
-        lines = (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = (folder / METRICS).read_text(encoding="utf-8").splitlines()
     except OSError:
         return history
     for line in lines:
@@ -149,11 +145,9 @@ def read_history(folder: Path) -> RunHistory:
     return history
 
 
-def read_evaluation(folder: Path):
-    """The run's final evaluation (``metrics.Evaluation``), or None if it has none."""
-    from cnnstudio.metrics import Evaluation
-
-    data = _read_json(folder / "evaluation.json")
+def read_evaluation(folder: Path) -> Evaluation | None:
+    """The run's final evaluation, or None if it has none."""
+    data = _read_json(folder / EVALUATION)
     if data is None:
         return None
     try:
@@ -164,7 +158,7 @@ def read_evaluation(folder: Path):
 
 def delete_run(folder: Path) -> None:
     """Remove a run folder (only a folder that looks like a run: it has settings.json)."""
-    if not (folder / "settings.json").is_file():
+    if not (folder / SETTINGS).is_file():
         raise TrainingError(f"{folder} is not a run folder; nothing was deleted")
     shutil.rmtree(folder)
 
@@ -179,52 +173,138 @@ def find_run(runs_dir: Path | None, run: str | None = None) -> Path:
         if not folder.is_dir():
             raise TrainingError(f"no run {run!r} in {runs_dir}")
         return folder
-    if runs_dir is not None and runs_dir.is_dir():
-        found = sorted(
-            p for p in runs_dir.iterdir() if (p / LAST).is_file() or (p / BEST).is_file()
-        )
-        if found:
-            return found[-1]
-    raise TrainingError(f"no trained run in {runs_dir}: train first")
+    found = latest_run(runs_dir, (LAST, BEST))
+    if found is None:
+        raise TrainingError(f"no trained run in {runs_dir}: train first")
+    return found
 
 
-def load_run(folder: Path, which: str = "best") -> LoadedRun:
-    """Rebuild the model of the run in ``folder`` with its weights, on the CPU, in eval mode.
+def latest_run(runs_dir: Path | None, with_files: tuple[str, ...] = (LAST,)) -> Path | None:
+    """The newest run folder holding one of ``with_files`` (default: a last checkpoint to resume
+    from), or None."""
+    if runs_dir is None or not runs_dir.is_dir():
+        return None
+    found = sorted(p for p in runs_dir.iterdir() if any((p / f).is_file() for f in with_files))
+    return found[-1] if found else None
 
-    ``which`` is "best" (the best checkpoint, or the last if there is none) or "last".
-    """
-    from cnnstudio.build import build_model
-    from cnnstudio.data import DataSettings
-    from cnnstudio.spec import ModelSpec
-    from cnnstudio.train import load_checkpoint
 
-    settings = _read_json(folder / "settings.json")
-    if settings is None or not isinstance(settings.get("project"), dict):
-        raise TrainingError(f"cannot read {folder / 'settings.json'}: not a run folder")
+# Writing a run
+
+
+def new_run_dir(runs: Path, suffix: str = "") -> Path:
+    """A new, empty run folder in ``runs`` named by the time (``20261201-0930``, then ``-1``, ``-2``
+    when that name is taken), with ``suffix`` appended."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    runs.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        candidate = runs / ((stamp if n == 0 else f"{stamp}-{n}") + suffix)
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise TrainingError(f"cannot create a run folder in {runs}")
+
+
+def write_settings(folder: Path, settings: dict[str, Any]) -> None:
+    """settings.json: the project as it was trained, the training settings, mean, std, classes."""
+    settings = {**settings, "torch": torch.__version__, "started": _now()}
+    atomic_write_text(folder / SETTINGS, json.dumps(settings, indent=2) + "\n")
+
+
+def write_state(folder: Path, **state: Any) -> None:
+    """state.json: where the run stands (``state`` running, finished, stopped, failed, imported)."""
+    state["updated"] = _now()
+    atomic_write_text(folder / STATE, json.dumps(state, indent=2) + "\n")
+
+
+def write_evaluation(folder: Path, evaluation: Evaluation) -> None:
+    atomic_write_text(folder / EVALUATION, json.dumps(evaluation.to_dict(), indent=2) + "\n")
+
+
+def write_weights(folder: Path, state: dict[str, torch.Tensor]) -> None:
+    """model.safetensors: the final weights, readable without CNN Studio."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    save_file(tensors, str(folder / WEIGHTS))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint atomically: a killed run never leaves half a file."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, read with ``weights_only=True`` (no code from the file ever runs)."""
     try:
-        spec = ModelSpec.from_dict(settings["project"]["model"])
-        data = DataSettings.from_dict(settings["project"].get("data", {}))
-        mean = tuple(float(v) for v in settings["mean"])
-        std = tuple(float(v) for v in settings["std"])
-        classes = [str(c) for c in settings["classes"]]
-    except (KeyError, TypeError, ValueError) as error:
-        raise TrainingError(
-            f"{folder / 'settings.json'}: incomplete run settings ({error})"
-        ) from None
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainingError(f"no checkpoint at {path}") from None
+    except Exception as error:
+        raise TrainingError(f"cannot read the checkpoint {path}: {error}") from None
+
+
+def checkpoint_path(folder: Path, which: str = "best") -> Path | None:
+    """The run's best checkpoint (else its last) for ``which`` "best", the last (else the best)
+    for "last"; None when it has neither."""
     order = [BEST, LAST] if which == "best" else [LAST, BEST]
-    checkpoint = next((folder / n for n in order if (folder / n).is_file()), None)
-    if checkpoint is None:
-        raise TrainingError(f"run {folder.name} has no checkpoint yet")
-    model = build_model(spec, pretrained=False)
-    state = load_checkpoint(checkpoint)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as error:
-        raise TrainingError(
-            f"{checkpoint}: the weights do not fit the run's model: {error}"
-        ) from None
-    model.eval()
-    return LoadedRun(folder, checkpoint, model, spec, data, classes, mean, std)
+    return next((folder / n for n in order if (folder / n).is_file()), None)
+
+
+class MetricsLog:
+    """metrics.jsonl and TensorBoard events of one run; ``folder`` None gives a silent log (the
+    other ranks of a distributed run). ``keep_until_step`` drops records after that step (a resumed
+    run logs them again)."""
+
+    def __init__(self, folder: Path | None, keep_until_step: int | None = None) -> None:
+        self.folder = folder
+        self.writer = None
+        self.warning: str | None = None
+        if folder is None:
+            return
+        path = folder / METRICS
+        if keep_until_step is not None and path.exists():
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line and json.loads(line).get("global_step", 0) <= keep_until_step
+            ]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(folder))
+        except ImportError:
+            self.warning = "TensorBoard is not installed: the run has no TensorBoard events"
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.folder is None:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            step = record["global_step"]
+            prefix = "train_step" if record["type"] == "step" else "epoch"
+            for key, value in record.items():
+                if key not in ("type", "epoch", "step", "global_step", "time") and isinstance(
+                    value, (int, float)
+                ):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.folder is None:
+            return
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def import_weights(
@@ -239,37 +319,24 @@ def import_weights(
     "imported" and can be inspected, evaluated and exported like a trained one (it cannot be
     resumed: it has no optimizer state). WeightsError listing the mismatched keys and shapes when
     the file does not fit the model; nothing is written then."""
-    import time
-
-    import torch
-
-    from cnnstudio.build import build_model
-    from cnnstudio.export import load_weights
-    from cnnstudio.files import atomic_write_text
-    from cnnstudio.train import new_run_dir, save_checkpoint
-
     if project.runs_dir is None:
         raise TrainingError("save the project first: its runs are kept in its folder")
     path = Path(path)
     model = build_model(project.model, pretrained=False)
     load_weights(model, path)  # raises before anything is written
-    folder = new_run_dir(project.runs_dir)
-    folder = folder.rename(folder.with_name(folder.name + "-imported"))
+    folder = new_run_dir(project.runs_dir, suffix="-imported")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_checkpoint(folder / BEST, {"model": state, "imported_from": str(path)})
-    settings = {
-        "project": project.to_dict(),
-        "training": {},
-        "mean": list(mean),
-        "std": list(std),
-        "classes": list(classes),
-        "imported_from": str(path),
-        "torch": torch.__version__,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    atomic_write_text(folder / "settings.json", json.dumps(settings, indent=2) + "\n")
-    atomic_write_text(
-        folder / "state.json",
-        json.dumps({"state": "imported", "message": f"weights from {path}"}, indent=2) + "\n",
+    write_settings(
+        folder,
+        {
+            "project": project.to_dict(),
+            "training": {},
+            "mean": list(mean),
+            "std": list(std),
+            "classes": list(classes),
+            "imported_from": str(path),
+        },
     )
+    write_state(folder, state="imported", message=f"weights from {path}")
     return folder

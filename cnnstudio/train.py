@@ -10,8 +10,6 @@ checkpoints (atomic, loaded with ``weights_only=True``), the evaluation and safe
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import math
 import os
 import threading
@@ -25,10 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnstudio.backbones import starting_weights
+from cnnstudio import model_source, recipe, runs
 from cnnstudio.build import Backbone, build_model
 from cnnstudio.data import Dataset, default_workers, load_dataset, make_batches
-from cnnstudio.data import resolve_normalization as _resolve_normalization
 from cnnstudio.errors import (
     Cancelled,
     DataError,
@@ -36,9 +33,9 @@ from cnnstudio.errors import (
     TrainingError,
     WeightsError,
 )
-from cnnstudio.files import atomic_write_bytes, atomic_write_text
 from cnnstudio.metrics import Evaluation, evaluate
-from cnnstudio.runs import BEST, LAST, WEIGHTS, find_run, load_run
+from cnnstudio.model_source import ModelSource
+from cnnstudio.normalization import normalization
 from cnnstudio.spec import analyze
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from cnnstudio.train_settings import check_training
@@ -304,177 +301,30 @@ def free_memory(device: torch.device) -> int | None:
     return None
 
 
-# Learning-rate schedule
-
-
-def lr_factor(
-    step: int,
-    *,
-    schedule: str,
-    total_steps: int,
-    warmup_steps: int,
-    steps_per_epoch: int,
-    step_size: int,
-    gamma: float,
-) -> float:
-    """Multiplier of the base learning rate before optimizer step ``step`` (0-based)."""
-    if schedule == "onecycle":
-        warm = warmup_steps or max(1, int(0.3 * total_steps))
-        if step < warm:
-            return 1 / 25 + (1 - 1 / 25) * step / warm
-        t = min(1.0, (step - warm) / max(1, total_steps - warm))
-        floor = 1 / 25 / 1e4
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "cosine":
-        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return 0.5 * (1 + math.cos(math.pi * t))
-    if schedule == "step":
-        return gamma ** ((step // max(1, steps_per_epoch)) // step_size)
-    return 1.0
-
-
-# Parameter groups
-
-
-def param_groups(model: nn.Module, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """Optimizer groups: backbone and head, each split into decayed weights and undecayed biases
-    and norm parameters. Frozen parameters are left out."""
-    core = model.module if hasattr(model, "module") else model
-    backbone_ids = {
-        id(p) for m in core.modules() if isinstance(m, Backbone) for p in m.parameters()
-    }
-    head_lr = settings["lr"]
-    backbone_lr = head_lr if settings["backbone_lr"] == "same" else settings["backbone_lr"]
-    buckets: dict[str, list[nn.Parameter]] = {}
-    for param in model.parameters():
-        if not param.requires_grad:
-            continue
-        part = "backbone" if id(param) in backbone_ids else "head"
-        key = part if param.ndim > 1 else f"{part}_no_decay"
-        buckets.setdefault(key, []).append(param)
-    groups = []
-    for key in ("backbone", "backbone_no_decay", "head", "head_no_decay"):
-        if key in buckets:
-            groups.append(
-                {
-                    "params": buckets[key],
-                    "name": key,
-                    "lr": backbone_lr if key.startswith("backbone") else head_lr,
-                    "weight_decay": settings["weight_decay"]
-                    if not key.endswith("no_decay")
-                    else 0.0,
-                }
-            )
-    if not groups:
-        raise TrainingError("the model has nothing to train: every layer is frozen")
-    return groups
+# The optimizer
 
 
 def make_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
-    groups = param_groups(model, settings)
-    name = settings["optimizer"]
-    if name == "sgd":
-        return torch.optim.SGD(
-            groups,
-            lr=settings["lr"],
-            momentum=settings["momentum"],
-            nesterov=settings["nesterov"] and settings["momentum"] > 0,
-        )
-    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(groups, lr=settings["lr"])
-
-
-# Runs on disk
-
-
-def new_run_dir(runs: Path) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    runs.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        candidate = runs / (stamp if n == 0 else f"{stamp}-{n}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise TrainingError(f"cannot create a run folder in {runs}")
-
-
-def latest_run(runs: Path | None, with_file: str = LAST) -> Path | None:
-    if runs is None or not runs.is_dir():
-        return None
-    found = sorted(p for p in runs.iterdir() if (p / with_file).is_file())
-    return found[-1] if found else None
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint, read with ``weights_only=True`` (no code from the file ever runs)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainingError(f"no checkpoint at {path}") from None
-    except Exception as error:
-        raise TrainingError(f"cannot read the checkpoint {path}: {error}") from None
-
-
-def _write_state(run_dir: Path, **state: Any) -> None:
-    state["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    atomic_write_text(run_dir / "state.json", json.dumps(state, indent=2) + "\n")
-
-
-class _Log:
-    """metrics.jsonl and TensorBoard for one run (rank 0 only; other ranks get a silent one)."""
-
-    def __init__(self, run_dir: Path | None, keep_until_step: int | None = None) -> None:
-        self.run_dir = run_dir
-        self.writer = None
-        self.warning: str | None = None
-        if run_dir is None:
-            return
-        path = run_dir / "metrics.jsonl"
-        if keep_until_step is not None and path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line and json.loads(line).get("global_step", 0) <= keep_until_step
-            ]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
-        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir))
-        except ImportError:
-            self.warning = "TensorBoard is not installed: the run has no TensorBoard events"
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.run_dir is None:
-            return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.writer is not None:
-            step = record["global_step"]
-            prefix = "train_step" if record["type"] == "step" else "epoch"
-            for key, value in record.items():
-                if key not in ("type", "epoch", "step", "global_step", "time") and isinstance(
-                    value, (int, float)
-                ):
-                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
-
-    def close(self) -> None:
-        if self.run_dir is None:
-            return
-        self.file.close()
-        if self.writer is not None:
-            self.writer.close()
+    """The optimizer of ``settings`` over the model's trainable parameters: backbone and head
+    groups (each with its learning rate), no weight decay on biases and norms."""
+    core = model.module if hasattr(model, "module") else model
+    backbones = {name for name, child in core.named_children() if isinstance(child, Backbone)}
+    groups = recipe.param_groups(
+        core,
+        backbones,
+        lr=settings["lr"],
+        backbone_lr=settings["backbone_lr"],
+        weight_decay=settings["weight_decay"],
+    )
+    if not groups:
+        raise TrainingError("the model has nothing to train: every layer is frozen")
+    return recipe.make_optimizer(
+        groups,
+        optimizer=settings["optimizer"],
+        lr=settings["lr"],
+        momentum=settings["momentum"],
+        nesterov=settings["nesterov"],
+    )
 
 
 # Distributed
@@ -566,6 +416,7 @@ class Trainer:
         self.save_project = save_project
         self.control = Control()
         self.run_dir: Path | None = None
+        self.preprocessing: tuple[tuple, tuple, tuple[str, ...]] | None = None  # mean, std, classes
         self._events: EventSink = _ignore
 
     # Controls, safe from any thread
@@ -588,6 +439,24 @@ class Trainer:
         if not request.done.wait(timeout):
             return None
         return request.state
+
+    def model_source(self, timeout: float = 30.0) -> ModelSource | None:
+        """The run's model as it is now, ready to use (a copy on the CPU with the run's
+        preprocessing and classes), taken between two steps; safe from any thread. None as for
+        ``snapshot``."""
+        state = self.snapshot(timeout)
+        if state is None or self.preprocessing is None or self.run_dir is None:
+            return None
+        mean, std, classes = self.preprocessing
+        return model_source.from_state(
+            self.project.model,
+            state,
+            classes=classes,
+            mean=mean,
+            std=std,
+            label=f"run {self.run_dir.name} (live)",
+            run_folder=self.run_dir,
+        )
 
     def run(self, events: EventSink | None = None) -> Finished | Failed:
         """Train; return the last event (Finished or Failed) after sending it to ``events``.
@@ -701,7 +570,7 @@ class Trainer:
         warmup_steps = int(settings["warmup_epochs"] * steps_per_epoch)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: lr_factor(
+            lambda step: recipe.lr_factor(
                 step,
                 schedule=settings["schedule"],
                 total_steps=total_steps,
@@ -729,14 +598,14 @@ class Trainer:
         if settings["compile"]:
             trained = self._compile(trained)
 
-        log = _Log(
+        log = runs.MetricsLog(
             self.run_dir if self.world.main else None, progress.global_step if checkpoint else None
         )
         if log.warning:
             self._events(Warned(log.warning))
         if self.world.main:
             self._write_settings(settings, device, precision, mean, std, dataset)
-            _write_state(
+            runs.write_state(
                 self.run_dir,
                 state="running",
                 epochs_done=progress.epoch,
@@ -810,24 +679,26 @@ class Trainer:
             self.save_project = False  # never write the run's old model over the edited project
 
     def _resume_point(self) -> tuple[dict[str, Any] | None, Path]:
-        runs = self.project.runs_dir
+        folder = self.project.runs_dir
         if self.resume_from:
-            run = runs / self.resume_from if isinstance(self.resume_from, str) else latest_run(runs)
-            if run is None or not (run / LAST).is_file():
-                where = run or runs
-                raise TrainingError(f"nothing to resume: no checkpoint in {where}")
-            checkpoint = load_checkpoint(run / LAST)
-            return checkpoint, run
-        if runs is None:
+            run = (
+                folder / self.resume_from
+                if isinstance(self.resume_from, str)
+                else runs.latest_run(folder)
+            )
+            if run is None or not (run / runs.LAST).is_file():
+                raise TrainingError(f"nothing to resume: no checkpoint in {run or folder}")
+            return runs.load_checkpoint(run / runs.LAST), run
+        if folder is None:
             raise TrainingError("save the project first: its runs are kept in its folder")
         if self.world.distributed:
-            return None, self._shared_run_dir(runs)
-        return None, new_run_dir(runs)
+            return None, self._shared_run_dir(folder)
+        return None, runs.new_run_dir(folder)
 
-    def _shared_run_dir(self, runs: Path) -> Path:
+    def _shared_run_dir(self, folder: Path) -> Path:
         import torch.distributed as dist
 
-        holder = [str(new_run_dir(runs)) if self.world.main else ""]
+        holder = [str(runs.new_run_dir(folder)) if self.world.main else ""]
         dist.broadcast_object_list(holder, src=0)
         return Path(holder[0])
 
@@ -851,13 +722,13 @@ class Trainer:
         )
 
     def _normalization(self, dataset: Dataset) -> tuple[tuple, tuple]:
-        weights = starting_weights(self.project.model)
-        settings, mean, std = _resolve_normalization(self.project.data, dataset, weights)
-        if settings is not self.project.data:
-            self.project.data = settings
+        norm = normalization(self.project.data, self.project.model, dataset)
+        if norm.data is not self.project.data:
+            self.project.data = norm.data
             if self.save_project and self.world.main and self.project.path is not None:
                 self.project.save()
-        return mean, std
+        self.preprocessing = (norm.mean, norm.std, tuple(dataset.classes))
+        return norm.mean, norm.std
 
     def _compile(self, model: nn.Module) -> nn.Module:
         try:
@@ -869,24 +740,24 @@ class Trainer:
             return model
 
     def _write_settings(self, settings, device, precision, mean, std, dataset) -> None:
-        snapshot = {
-            "project": self.project.to_dict(),
-            "training": settings,
-            "device": str(device),
-            "precision": precision,
-            "world_size": self.world.size,
-            "mean": list(mean),
-            "std": list(std),
-            "classes": dataset.classes,
-            "torch": torch.__version__,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        atomic_write_text(self.run_dir / "settings.json", json.dumps(snapshot, indent=2) + "\n")
+        runs.write_settings(
+            self.run_dir,
+            {
+                "project": self.project.to_dict(),
+                "training": settings,
+                "device": str(device),
+                "precision": precision,
+                "world_size": self.world.size,
+                "mean": list(mean),
+                "std": list(std),
+                "classes": dataset.classes,
+            },
+        )
 
     def _final_evaluation(self, model, dataset, mean, std, precision, channels_last) -> Evaluation:
-        best = self.run_dir / BEST
+        best = self.run_dir / runs.BEST
         if best.is_file():
-            model.load_state_dict(load_checkpoint(best)["model"])
+            model.load_state_dict(runs.load_checkpoint(best)["model"])
         batches = make_batches(
             dataset,
             "val",
@@ -904,13 +775,8 @@ class Trainer:
             autocast=_autocast(precision, self.device),
             channels_last=channels_last,
         )
-        atomic_write_text(
-            self.run_dir / "evaluation.json", json.dumps(result.to_dict(), indent=2) + "\n"
-        )
-        from safetensors.torch import save_file
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(tensors, str(self.run_dir / WEIGHTS))
+        runs.write_evaluation(self.run_dir, result)
+        runs.write_weights(self.run_dir, model.state_dict())
         return result
 
     def _finish_state(self, state: str, message: str, progress: _Progress | None = None) -> None:
@@ -918,7 +784,7 @@ class Trainer:
             return
         if not self.run_dir.is_dir():
             return
-        _write_state(
+        runs.write_state(
             self.run_dir,
             state=state,
             message=message,
@@ -970,7 +836,7 @@ class _Loop:
         val_batches,
         precision: str,
         channels_last: bool,
-        log: _Log,
+        log: runs.MetricsLog,
         progress: _Progress,
     ) -> None:
         self.t = trainer
@@ -1087,7 +953,7 @@ class _Loop:
         if improved:
             self._checkpoint("best")
         if self.t.world.main:
-            _write_state(
+            runs.write_state(
                 self.t.run_dir,
                 state="running",
                 epochs_done=p.epoch,
@@ -1167,7 +1033,7 @@ class _Loop:
         return None
 
     def _nan(self, step: int, value: float) -> Failed:
-        last = self.t.run_dir / LAST
+        last = self.t.run_dir / runs.LAST
         kept = (
             f"the last good checkpoint is {last} (epoch {self.p.epoch})"
             if last.is_file()
@@ -1256,8 +1122,8 @@ class _Loop:
             "settings": self.settings,
             "spec": self.t.project.model.to_dict(),
         }
-        path = self.t.run_dir / (BEST if kind == "best" else LAST)
-        save_checkpoint(path, state)
+        path = self.t.run_dir / (runs.BEST if kind == "best" else runs.LAST)
+        runs.save_checkpoint(path, state)
         self.t._events(CheckpointSaved(str(path), self.p.epoch, kind))
 
 
@@ -1285,22 +1151,17 @@ def _str(path: Path | None) -> str | None:
 # Evaluating a finished run
 
 
-def run_paths(project, run: str | None = None) -> Path:
-    """The folder of run ``run`` (default: the latest with a checkpoint)."""
-    return find_run(project.runs_dir, run)
-
-
 def evaluate_run(project, run: str | None = None, *, device: str | None = None,
                  data_root: Path | None = None) -> Evaluation:  # fmt: skip
     """Evaluate a run's best checkpoint (or its last) on the validation split, using the model,
     data and normalization the run was trained with."""
-    loaded = load_run(run_paths(project, run))
-    snapshot = json.loads((loaded.folder / "settings.json").read_text())
+    source = model_source.from_run(runs.find_run(project.runs_dir, run))
+    settings = runs.read_settings(source.run_folder) or {}
     target = pick_device(device or "auto")
-    model = loaded.model.to(target)
-    dataset = load_dataset(loaded.data, loaded.spec.input_shape, data_root=data_root)
-    batches = make_batches(dataset, "val", 256, target, loaded.mean, loaded.std, train=False)
-    precision = snapshot.get("precision", "fp32") if target.type == "cuda" else "fp32"
+    model = source.model.to(target)
+    dataset = load_dataset(source.data, source.input_shape, data_root=data_root)
+    batches = make_batches(dataset, "val", 256, target, source.mean, source.std, train=False)
+    precision = settings.get("precision", "fp32") if target.type == "cuda" else "fp32"
     return evaluate(
         model,
         batches,

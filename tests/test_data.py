@@ -28,15 +28,16 @@ from cnnstudio.data import (
     load_dataset,
     make_batches,
     preview,
-    resolve_normalization,
     scan_folder,
-    stratified_split,
     summarize,
 )
 from cnnstudio.errors import Cancelled, DataError
+from cnnstudio.normalization import normalization
+from cnnstudio.recipe import stratified_split
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from tests import data_factory as make
+from tests.helpers import spec_of
 
 AUGMENT_ON = {p.name: p.default for p in AUGMENT_PARAMS}
 
@@ -331,10 +332,14 @@ def test_stats_are_computed_once_and_stored(tmp_path: Path) -> None:
     root = make.image_folder(tmp_path / "d", per_class=5)
     settings = folder_settings(root)
     dataset = load_dataset(settings, (3, 20, 24))
-    stored, mean, _ = resolve_normalization(settings, dataset)
-    assert stored.mean == mean and stored.stats_key
-    again, mean2, _ = resolve_normalization(stored, dataset)
-    assert again is stored and mean2 == mean
+    spec = spec_of(input_shape=(3, 20, 24))
+    first = normalization(settings, spec, dataset)
+    stored = first.data
+    assert stored.mean == first.mean and stored.stats_key
+    again = normalization(stored, spec, dataset)
+    assert again.data is stored and again.mean == first.mean
+    assert normalization(stored, spec).mean == first.mean  # known without reading the images
+    assert not normalization(settings, spec).known
     restored = DataSettings.from_dict(json.loads(json.dumps(stored.to_dict())))
     assert restored == stored
 
@@ -343,10 +348,12 @@ def test_backbone_preprocessing_is_used_for_a_pretrained_start() -> None:
     from torchvision.models import ResNet18_Weights
 
     dataset = load_dataset(DataSettings(), (3, 32, 32))
-    _, mean, std = resolve_normalization(DataSettings(), dataset, ResNet18_Weights.DEFAULT)
-    assert mean == (0.485, 0.456, 0.406) and std == (0.229, 0.224, 0.225)
+    pretrained = spec_of(("bb", "Backbone", {"name": "resnet18"}), input_shape=(3, 32, 32))
+    norm = normalization(DataSettings(), pretrained, dataset)
+    assert norm.mean == tuple(ResNet18_Weights.DEFAULT.transforms().mean)
+    assert norm.mean == (0.485, 0.456, 0.406) and norm.std == (0.229, 0.224, 0.225)
     with pytest.raises(DataError, match="does not start with a pretrained Backbone"):
-        resolve_normalization(DataSettings(normalize="backbone"), dataset)
+        normalization(DataSettings(normalize="backbone"), spec_of(input_shape=(3, 32, 32)))
 
 
 def test_fast_and_classic_paths_give_the_same_values_without_augmentation(tmp_path: Path) -> None:

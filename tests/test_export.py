@@ -21,14 +21,14 @@ from cnnstudio.data import DataSettings
 from cnnstudio.errors import ExportError, WeightsError
 from cnnstudio.export import (
     FORMATS,
-    ExportSource,
     default_file_name,
     export,
     export_source,
     export_training_script,
     load_weights,
 )
-from cnnstudio.runs import find_run, load_run
+from cnnstudio.model_source import ModelSource, from_run
+from cnnstudio.runs import find_run
 from cnnstudio.train import Trainer
 from cnnstudio.train_settings import check_training
 from tests.helpers import spec_of
@@ -70,7 +70,7 @@ def backbone_model():
 SPECS = {"tiny": tiny_model, "skip": skip_model, "backbone": backbone_model}
 
 
-def source_of(name: str) -> ExportSource:
+def source_of(name: str) -> ModelSource:
     torch.manual_seed(0)
     spec = SPECS[name]()
     model = build_model(spec, pretrained=False)
@@ -81,8 +81,14 @@ def source_of(name: str) -> ExportSource:
             module.running_var.uniform_(0.5, 2.0)
     classes = tuple(f"class {i}" for i in range(spec.num_classes))
     channels = spec.input_shape[0]
-    return ExportSource(
-        model.eval(), spec.input_shape, spec, classes, (0.5,) * channels, (0.25,) * channels, name
+    return ModelSource(
+        model=model.eval(),
+        input_shape=spec.input_shape,
+        spec=spec,
+        classes=classes,
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        name=name,
     )
 
 
@@ -249,7 +255,7 @@ def test_export_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="Python module name"):
         export(src, "python", tmp_path / "my-model.py")
     broken = tiny_model().set_params("conv1", kernel_size=40)
-    bad = ExportSource(src.model, (3, 16, 16), broken)
+    bad = ModelSource(model=src.model, input_shape=(3, 16, 16), spec=broken)
     with pytest.raises(ExportError, match="invalid") as caught:
         export(bad, "safetensors", tmp_path / "m.safetensors")
     assert caught.value.layer == "conv1"
@@ -286,7 +292,7 @@ def test_cli_exports_the_latest_run(trained: Project, tmp_path: Path, capsys) ->
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert f"wrote {out} (" in printed and "checked: max difference" in printed
-    run = load_run(find_run(trained.runs_dir))
+    run = from_run(find_run(trained.runs_dir))
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -301,7 +307,7 @@ def test_cli_python_export_carries_the_run(trained: Project, tmp_path: Path, cap
     assert "colours.safetensors" in capsys.readouterr().out
     exported = runpy.run_path(str(out), run_name="exported")
     assert exported["CLASSES"] == ["c0", "c1", "c2", "c3"]
-    run = load_run(find_run(trained.runs_dir))
+    run = from_run(find_run(trained.runs_dir))
     assert exported["MEAN"] == tuple(run.mean) and exported["STD"] == tuple(run.std)
 
 
@@ -344,7 +350,7 @@ def test_project_folder_export_opens_elsewhere(trained: Project, tmp_path: Path)
     assert result.max_abs_diff == 0.0
     opened = load_project(tmp_path / "copy")
     assert opened.model == trained.model
-    run = load_run(find_run(opened.runs_dir))
+    run = from_run(find_run(opened.runs_dir))
     x = torch.randn(2, 3, 16, 16)
     torch.testing.assert_close(run.model(x), source.model(x))
     with pytest.raises(ExportError, match="not an empty folder"):
@@ -364,7 +370,7 @@ def test_the_standalone_program_checks_generated_code_in_process(tmp_path, monke
     assert "cnnstudio" in sys.modules and sys.modules["cnnstudio"] is not None
 
 
-def _broken_load(src: ExportSource) -> ExportSource:
+def _broken_load(src: ModelSource) -> ModelSource:
     """A source whose weights file will not load into the generated class (one key renamed)."""
     import dataclasses
 

@@ -13,8 +13,9 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
 from cnnstudio import build_model, create_model_spec
+from cnnstudio.model_source import ModelSource
 from tests.helpers import spec_of
-from ui.inspector import InspectorView, ModelSource
+from ui.inspector import InspectorView
 
 ACTIONS = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction | Qt.DropAction.LinkAction
 CLASSES = [f"class {i}" for i in range(10)]
@@ -23,7 +24,14 @@ CLASSES = [f"class {i}" for i in range(10)]
 def simple_source() -> ModelSource:
     torch.manual_seed(0)
     model = build_model(create_model_spec("simple-cnn")).eval()
-    return ModelSource(model, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, CLASSES, "simple-cnn (test)")
+    return ModelSource(
+        model=model,
+        input_shape=(3, 32, 32),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        classes=tuple(CLASSES),
+        label="simple-cnn (test)",
+    )
 
 
 def picture(path: Path, seed: int = 0, size: tuple[int, int] = (40, 48)) -> Path:
@@ -160,7 +168,15 @@ def test_a_backbone_model_lists_its_children(qtbot, view, tmp_path) -> None:
     )
     model = build_model(spec, pretrained=False).eval()
     with qtbot.waitSignal(view.inspected, timeout=60000):
-        view.set_model_source(ModelSource(model, (3, 64, 64), (0.5,) * 3, (0.25,) * 3, ["a", "b"]))
+        view.set_model_source(
+            ModelSource(
+                model=model,
+                input_shape=(3, 64, 64),
+                mean=(0.5,) * 3,
+                std=(0.25,) * 3,
+                classes=("a", "b"),
+            )
+        )
         view.inspect_files([picture(tmp_path / "dog.png", 2)])
     top = view.layer_tree.topLevelItem(0)
     assert top.text(0) == "backbone1" and top.childCount() == 10

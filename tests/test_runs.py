@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from cnnstudio.errors import TrainingError
+from cnnstudio.model_source import from_run
 from cnnstudio.runs import (
     delete_run,
     find_run,
     list_runs,
-    load_run,
     read_evaluation,
     read_history,
     settings_summary,
@@ -74,7 +74,7 @@ def test_delete_run_only_deletes_run_folders(tmp_path: Path) -> None:
     assert not run.exists()
 
 
-def test_find_run_and_load_run_errors(tmp_path: Path) -> None:
+def test_find_run_and_from_run_errors(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     with pytest.raises(TrainingError, match="train first"):
         find_run(runs)
@@ -82,7 +82,7 @@ def test_find_run_and_load_run_errors(tmp_path: Path) -> None:
         find_run(runs, "x")
     run = fake_run(runs, "r")
     with pytest.raises(TrainingError, match="incomplete run settings"):
-        load_run(run)
+        from_run(run)
 
 
 def test_load_run_refuses_weights_of_another_model(tmp_path: Path) -> None:
@@ -95,10 +95,10 @@ def test_load_run_refuses_weights_of_another_model(tmp_path: Path) -> None:
                     mean=[0.5], std=[0.25], classes=["a", "b", "c"])  # fmt: skip
     (run / "settings.json").write_text(json.dumps(settings))
     with pytest.raises(TrainingError, match="has no checkpoint"):
-        load_run(run)
+        from_run(run)
     torch.save({"model": {"conv1.weight": torch.zeros(1)}}, run / "last.pt")
     with pytest.raises(TrainingError, match="do not fit the run's model"):
-        load_run(run)
+        from_run(run)
 
 
 def test_settings_summary_without_a_numeric_rate() -> None:

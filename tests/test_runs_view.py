@@ -273,7 +273,7 @@ def test_imported_weights_become_a_run_and_misfits_are_listed(
     from safetensors.torch import save_file
 
     from cnnstudio import build_model
-    from cnnstudio.runs import load_run
+    from cnnstudio.model_source import from_run
 
     model = build_model(opened.document.spec)
     good = tmp_path / "good.safetensors"
@@ -286,10 +286,10 @@ def test_imported_weights_become_a_run_and_misfits_are_listed(
         and view.runs[0].summary == "imported from good.safetensors"
     )
     assert [r.name for r in view.selected()] == [view.runs[0].name]
-    loaded = load_run(view.runs[0].folder)
+    loaded = from_run(view.runs[0].folder)
     for key, value in model.state_dict().items():
         assert loaded.model.state_dict()[key].equal(value)
-    assert loaded.classes == ["c0", "c1", "c2", "c3"]
+    assert loaded.classes == ("c0", "c1", "c2", "c3")
 
     state = model.state_dict()
     state["conv1.weight"] = state["conv1.weight"][:4].clone()

@@ -17,6 +17,8 @@ from PIL import Image
 
 from cnnstudio import Project, build_model, load_project
 from cnnstudio.data import DataSettings
+from cnnstudio.recipe import lr_factor
+from cnnstudio.runs import load_checkpoint
 from cnnstudio.train import (
     CheckpointSaved,
     EpochEnded,
@@ -26,8 +28,6 @@ from cnnstudio.train import (
     StepLogged,
     Trainer,
     estimate_memory,
-    load_checkpoint,
-    lr_factor,
     make_optimizer,
 )
 from cnnstudio.train_settings import check_training

@@ -10,7 +10,8 @@ import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from cnnstudio.data import DataSettings
-from cnnstudio.train import Failed, Finished, load_checkpoint
+from cnnstudio.runs import load_checkpoint
+from cnnstudio.train import Failed, Finished
 from cnnstudio.train_settings import check_training
 from tests.test_train import colour_folder, tiny_model
 from ui.main_window import MainWindow

@@ -541,19 +541,17 @@ DEFAULT_BOTTOM_HEIGHT = 320
 
 def _import_weights(_job, project, path: Path, dataset):
     """A run from a weights file, normalised as training would normalise the project's data."""
-    from cnnstudio.backbones import starting_weights
-    from cnnstudio.data import class_names, resolve_normalization
+    from cnnstudio.data import class_names
+    from cnnstudio.normalization import normalization
     from cnnstudio.runs import import_weights
 
     if dataset is not None and tuple(dataset.input_shape) == tuple(project.model.input_shape):
-        _, mean, std = resolve_normalization(project.data, dataset, starting_weights(project.model))
+        norm = normalization(project.data, project.model, dataset)
         classes = list(dataset.classes)
     else:
-        channels = project.model.input_shape[0]
-        mean = project.data.mean or (0.0,) * channels
-        std = project.data.std or (1.0,) * channels
+        norm = normalization(project.data, project.model)
         classes = class_names(project.data)
-    return import_weights(project, path, mean, std, classes)
+    return import_weights(project, path, norm.mean, norm.std, classes)
 
 
 def _warm_up(_job) -> None:

@@ -2,6 +2,5 @@
 (Grad-CAM), what its layers see (feature maps) and what its convolutions learned (filters)."""
 
 from ui.inspector.view import InspectorView
-from ui.inspector.worker import ModelSource
 
-__all__ = ["InspectorView", "ModelSource"]
+__all__ = ["InspectorView"]

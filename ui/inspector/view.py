@@ -33,9 +33,10 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.inspect import Inspection, colormap
+from cnnstudio.model_source import ModelSource
 from cnnstudio.spec import format_shape
 from ui.icons import icon
-from ui.inspector.worker import InspectRunner, ModelSource, Request
+from ui.inspector.worker import InspectRunner, Request
 from ui.theme import colours
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
@@ -276,10 +277,9 @@ class InspectorView(QWidget):
     # Public
 
     def set_model_source(self, source: Any) -> None:
-        """Inspect with another model from now on. ``source`` is a ModelSource, anything with the
-        same attributes (a ``runs.LoadedRun``), or a function returning one, called off the GUI
-        thread when the next image comes (it may load a checkpoint). The shown image, if any, is
-        inspected again with the new model."""
+        """Inspect with another model from now on. ``source`` is a ModelSource or a function
+        returning one, called off the GUI thread when the next image comes (it may load a
+        checkpoint). The shown image, if any, is inspected again with the new model."""
         self._source = source
         self._resolved = None
         self._source_number += 1

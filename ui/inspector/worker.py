@@ -8,50 +8,24 @@ The model source is resolved (a checkpoint loaded) on the pool thread too, once 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Signal
 
 from cnnstudio.errors import InspectError, StudioError
 from cnnstudio.inspect import inspect_image
+from cnnstudio.model_source import ModelSource
 from ui.background import worker_pool
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """What the inspector needs of a model: the module, its input and normalisation, the class
-    names, and a label saying where it came from ("run 20261125-1200 (best)")."""
-
-    model: Any  # nn.Module
-    input_shape: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    classes: list[str] = field(default_factory=list)
-    label: str = "model"
-
-
 def resolve_source(source: Any) -> ModelSource:
-    """A ModelSource from what the window handed over: a ModelSource, anything with the same
-    attributes (a ``runs.LoadedRun``), or a function returning one of those."""
-    if source is None:
-        raise InspectError("no model to inspect yet: train one, or open a project with a run")
-    value = source() if callable(source) and not hasattr(source, "model") else source
+    """The ModelSource the window handed over, or the one a function handed over returns (called
+    here, on the pool thread: loading a checkpoint takes time)."""
+    value = source() if callable(source) else source
     if value is None:
         raise InspectError("no model to inspect yet: train one, or open a project with a run")
-    if isinstance(value, ModelSource):
-        return value
-    label = getattr(value, "label", None)
-    if label is None and hasattr(value, "folder") and hasattr(value, "checkpoint"):
-        label = f"run {value.folder.name} ({value.checkpoint.stem})"
-    return ModelSource(
-        value.model,
-        tuple(value.input_shape),
-        tuple(value.mean),
-        tuple(value.std),
-        list(value.classes),
-        label or "model",
-    )
+    return value
 
 
 @dataclass(frozen=True)
