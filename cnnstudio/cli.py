@@ -17,6 +17,7 @@ from typing import NoReturn
 from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
+from cnnstudio.progress import Progress, TaskState
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
 from cnnstudio.spec import Analysis, analyze, format_shape
 from cnnstudio.standard_sets import STANDARD_SETS, data_root, download, is_downloaded
@@ -399,16 +400,17 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     project = load_project(args.dir)
     live = sys.stderr.isatty()
 
-    def progress(step: int, steps: int, lr: float, loss: float) -> None:
+    def progress(report: Progress) -> None:
         if live:
+            lr, loss = report.detail
             print(
-                f"\rstep {step}/{steps} lr {lr:.2e} loss {loss:.4f}  ",
+                f"\rstep {report.done}/{report.total} lr {lr:.2e} loss {loss:.4f}  ",
                 end="",
                 file=sys.stderr,
                 flush=True,
             )
 
-    result = find_lr(project, steps=args.steps, device=args.device, progress=progress)
+    result = find_lr(project, steps=args.steps, device=args.device, state=TaskState(progress))
     if live:
         print(file=sys.stderr)
     target = args.csv or args.dir / "lr_find.csv"
@@ -464,11 +466,13 @@ def _cmd_download(args: argparse.Namespace) -> int:
         print(f"{title} is already in {root}")
         return 0
 
-    def progress(done: int, total: int, what: str) -> None:
+    def progress(report: Progress) -> None:
+        done, total = report.done, report.total
         share = f"{100 * done / total:5.1f}%" if total else ""
-        print(f"\r{what}: {done / 2**20:7.1f} MiB {share}", end="", file=sys.stderr, flush=True)
+        print(f"\r{report.what}: {done / 2**20:7.1f} MiB {share}", end="", file=sys.stderr,
+              flush=True)  # fmt: skip
 
-    folder = download(args.set, root, progress=progress)
+    folder = download(args.set, root, TaskState(progress))
     print(file=sys.stderr)
     print(f"{title} is in {folder}")
     return 0

@@ -22,8 +22,9 @@ import torch
 
 from cnnstudio import standard_sets
 from cnnstudio.augment import AUGMENT_PARAMS, augment_batch, classic_transform
-from cnnstudio.errors import Cancelled, DataError, ProjectError
+from cnnstudio.errors import DataError, ProjectError
 from cnnstudio.params import Param, check_settings
+from cnnstudio.progress import TaskState, quiet
 from cnnstudio.recipe import stratified_split
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 
@@ -55,9 +56,6 @@ DATA_PARAMS: tuple[Param, ...] = (
         choices=("auto", "dataset", "backbone", "none"),
     ),
 )
-
-Progress = Callable[[int, int, str], None]
-"""progress(done, total, what)."""
 
 
 @dataclass(frozen=True)
@@ -237,8 +235,7 @@ def scan_folder(
     root: Path | str,
     *,
     verify: bool = False,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    state: TaskState | None = None,
 ) -> FolderScan:
     """Find classes and images in ``root``. Every file is opened (header only, or fully decoded
     with ``verify``); the unreadable ones are listed in ``skipped``, never raised.
@@ -278,8 +275,7 @@ def scan_folder(
     results = _map_files(
         _open_image if not verify else _verify_image,
         [c[1] for c in candidates],
-        progress,
-        should_stop,
+        state or quiet(),
     )
     files: dict[str, list[tuple[Path, int]]] = {split: [] for split in layout}
     sizes, modes = [], set()
@@ -376,8 +372,7 @@ def _verify_image(path: Path) -> tuple[Any, str | None]:
 def _map_files(
     func: Callable[[Path], Any],
     paths: list[Path],
-    progress: Progress | None,
-    should_stop: Callable[[], bool] | None,
+    state: TaskState,
     what: str = "images",
 ) -> list[Any]:
     """``func`` over ``paths`` on a few threads (PIL releases the GIL while decoding)."""
@@ -386,11 +381,11 @@ def _map_files(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for i, result in enumerate(pool.map(func, paths, chunksize=64)):
             results.append(result)
-            if should_stop and should_stop():
+            if state.stopping:
                 pool.shutdown(cancel_futures=True)
-                raise Cancelled(f"reading {what} cancelled")
-            if progress and (i % 256 == 0 or i + 1 == len(paths)):
-                progress(i + 1, len(paths), what)
+                state.check(f"reading {what}")
+            if i % 256 == 0 or i + 1 == len(paths):
+                state.report(i + 1, len(paths), what)
     return results
 
 
@@ -429,19 +424,19 @@ def load_dataset(
     settings: DataSettings,
     input_shape: tuple[int, int, int],
     *,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    state: TaskState | None = None,
     memory_limit: int = MEMORY_LIMIT,
     data_root: Path | None = None,
 ) -> Dataset:
-    """Load the images ``settings`` name, at the model's ``input_shape`` (C, H, W)."""
+    """Load the images ``settings`` name, at the model's ``input_shape`` (C, H, W); an image
+    folder reports its scanning and decoding to ``state`` and stops when it is told to."""
     if settings.source == "sample":
         images, labels = generate_sample_set()
         return _from_arrays(
             "sample", list(SAMPLE_CLASSES), {"all": (images, labels)}, input_shape, settings
         )
     if settings.source == "folder":
-        return _load_folder(settings, input_shape, progress, should_stop, memory_limit)
+        return _load_folder(settings, input_shape, state or quiet(), memory_limit)
     splits, classes = standard_sets.load_standard(settings.source, data_root)
     dataset = _from_arrays(
         settings.source,
@@ -513,11 +508,10 @@ def _fit_tensor(images: torch.Tensor, input_shape: tuple[int, int, int]) -> torc
 def _load_folder(
     settings: DataSettings,
     input_shape: tuple[int, int, int],
-    progress: Progress | None,
-    should_stop: Callable[[], bool] | None,
+    state: TaskState,
     memory_limit: int,
 ) -> Dataset:
-    scan = scan_folder(settings.path, progress=progress, should_stop=should_stop)
+    scan = scan_folder(settings.path, state=state)
     files, labels, (train, val) = _folder_samples(scan, settings)
     sizes = scan.sizes
     dataset = Dataset(
@@ -532,7 +526,7 @@ def _load_folder(
         image_sizes=_size_range(sizes),
     )
     if len(files) * int(np.prod(input_shape)) <= memory_limit:
-        _decode_into_memory(dataset, progress, should_stop)
+        _decode_into_memory(dataset, state)
     return dataset
 
 
@@ -557,9 +551,7 @@ def _size_range(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], tuple[in
     return (min(widths), min(heights)), (max(widths), max(heights))
 
 
-def _decode_into_memory(
-    dataset: Dataset, progress: Progress | None, should_stop: Callable[[], bool] | None
-) -> None:
+def _decode_into_memory(dataset: Dataset, state: TaskState) -> None:
     channels, height, width = dataset.input_shape
     assert dataset.paths is not None
 
@@ -569,7 +561,7 @@ def _decode_into_memory(
         except (OSError, SyntaxError, ValueError) as error:
             return f"damaged image: {error}"
 
-    results = _map_files(decode, dataset.paths, progress, should_stop, "decoding images")
+    results = _map_files(decode, dataset.paths, state, "decoding images")
     keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
     dataset.skipped += [
         Skipped(str(dataset.paths[i]), r) for i, r in enumerate(results) if isinstance(r, str)
@@ -599,8 +591,7 @@ def summarize(
     settings: DataSettings,
     input_shape: tuple[int, int, int] | None = None,
     *,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    state: TaskState | None = None,
     data_root: Path | None = None,
 ) -> DataSummary:
     """Classes, images per class and split, image sizes, unreadable files and warnings.
@@ -609,7 +600,7 @@ def summarize(
     rather than found during training.
     """
     if settings.source == "folder":
-        scan = scan_folder(settings.path, verify=True, progress=progress, should_stop=should_stop)
+        scan = scan_folder(settings.path, verify=True, state=state)
         _files, labels, (train, val) = _folder_samples(scan, settings)
         split = {"train": train, "val": val}
         classes, skipped, root = scan.classes, scan.skipped, str(scan.root)

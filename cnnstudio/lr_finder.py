@@ -4,7 +4,6 @@ rate growing exponentially, watch the loss, and suggest the rate where it falls 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +12,10 @@ from torch import nn
 
 from cnnstudio.build import build_model
 from cnnstudio.data import load_dataset, make_batches
-from cnnstudio.errors import Cancelled, ModelError
+from cnnstudio.errors import ModelError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.normalization import normalization
+from cnnstudio.progress import TaskState, quiet
 from cnnstudio.spec import analyze
 from cnnstudio.train import make_optimizer, pick_device
 from cnnstudio.train_settings import check_training
@@ -72,16 +72,17 @@ def find_lr(
     steps: int = 100,
     device: str | None = None,
     data_root: Path | None = None,
-    progress: Callable[[int, int, float, float], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    state: TaskState | None = None,
     divergence: float = 4.0,
     beta: float = 0.98,
 ) -> LRFinderResult:
     """Run the range test on a fresh copy of the project's model (the project is not changed).
 
-    ``progress(step, steps, lr, smoothed_loss)`` reports each step. Stops early once the smoothed
+    Each step is reported to ``state`` (done, total, "learning rate", detail (lr, smoothed
+    loss)); a stop asked through it ends the search with Cancelled. Stops early once the smoothed
     loss exceeds ``divergence`` times its best.
     """
+    state = state or quiet()
     settings = check_training(project.training)
     analysis = analyze(project.model)
     if not analysis.valid:
@@ -113,8 +114,7 @@ def find_lr(
     step = 0
     while step < steps and not diverged:
         for x, y in batches:
-            if should_stop and should_stop():
-                raise Cancelled("learning-rate search cancelled")
+            state.check("learning-rate search")
             lr = start_lr * ratio**step
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -130,8 +130,7 @@ def find_lr(
             smoothed.append(corrected)
             best = min(best, corrected)
             step += 1
-            if progress:
-                progress(step, steps, lr, corrected)
+            state.report(step, steps, "learning rate", (lr, corrected))
             if not math.isfinite(value) or corrected > divergence * best:
                 diverged = True
             if diverged or step >= steps:

@@ -16,15 +16,14 @@ import pickle
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cnnstudio.errors import Cancelled, DataError
+from cnnstudio.errors import DataError
+from cnnstudio.progress import TaskState, quiet
 
-Progress = Callable[[int, int, str], None]
 """progress(bytes_done, bytes_total, what): total is 0 when the server does not say."""
 
 _CHUNK = 1 << 20
@@ -103,13 +102,13 @@ def is_downloaded(key: str, root: Path | None = None) -> bool:
 def download(
     key: str,
     root: Path | None = None,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    state: TaskState | None = None,
 ) -> Path:
     """Fetch a standard set into ``root`` (nothing happens when it is already there).
 
     DataError with the address, the reason and what to do without a network; Cancelled when
-    ``should_stop()`` turns true. A partial download never takes the final file name.
+    ``state`` is told to stop; each chunk is reported to it. A partial download never takes the
+    final file name.
     """
     root = root or data_root()
     std = STANDARD_SETS[key]
@@ -120,7 +119,7 @@ def download(
     for urls, name, md5 in std.downloads():
         path = target_dir / name
         if not (path.is_file() and _md5(path) == md5):
-            _fetch(urls, path, md5, std, progress, should_stop)
+            _fetch(urls, path, md5, std, state or quiet())
         if std.is_cifar:
             with tarfile.open(path, "r:gz") as archive:
                 archive.extractall(root, filter="data")
@@ -132,8 +131,7 @@ def _fetch(
     path: Path,
     md5: str,
     std: StandardSet,
-    progress: Progress | None,
-    should_stop: Callable[[], bool] | None,
+    state: TaskState,
 ) -> None:
     errors = []
     for url in urls:
@@ -143,12 +141,10 @@ def _fetch(
                 total = int(response.headers.get("Content-Length") or 0)
                 done = 0
                 while chunk := response.read(_CHUNK):
-                    if should_stop and should_stop():
-                        raise Cancelled(f"download of {std.title} cancelled")
+                    state.check(f"download of {std.title}")
                     out.write(chunk)
                     done += len(chunk)
-                    if progress:
-                        progress(done, total, path.name)
+                    state.report(done, total, path.name)
         except (urllib.error.URLError, OSError) as error:
             partial.unlink(missing_ok=True)
             errors.append(f"{url}: {getattr(error, 'reason', error)}")

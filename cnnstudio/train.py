@@ -36,6 +36,7 @@ from cnnstudio.errors import (
 from cnnstudio.metrics import Evaluation, evaluate
 from cnnstudio.model_source import ModelSource
 from cnnstudio.normalization import normalization
+from cnnstudio.progress import TaskState
 from cnnstudio.spec import analyze
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from cnnstudio.train_settings import check_training
@@ -704,21 +705,16 @@ class Trainer:
 
     def _load_data(self) -> Dataset:
         data = self.project.data
+        state = TaskState(
+            on_progress=lambda p: self._events(DataProgress(p.done, p.total, p.what)),
+            should_stop=lambda: self.control.stopping,
+        )
         if data.source in STANDARD_SETS and not is_downloaded(data.source, self.data_root):
             if self.world.main:
-                download(
-                    data.source,
-                    self.data_root,
-                    should_stop=lambda: self.control.stopping,
-                    progress=lambda d, t, w: self._events(DataProgress(d, t, w)),
-                )
+                download(data.source, self.data_root, state)
             self._barrier()
         return load_dataset(
-            data,
-            self.project.model.input_shape,
-            data_root=self.data_root,
-            progress=lambda d, t, w: self._events(DataProgress(d, t, w)),
-            should_stop=lambda: self.control.stopping,
+            data, self.project.model.input_shape, data_root=self.data_root, state=state
         )
 
     def _normalization(self, dataset: Dataset) -> tuple[tuple, tuple]:

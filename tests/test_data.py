@@ -33,6 +33,7 @@ from cnnstudio.data import (
 )
 from cnnstudio.errors import Cancelled, DataError
 from cnnstudio.normalization import normalization
+from cnnstudio.progress import TaskState
 from cnnstudio.recipe import stratified_split
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
@@ -212,7 +213,7 @@ def cifar_server(tmp_path: Path, monkeypatch):
 def test_download_reports_progress_and_extracts(tmp_path: Path, cifar_server) -> None:
     events = []
     root = tmp_path / "data"
-    download("cifar10", root, progress=lambda done, total, what: events.append((done, total)))
+    download("cifar10", root, TaskState(lambda p: events.append((p.done, p.total))))
     assert events and events[-1][0] == cifar_server.stat().st_size
     assert is_downloaded("cifar10", root)
     assert len(load_dataset(DataSettings(source="cifar10"), (3, 32, 32), data_root=root)) == 110
@@ -221,7 +222,7 @@ def test_download_reports_progress_and_extracts(tmp_path: Path, cifar_server) ->
 def test_cancelled_download_leaves_no_file(tmp_path: Path, cifar_server) -> None:
     root = tmp_path / "data"
     with pytest.raises(Cancelled):
-        download("cifar10", root, should_stop=lambda: True)
+        download("cifar10", root, TaskState(should_stop=lambda: True))
     assert list(root.iterdir()) == []
 
 

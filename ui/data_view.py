@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from cnnstudio.augment import AUGMENT_PARAMS
 from cnnstudio.data import DataSettings, load_dataset, preview, summarize, summarize_dataset
 from cnnstudio.errors import StudioError
+from cnnstudio.progress import Progress, TaskState
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from ui.background import Jobs, worker_pool
 from ui.editor.properties import make_editor
@@ -69,23 +70,19 @@ class _DataJob(QRunnable):
         self.signals, self.stop = signals, stop
 
     def run(self) -> None:
-        def progress(done: int, total: int, what: str) -> None:
-            self.signals.progress.emit(self.generation, done, total, what)
+        def progress(report: Progress) -> None:
+            self.signals.progress.emit(self.generation, report.done, report.total, report.what)
 
+        state = TaskState(progress, should_stop=self.stop.is_set)
         try:
             source = self.settings.source
             if source in STANDARD_SETS and not is_downloaded(source):
-                download(source, progress=progress, should_stop=self.stop.is_set)
-            dataset = load_dataset(
-                self.settings, self.input_shape, progress=progress, should_stop=self.stop.is_set
-            )
+                download(source, state=state)
+            dataset = load_dataset(self.settings, self.input_shape, state=state)
             if dataset.in_memory:  # decoded once: its summary needs no second pass
                 summary = summarize_dataset(dataset)
             else:  # read on the fly while training: verify every file now
-                summary = summarize(
-                    self.settings, self.input_shape, progress=progress,
-                    should_stop=self.stop.is_set,
-                )  # fmt: skip
+                summary = summarize(self.settings, self.input_shape, state=state)
         except StudioError as error:
             self.signals.failed.emit(self.generation, str(error))
             return

@@ -12,16 +12,17 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from cnnstudio.lr_finder import LRFinderResult, find_lr
+from cnnstudio.progress import Progress, TaskState
 from ui.background import Jobs
 from ui.icons import icon
 from ui.theme import colours
 
 
 def _range_test(job, project, steps: int) -> LRFinderResult:
-    def progress(step: int, total: int, lr: float, loss: float) -> None:
-        job.report((step, total, lr, loss))
+    def progress(report: Progress) -> None:
+        job.report((report.done, report.total, *report.detail))
 
-    return find_lr(project, steps=steps, progress=progress, should_stop=lambda: job.stopping)
+    return find_lr(project, steps=steps, state=TaskState(progress, lambda: job.stopping))
 
 
 class LRFinderView(QWidget):
