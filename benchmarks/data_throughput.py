@@ -1,7 +1,7 @@
 """Images per second of the two data paths on the same 32×32 images, side by side.
 
 - fast path: uint8 tensor in memory (on the training device), batched augmentation as tensor ops
-  (cnnstudio.data.TensorBatches);
+  (cnnstudio.batches.TensorBatches);
 - classic path: torchvision transforms on PIL images in DataLoader workers (flip, crop 32 pad 4,
   colour jitter 0.2/0.2, ToTensor, Normalize).
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from cnnstudio.augment import NO_AUGMENTATION
-from cnnstudio.data import TensorBatches
+from cnnstudio.batches import TensorBatches
 
 AUGMENT = {**NO_AUGMENTATION, "hflip": True, "crop_padding": 4, "brightness": 0.2,
            "contrast": 0.2}  # fmt: skip

@@ -1,18 +1,14 @@
-"""Datasets: where images come from, how they are split, summarised and fed to training.
+"""Datasets: where images come from, how they are split and summarised.
 
-Sources: the built-in sample set (no download), an image folder (ImageFolder layout, optionally
-with train/ and val/ or test/ inside), and CIFAR-10/100, MNIST and FashionMNIST. A dataset that fits
-in memory is decoded once into one uint8 tensor at the model's input size and fed in batches
-augmented on the training device (``TensorBatches``); a larger folder goes through DataLoader
-workers with torchvision transforms (``LoaderBatches``).
+Sources: the built-in sample set (no download), an image folder (``cnnstudio.images`` scans and
+decodes it), and CIFAR-10/100, MNIST and FashionMNIST. A dataset that fits in memory is decoded
+once into one uint8 tensor at the model's input size; a larger folder keeps the paths and is
+decoded on the fly. ``cnnstudio.batches`` feeds either to training.
 """
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,16 +17,15 @@ import numpy as np
 import torch
 
 from cnnstudio import standard_sets
-from cnnstudio.augment import AUGMENT_PARAMS, augment_batch, classic_transform
+from cnnstudio.augment import AUGMENT_PARAMS, augment_batch
 from cnnstudio.errors import DataError, ProjectError
+from cnnstudio.images import FolderScan, Skipped, decode_image, decode_images, scan_folder
 from cnnstudio.params import Param, check_settings
 from cnnstudio.progress import TaskState, quiet
 from cnnstudio.recipe import stratified_split
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 
 SOURCES = ("sample", "folder", "cifar10", "cifar100", "mnist", "fashionmnist")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation", "test")}
 IMBALANCE_RATIO = 3.0
 MEMORY_LIMIT = 2 << 30  # decode into memory when the uint8 tensor stays below this
 STATS_SAMPLE = 5000  # images used for mean/std of a dataset too large for memory
@@ -148,14 +143,6 @@ def _check_stats(mean: Any, std: Any, where: str) -> tuple[tuple[float, ...], tu
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A file left out of the dataset, and why."""
-
-    path: str
-    reason: str
-
-
 @dataclass
 class Dataset:
     """A loaded dataset. ``images`` (N×C×H×W uint8 at the model's input size) when it fits in
@@ -213,208 +200,6 @@ class DataSummary:
 
 def _opt_list(value: tuple[int, int] | None) -> list[int] | None:
     return list(value) if value else None
-
-
-# Image folders
-
-
-@dataclass(frozen=True)
-class FolderScan:
-    """An image folder's layout: classes, (path, label) per split, files skipped, sizes seen."""
-
-    root: Path
-    classes: list[str]
-    files: dict[str, list[tuple[Path, int]]]
-    predefined_split: bool
-    skipped: list[Skipped]
-    sizes: list[tuple[int, int]]
-    grayscale: bool
-
-
-def scan_folder(
-    root: Path | str,
-    *,
-    verify: bool = False,
-    state: TaskState | None = None,
-) -> FolderScan:
-    """Find classes and images in ``root``. Every file is opened (header only, or fully decoded
-    with ``verify``); the unreadable ones are listed in ``skipped``, never raised.
-
-    DataError for a folder that is missing, empty, holds one class, or a class without images.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist", root)
-    layout = _split_layout(root)
-    predefined = layout is not None
-    layout = layout or {"train": root}
-    class_dirs = {split: _subfolders(folder) for split, folder in layout.items()}
-    classes = sorted(d.name for d in class_dirs["train"])
-    _check_classes(root, layout["train"], classes)
-    for split, dirs in class_dirs.items():
-        unknown = sorted({d.name for d in dirs} - set(classes))
-        if unknown:
-            raise DataError(
-                f"{layout[split]} has classes that train/ lacks: "
-                f"{', '.join(unknown)}; every class needs training images",
-                layout[split],
-            )
-    candidates: list[tuple[str, Path, int]] = []
-    skipped: list[Skipped] = []
-    for split, dirs in class_dirs.items():
-        for folder in sorted(dirs):
-            label = classes.index(folder.name)
-            for path in sorted(folder.rglob("*")):
-                if not path.is_file() or _hidden(path, folder):
-                    continue
-                if path.suffix.lower() in IMAGE_EXTENSIONS:
-                    candidates.append((split, path, label))
-                else:
-                    kind = path.suffix or "no extension"
-                    skipped.append(Skipped(str(path), f"not an image file ({kind})"))
-    results = _map_files(
-        _open_image if not verify else _verify_image,
-        [c[1] for c in candidates],
-        state or quiet(),
-    )
-    files: dict[str, list[tuple[Path, int]]] = {split: [] for split in layout}
-    sizes, modes = [], set()
-    for (split, path, label), (info, reason) in zip(candidates, results, strict=True):
-        if reason:
-            skipped.append(Skipped(str(path), reason))
-            continue
-        files[split].append((path, label))
-        sizes.append(info[0])
-        modes.add(info[1])
-    for label, name in enumerate(classes):
-        if not any(lab == label for _, lab in files["train"]):
-            raise DataError(
-                f"class folder {layout['train'] / name} holds no readable images "
-                f"({', '.join(IMAGE_EXTENSIONS)}): add images or remove the folder",
-                layout["train"] / name,
-            )
-    grayscale = bool(modes) and modes <= {"1", "L", "I", "I;16", "F", "LA"}
-    return FolderScan(root, classes, files, predefined, skipped, sizes, grayscale)
-
-
-def _split_layout(root: Path) -> dict[str, Path] | None:
-    names = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
-    train = next((names[n] for n in SPLIT_FOLDERS["train"] if n in names), None)
-    val = next((names[n] for n in SPLIT_FOLDERS["val"] if n in names), None)
-    if train is None:
-        return None
-    return {"train": train, "val": val} if val is not None else {"train": train}
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
-
-
-def _hidden(path: Path, below: Path) -> bool:
-    return any(part.startswith((".", "__")) for part in path.relative_to(below).parts)
-
-
-def _check_classes(root: Path, folder: Path, classes: list[str]) -> None:
-    if not classes:
-        loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-        hint = (
-            (
-                f" ({len(loose)} images lie directly in it: move each into a folder named after "
-                "its class)"
-            )
-            if loose
-            else ""
-        )
-        raise DataError(
-            f"no class folders in {folder}: expected one subfolder per class holding "
-            f"its images{hint}",
-            folder,
-        )
-    if len(classes) == 1:
-        raise DataError(
-            f"{folder} holds only one class ({classes[0]!r}): a classifier needs at "
-            "least two class folders",
-            folder,
-        )
-
-
-def _open_image(path: Path) -> tuple[Any, str | None]:
-    """((width, height), mode) from the header, or the reason the file is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if path.stat().st_size == 0:
-            return None, "empty file (0 bytes)"
-        with Image.open(path) as image:
-            return (image.size, image.mode), None
-    except UnidentifiedImageError:
-        return None, "not an image (the content is not a known image format)"
-    except OSError as error:
-        return None, f"cannot read: {error}"
-
-
-def _verify_image(path: Path) -> tuple[Any, str | None]:
-    """Like ``_open_image`` but decodes the whole image, which catches truncated files."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        if path.stat().st_size == 0:
-            return None, "empty file (0 bytes)"
-        with Image.open(path) as image:
-            image.load()
-            return (image.size, image.mode), None
-    except UnidentifiedImageError:
-        return None, "not an image (the content is not a known image format)"
-    except (OSError, SyntaxError, ValueError) as error:
-        return None, f"damaged image: {error}"
-
-
-def _map_files(
-    func: Callable[[Path], Any],
-    paths: list[Path],
-    state: TaskState,
-    what: str = "images",
-) -> list[Any]:
-    """``func`` over ``paths`` on a few threads (PIL releases the GIL while decoding)."""
-    results: list[Any] = []
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for i, result in enumerate(pool.map(func, paths, chunksize=64)):
-            results.append(result)
-            if state.stopping:
-                pool.shutdown(cancel_futures=True)
-                state.check(f"reading {what}")
-            if i % 256 == 0 or i + 1 == len(paths):
-                state.report(i + 1, len(paths), what)
-    return results
-
-
-def decode_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """An image file as C×H×W uint8 at ``size`` (height, width): grayscale, palette and
-    transparent images are converted to ``channels`` (transparency over white)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.seek(0)
-        return image_to_array(image, channels, size)
-
-
-def image_to_array(image, channels: int, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    image = image.convert("L" if channels == 1 else "RGB")
-    height, width = size
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    if channels == 1:
-        return array[None].copy()
-    array = array.transpose(2, 0, 1)
-    return np.ascontiguousarray(np.repeat(array[:1], channels, 0) if channels != 3 else array)
 
 
 # Loading
@@ -554,14 +339,7 @@ def _size_range(sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], tuple[in
 def _decode_into_memory(dataset: Dataset, state: TaskState) -> None:
     channels, height, width = dataset.input_shape
     assert dataset.paths is not None
-
-    def decode(path: Path) -> np.ndarray | str:
-        try:
-            return decode_image(path, channels, (height, width))
-        except (OSError, SyntaxError, ValueError) as error:
-            return f"damaged image: {error}"
-
-    results = _map_files(decode, dataset.paths, state, "decoding images")
+    results = decode_images(dataset.paths, channels, (height, width), state)
     keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
     dataset.skipped += [
         Skipped(str(dataset.paths[i]), r) for i, r in enumerate(results) if isinstance(r, str)
@@ -724,237 +502,6 @@ def dataset_stats(dataset: Dataset) -> tuple[list[float], list[float]]:
     mean = total / count
     std = (total_sq / count - mean * mean).clamp(min=1e-12).sqrt()
     return mean.tolist(), std.clamp(min=1e-3).tolist()
-
-
-# Feeding training
-
-
-class TensorBatches:
-    """Mini-batches from uint8 images held on the training device.
-
-    Shuffling, augmentation and normalization happen on that device, a whole batch at a time.
-    With ``world > 1`` each rank takes its share of every epoch's order, as DistributedSampler
-    does (padded so every rank gets the same number of batches).
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        indices: torch.Tensor,
-        batch_size: int,
-        mean,
-        std,
-        *,
-        augment: dict[str, Any] | None = None,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        device = images.device
-        self.images = images
-        self.labels = labels.to(device)
-        self.indices = indices.to(device)
-        self.batch_size = batch_size
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=device)[None, :, None, None]
-        std_t = torch.tensor(std, dtype=torch.float32, device=device)[None, :, None, None]
-        # (x - mean) / std as one multiply-add, for pixels on the 0-1 scale and on the 0-255 one
-        self._scale01, self._shift = 1 / std_t, -mean_t / std_t
-        self._scale255 = self._scale01 / 255
-        self.augment = augment
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank, self.world = rank, world
-        self.epoch = 0
-
-    @property
-    def num_samples(self) -> int:
-        return -(-len(self.indices) // self.world)
-
-    def __len__(self) -> int:
-        n = self.num_samples
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def order(self) -> torch.Tensor:
-        indices = self.indices
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            indices = indices[torch.randperm(len(indices), generator=generator).to(indices.device)]
-        if self.world > 1:
-            total = self.num_samples * self.world
-            if total > len(indices):
-                indices = torch.cat([indices, indices[: total - len(indices)]])
-            indices = indices[self.rank : total : self.world]
-        return indices
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = self.order()
-        generator = None
-        if self.augment:
-            generator = torch.Generator(device=self.images.device)
-            generator.manual_seed((self.seed + 1) * 1_000_003 + self.epoch * 7919 + self.rank)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            batch = order[start : start + self.batch_size]
-            images = self.images[batch]
-            if self.augment:
-                x = augment_batch(images, self.augment, generator)
-                x = torch.addcmul(self._shift, x, self._scale01)
-            else:
-                x = torch.addcmul(self._shift, images.float(), self._scale255)
-            yield x, self.labels[batch]
-
-
-class _FileImages(torch.utils.data.Dataset):
-    """Decodes image files on the fly (DataLoader workers); a file that turns out damaged is
-    replaced by the next readable one so that a run never stops on it."""
-
-    def __init__(self, paths: list[Path], labels: torch.Tensor, channels: int, transform) -> None:
-        self.paths, self.labels = paths, labels
-        self.channels, self.transform = channels, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int):
-        from PIL import Image
-
-        for attempt in range(len(self.paths)):
-            i = (index + attempt) % len(self.paths)
-            try:
-                with Image.open(self.paths[i]) as image:
-                    image.seek(0)
-                    mode = "L" if self.channels == 1 else "RGB"
-                    picture = image.convert(mode)
-                return self.transform(picture), int(self.labels[i])
-            except (OSError, SyntaxError, ValueError):
-                continue
-        raise DataError("no readable image left in the dataset")
-
-
-class LoaderBatches:
-    """Mini-batches decoded by DataLoader workers with torchvision transforms (large folders)."""
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        split: str,
-        batch_size: int,
-        mean,
-        std,
-        *,
-        augment: dict[str, Any] | None,
-        shuffle: bool,
-        device: torch.device,
-        workers: int | None = None,
-        seed: int = 0,
-        rank: int = 0,
-        world: int = 1,
-        drop_last: bool = False,
-    ) -> None:
-        assert dataset.paths is not None
-        channels, height, width = dataset.input_shape
-        indices = dataset.splits[split].tolist()
-        transform = classic_transform(
-            augment or {}, (height, width), mean, std, train=bool(augment)
-        )
-        files = _FileImages(
-            [dataset.paths[i] for i in indices], dataset.labels[indices], channels, transform
-        )
-        sampler = None
-        if world > 1:
-            sampler = torch.utils.data.DistributedSampler(
-                files, world, rank, shuffle=shuffle, seed=seed
-            )
-        workers = default_workers() if workers is None else workers
-        generator = torch.Generator().manual_seed(seed)
-        self.sampler = sampler
-        self.loader = torch.utils.data.DataLoader(
-            files,
-            batch_size=batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-            drop_last=drop_last,
-            persistent_workers=workers > 0,
-            generator=generator,
-        )
-        self.device = device
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def set_epoch(self, epoch: int) -> None:
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        non_blocking = self.device.type == "cuda"
-        for x, y in self.loader:
-            yield (
-                x.to(self.device, non_blocking=non_blocking),
-                y.to(self.device, non_blocking=non_blocking),
-            )
-
-
-def default_workers() -> int:
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-def make_batches(
-    dataset: Dataset,
-    split: str,
-    batch_size: int,
-    device: torch.device | str,
-    mean,
-    std,
-    *,
-    train: bool,
-    augment: dict[str, Any] | None = None,
-    seed: int = 0,
-    rank: int = 0,
-    world: int = 1,
-    workers: int | None = None,
-) -> TensorBatches | LoaderBatches:
-    """Batches of ``split`` on ``device``: from memory when the dataset is decoded, else through
-    DataLoader workers. Training batches are shuffled and augmented; validation ones are not."""
-    device = torch.device(device)
-    augment = augment if train else None
-    if dataset.images is not None:
-        images = dataset.images.to(device)
-        return TensorBatches(
-            images,
-            dataset.labels,
-            dataset.splits[split],
-            batch_size,
-            mean,
-            std,
-            augment=augment,
-            shuffle=train,
-            seed=seed,
-            rank=rank,
-            world=world,
-        )
-    return LoaderBatches(
-        dataset,
-        split,
-        batch_size,
-        mean,
-        std,
-        augment=augment,
-        shuffle=train,
-        device=device,
-        seed=seed,
-        rank=rank,
-        world=world,
-        workers=workers,
-    )
 
 
 # Preview

@@ -102,7 +102,7 @@ def load_pixels(image: ImageLike, input_shape: Sequence[int]) -> np.ndarray:
     model sees: converted to its channels and resized to its input size as training does."""
     from PIL import Image, UnidentifiedImageError
 
-    from cnnstudio.data import decode_image, image_to_array
+    from cnnstudio.images import decode_image, image_to_array
 
     channels, height, width = (int(v) for v in input_shape)
     size = (height, width)

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnstudio.batches import make_batches
 from cnnstudio.build import build_model
-from cnnstudio.data import load_dataset, make_batches
+from cnnstudio.data import load_dataset
 from cnnstudio.errors import ModelError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.normalization import normalization

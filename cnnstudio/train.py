@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstudio import model_source, recipe, runs
+from cnnstudio.batches import default_workers, make_batches
 from cnnstudio.build import Backbone, build_model
-from cnnstudio.data import Dataset, default_workers, load_dataset, make_batches
+from cnnstudio.data import Dataset, load_dataset
 from cnnstudio.errors import (
     Cancelled,
     DataError,

@@ -20,18 +20,10 @@ from PIL import Image
 
 from cnnstudio import ProjectError
 from cnnstudio.augment import AUGMENT_PARAMS, NO_AUGMENTATION, augment_batch
-from cnnstudio.data import (
-    DataSettings,
-    LoaderBatches,
-    TensorBatches,
-    dataset_stats,
-    load_dataset,
-    make_batches,
-    preview,
-    scan_folder,
-    summarize,
-)
+from cnnstudio.batches import LoaderBatches, TensorBatches, make_batches
+from cnnstudio.data import DataSettings, dataset_stats, load_dataset, preview, summarize
 from cnnstudio.errors import Cancelled, DataError
+from cnnstudio.images import scan_folder
 from cnnstudio.normalization import normalization
 from cnnstudio.progress import TaskState
 from cnnstudio.recipe import stratified_split
@@ -441,6 +433,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_data_json_for_a_folder_and_a_project(tmp_path: Path) -> None:
     root = make.image_folder(tmp_path / "pets", per_class=5)
     expected = make.add_bad_files(root)
@@ -458,6 +451,7 @@ def test_cli_data_json_for_a_folder_and_a_project(tmp_path: Path) -> None:
     assert text.returncode == 0 and "skipped:" in text.stdout and "cut.jpg" in text.stdout
 
 
+@pytest.mark.slow
 def test_cli_data_on_a_bad_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run_cli("data", str(tmp_path / "empty"))
