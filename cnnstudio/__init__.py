@@ -5,11 +5,12 @@ Plain Python and torch; nothing here imports Qt. Scripts, benchmarks and tests u
 
 from __future__ import annotations
 
+from cnnstudio.analysis import Analysis, LayerInfo, SpecIssue, analyze
 from cnnstudio.build import build_model
 from cnnstudio.errors import ModelError, ProjectError, StudioError, WeightsError
 from cnnstudio.layers import get_layer_kind, list_layer_kinds
 from cnnstudio.project import Project, load_project, new_project
-from cnnstudio.spec import Analysis, LayerInfo, ModelSpec, Node, SpecIssue, analyze
+from cnnstudio.spec import ModelSpec, Node
 from cnnstudio.templates import create_model_spec, get_template, list_templates
 
 __version__ = "0.1.0"

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from cnnstudio import backbones
+from cnnstudio.analysis import Analysis, analyze
 from cnnstudio.errors import ModelError
-from cnnstudio.spec import INPUT, Analysis, ModelSpec, analyze
+from cnnstudio.spec import INPUT, ModelSpec
 
 
 class Add(nn.Module):

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from cnnstudio.analysis import Analysis, analyze
 from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
 from cnnstudio.progress import Progress, TaskState
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
-from cnnstudio.spec import Analysis, analyze, format_shape
+from cnnstudio.shapes import format_shape
 from cnnstudio.standard_sets import STANDARD_SETS, data_root, download, is_downloaded
 from cnnstudio.templates import list_templates
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnstudio.analysis import analyze
 from cnnstudio.batches import make_batches
 from cnnstudio.build import build_model
 from cnnstudio.data import load_dataset
@@ -17,7 +18,6 @@ from cnnstudio.errors import ModelError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.normalization import normalization
 from cnnstudio.progress import TaskState, quiet
-from cnnstudio.spec import analyze
 from cnnstudio.train import make_optimizer, pick_device
 from cnnstudio.train_settings import check_training
 

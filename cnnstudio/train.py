@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstudio import model_source, recipe, runs
+from cnnstudio.analysis import analyze
 from cnnstudio.batches import default_workers, make_batches
 from cnnstudio.build import Backbone, build_model
 from cnnstudio.data import Dataset, load_dataset
@@ -38,7 +39,6 @@ from cnnstudio.metrics import Evaluation, evaluate
 from cnnstudio.model_source import ModelSource
 from cnnstudio.normalization import normalization
 from cnnstudio.progress import TaskState
-from cnnstudio.spec import analyze
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from cnnstudio.train_settings import check_training
 

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from cnnstudio import Project, StudioError, list_templates, new_project
 from cnnstudio.cli import human
 from cnnstudio.data import images_at
-from cnnstudio.spec import format_shape
+from cnnstudio.shapes import format_shape
 from cnnstudio.templates import get_template
 from ui.app_settings import AppSettings
 from ui.background import Jobs

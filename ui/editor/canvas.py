@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
 from cnnstudio import Analysis, LayerInfo, Node
 from cnnstudio.cli import human
 from cnnstudio.layers import LAYER_KINDS
-from cnnstudio.spec import INPUT, format_shape
+from cnnstudio.shapes import format_shape
+from cnnstudio.spec import INPUT
 from ui.editor.commands import ConnectInputCommand, InsertLayerCommand, MoveLayerCommand
 from ui.icons import GROUP_ICONS, icon
 from ui.theme import colours

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.inspect import Inspection, colormap
 from cnnstudio.model_source import ModelSource
-from cnnstudio.spec import format_shape
+from cnnstudio.shapes import format_shape
 from ui.icons import icon
 from ui.inspector.worker import InspectRunner, Request
 from ui.theme import colours

@@ -1,0 +1,445 @@
+"""The analysis of a model spec: every layer's output shape, parameters, FLOPs and activation
+memory, and every problem attached to the layer it belongs to, in words a user can act on.
+
+``analyze(spec)`` builds nothing; it runs on every edit in the editor. The per-kind arithmetic is in
+``cnnstudio.shapes``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cnnstudio.layers import LAYER_KINDS, LayerKind, unknown_kind_message
+from cnnstudio.params import close_name
+from cnnstudio.shapes import RULES, Shape, Unfit, format_shape
+from cnnstudio.spec import INPUT, ModelSpec, Node
+
+BYTES_PER_VALUE = 4  # activations are float32 unless mixed precision is on
+
+_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Attribute names of nn.Module and of the built model: a submodule may not shadow them.
+_RESERVED_IDS = frozenset(
+    {
+        INPUT,
+        "forward",
+        "training",
+        "to",
+        "cuda",
+        "cpu",
+        "eval",
+        "train",
+        "state_dict",
+        "parameters",
+        "modules",
+        "children",
+        "apply",
+        "half",
+        "float",
+        "double",
+        "type",
+        "zero_grad",
+        "register_buffer",
+        "add_module",
+        "get_submodule",
+        "named_modules",
+        "buffers",
+        "extra_repr",
+        "requires_grad_",
+        "share_memory",
+        "load_state_dict",
+        "bfloat16",
+        "ipu",
+        "xpu",
+        "mtia",
+        "compile",
+        "order",
+        "output_id",
+        "spec",
+        "dump_patches",
+        "call_super_init",
+        "T_destination",
+    }
+)
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """A problem with the model, attached to a layer (``layer`` None: the model as a whole)."""
+
+    layer: str | None
+    message: str
+    param: str | None = None
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.layer}: {self.message}" if self.layer else self.message
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the analysis knows about one layer. Shapes are per sample, without the batch."""
+
+    id: str
+    kind: str
+    inputs: tuple[str, ...]
+    input_shapes: tuple[Shape, ...]
+    output_shape: Shape | None
+    params: int = 0
+    trainable_params: int = 0
+    flops: int = 0
+    activation_bytes: int = 0
+    resolved: dict[str, Any] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The result of ``analyze``: per-layer facts, issues and totals (per sample)."""
+
+    layers: tuple[LayerInfo, ...]
+    issues: tuple[SpecIssue, ...]
+    order: tuple[str, ...]
+    input_shape: Shape
+    output_shape: Shape | None
+    total_params: int
+    trainable_params: int
+    flops: int
+    activation_bytes: int
+
+    @property
+    def errors(self) -> tuple[SpecIssue, ...]:
+        return tuple(i for i in self.issues if i.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[SpecIssue, ...]:
+        return tuple(i for i in self.issues if i.severity == "warning")
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def layer(self, layer_id: str) -> LayerInfo:
+        for info in self.layers:
+            if info.id == layer_id:
+                return info
+        raise KeyError(f"no layer with id {layer_id!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``cnnstudio summary --json``."""
+        return {
+            "valid": self.valid,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape) if self.output_shape else None,
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "flops": self.flops,
+            "activation_bytes": self.activation_bytes,
+            "layers": [
+                {
+                    "id": info.id,
+                    "kind": info.kind,
+                    "output_shape": list(info.output_shape) if info.output_shape else None,
+                    "params": info.params,
+                    "trainable_params": info.trainable_params,
+                    "flops": info.flops,
+                    "error": "; ".join(info.errors) if info.errors else None,
+                }
+                for info in self.layers
+            ],
+            "errors": [{"layer": i.layer, "message": i.message} for i in self.errors],
+            "warnings": [{"layer": i.layer, "message": i.message} for i in self.warnings],
+        }
+
+
+def analyze(spec: ModelSpec) -> Analysis:
+    """Shapes, parameters, FLOPs and activation memory of every layer, and every problem found.
+
+    Never raises for a bad spec: problems are returned as issues attached to their layer. Layers
+    downstream of a broken one get no shape and no further errors of their own.
+    """
+    issues: list[SpecIssue] = []
+    issues += _check_model(spec)
+    inputs = _resolve_inputs(spec, issues)
+    order = _topological_order(spec, inputs, issues)
+
+    model_broken = any(i.layer is None for i in issues)
+    shapes: dict[str, Shape | None] = {INPUT: None if model_broken else tuple(spec.input_shape)}
+    infos: dict[str, LayerInfo] = {}
+    bad_ids = {i.layer for i in issues if i.layer is not None}
+    for node_id in order:
+        node = _first_node(spec, node_id)
+        in_shapes = [shapes.get(name) for name in inputs[node_id]]
+        if node_id in bad_ids or any(s is None for s in in_shapes):
+            infos[node_id] = LayerInfo(node_id, node.kind, inputs[node_id], (), None)
+            shapes[node_id] = None
+            continue
+        info = _analyze_node(node, inputs[node_id], tuple(in_shapes), issues)  # type: ignore[arg-type]
+        infos[node_id] = info
+        shapes[node_id] = info.output_shape
+
+    for node in spec.nodes:
+        if node.id not in infos:
+            infos[node.id] = LayerInfo(node.id, node.kind, inputs.get(node.id, ()), (), None)
+
+    output_shape = None
+    if spec.nodes:
+        last = spec.nodes[-1]
+        output_shape = shapes.get(last.id)
+        if output_shape is not None:
+            _check_output(spec, last, output_shape, issues)
+        _warn_unused(spec, inputs, order, issues)
+
+    errors_by_layer: dict[str, list[str]] = {}
+    for issue in issues:
+        if issue.layer is not None and issue.severity == "error":
+            errors_by_layer.setdefault(issue.layer, []).append(issue.message)
+    seen: set[str] = set()
+    layers = []
+    for node in spec.nodes:
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        layers.append(replace(infos[node.id], errors=tuple(errors_by_layer.get(node.id, ()))))
+    return Analysis(
+        layers=tuple(layers),
+        issues=tuple(issues),
+        order=tuple(order),
+        input_shape=tuple(spec.input_shape),
+        output_shape=output_shape,
+        total_params=sum(i.params for i in layers),
+        trainable_params=sum(i.trainable_params for i in layers),
+        flops=sum(i.flops for i in layers),
+        activation_bytes=sum(i.activation_bytes for i in layers),
+    )
+
+
+def _first_node(spec: ModelSpec, node_id: str) -> Node:
+    return next(n for n in spec.nodes if n.id == node_id)
+
+
+def _check_model(spec: ModelSpec) -> list[SpecIssue]:
+    issues = []
+    c, h, w = spec.input_shape
+    if not 1 <= c <= 4096 or not 1 <= h <= 8192 or not 1 <= w <= 8192:
+        issues.append(
+            SpecIssue(
+                None,
+                f"the input shape must be channels 1-4096 and height and width "
+                f"1-8192, got {c}×{h}×{w}",
+            )
+        )
+    if spec.num_classes < 2:
+        issues.append(
+            SpecIssue(
+                None, f"a classifier needs at least 2 classes, got num_classes={spec.num_classes}"
+            )
+        )
+    if not spec.nodes:
+        issues.append(SpecIssue(None, "the model has no layers: add some from the palette"))
+    seen: dict[str, int] = {}
+    for index, node in enumerate(spec.nodes):
+        if not _ID_PATTERN.match(node.id):
+            issues.append(
+                SpecIssue(
+                    node.id,
+                    f"layer id {node.id!r} must start with a letter and "
+                    "hold only letters, digits and _ (at most 64)",
+                )
+            )
+        elif node.id in _RESERVED_IDS:
+            issues.append(SpecIssue(node.id, f"layer id {node.id!r} is reserved: choose another"))
+        if node.id in seen:
+            issues.append(
+                SpecIssue(
+                    node.id,
+                    f"layer id {node.id!r} is used by layers "
+                    f"{seen[node.id] + 1} and {index + 1}: ids must be unique",
+                )
+            )
+        else:
+            seen[node.id] = index
+    return issues
+
+
+def _resolve_inputs(spec: ModelSpec, issues: list[SpecIssue]) -> dict[str, tuple[str, ...]]:
+    ids = {n.id for n in spec.nodes}
+    inputs: dict[str, tuple[str, ...]] = {}
+    previous = INPUT
+    for node in spec.nodes:
+        names = tuple(node.inputs) if node.inputs else (previous,)
+        known = []
+        for name in names:
+            if name == INPUT or name in ids:
+                known.append(name)
+            else:
+                hint = close_name(name, sorted(ids))
+                fix = f": did you mean {hint}?" if hint else ""
+                issues.append(
+                    SpecIssue(node.id, f"input {name!r} names no layer{fix}", param="inputs")
+                )
+        if node.id not in inputs:
+            inputs[node.id] = tuple(known) if len(known) == len(names) else ()
+        previous = node.id
+    return inputs
+
+
+def _topological_order(
+    spec: ModelSpec, inputs: dict[str, tuple[str, ...]], issues: list[SpecIssue]
+) -> list[str]:
+    """Layer ids in an order where every layer follows its inputs; cycles are reported."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: visiting, 2: done
+    in_cycle: set[str] = set()
+
+    def visit(node_id: str, path: list[str]) -> None:
+        if state.get(node_id) == 2 or node_id == INPUT:
+            return
+        if state.get(node_id) == 1:
+            # the walk goes against the data flow: reverse it to read as the data moves
+            cycle = [node_id, *reversed(path[path.index(node_id) :])]
+            for member in cycle[:-1]:
+                if member not in in_cycle:
+                    in_cycle.add(member)
+                    issues.append(
+                        SpecIssue(
+                            member,
+                            "is part of a cycle: " + " → ".join(cycle) + "; a layer cannot feed "
+                            "its own input",
+                            param="inputs",
+                        )
+                    )
+            return
+        state[node_id] = 1
+        for name in inputs.get(node_id, ()):
+            visit(name, [*path, node_id])
+        state[node_id] = 2
+        order.append(node_id)
+
+    for node in spec.nodes:
+        visit(node.id, [])
+    return [n for n in order if n not in in_cycle]
+
+
+def _check_params(kind: LayerKind, node: Node) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Params with defaults filled in, and the (param, message) problems found."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(node.params, dict):
+        return {}, [("params", "params must be an object of name: value")]
+    names = kind.param_names()
+    for name in node.params:
+        if name not in names:
+            if not names:
+                problems.append((name, f"{kind.name} takes no parameters, got {name!r}"))
+                continue
+            hint = close_name(name, names)
+            fix = f": did you mean {hint}?" if hint else f" (it has {', '.join(names)})"
+            problems.append((name, f"{kind.name} has no parameter {name!r}{fix}"))
+    values: dict[str, Any] = {}
+    for param in kind.params:
+        if param.name not in node.params:
+            if param.required:
+                problems.append(
+                    (param.name, f"{kind.name} needs {param.name} ({param.describe()})")
+                )
+            values[param.name] = param.default
+            continue
+        value = node.params[param.name]
+        reason = param.check(value)
+        if reason:
+            problems.append((param.name, f"{param.name} {reason}"))
+        values[param.name] = value
+    return values, problems
+
+
+def _analyze_node(
+    node: Node, inputs: tuple[str, ...], in_shapes: tuple[Shape, ...], issues: list[SpecIssue]
+) -> LayerInfo:
+    def fail(message: str, param: str | None = None) -> LayerInfo:
+        issues.append(SpecIssue(node.id, message, param=param))
+        return LayerInfo(node.id, node.kind, inputs, in_shapes, None)
+
+    kind = LAYER_KINDS.get(node.kind) if isinstance(node.kind, str) else None
+    if kind is None:
+        return fail(unknown_kind_message(node.kind), param="kind")
+    values, problems = _check_params(kind, node)
+    if problems:
+        for param, message in problems:
+            issues.append(SpecIssue(node.id, message, param=param))
+        return LayerInfo(node.id, node.kind, inputs, in_shapes, None)
+    if not kind.min_inputs <= len(in_shapes) <= kind.max_inputs:
+        if kind.is_merge:
+            return fail(
+                f"{kind.name} needs {kind.min_inputs} or more inputs but has "
+                f"{len(in_shapes)}: drag from another layer's output onto it",
+                param="inputs",
+            )
+        return fail(
+            f"{kind.name} takes one input but has {len(in_shapes)}: use Add or Concat "
+            "to merge branches",
+            param="inputs",
+        )
+    sources = _sources(inputs)
+    try:
+        out, n_params, trainable, flops, resolved = RULES[kind.name](values, in_shapes, sources)
+    except Unfit as unfit:
+        return fail(unfit.args[0], unfit.param)
+    return LayerInfo(
+        id=node.id,
+        kind=node.kind,
+        inputs=inputs,
+        input_shapes=in_shapes,
+        output_shape=out,
+        params=n_params,
+        trainable_params=trainable,
+        flops=flops,
+        activation_bytes=math.prod(out) * BYTES_PER_VALUE,
+        resolved=resolved,
+    )
+
+
+def _sources(inputs: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple("the input" if name == INPUT else name for name in inputs)
+
+
+def _check_output(spec: ModelSpec, last: Node, shape: Shape, issues: list[SpecIssue]) -> None:
+    n = spec.num_classes
+    if len(shape) != 1:
+        issues.append(
+            SpecIssue(
+                last.id,
+                f"the model ends with a feature map "
+                f"{format_shape(shape)}, but a classifier must end with "
+                f"{n} values, one per class: add Flatten and "
+                f"Linear(out_features={n})",
+            )
+        )
+    elif shape[0] != n:
+        fix = (
+            f"set out_features to {n}"
+            if last.kind == "Linear"
+            else f"end with Linear(out_features={n})"
+        )
+        issues.append(
+            SpecIssue(
+                last.id,
+                f"the model must end with {n} outputs, one per class, "
+                f"but {last.id} gives {shape[0]}: {fix}",
+                param="out_features" if last.kind == "Linear" else None,
+            )
+        )
+
+
+def _warn_unused(
+    spec: ModelSpec, inputs: dict[str, tuple[str, ...]], order: list[str], issues: list[SpecIssue]
+) -> None:
+    used = {name for names in inputs.values() for name in names}
+    for node in spec.nodes[:-1]:
+        if node.id not in used and node.id in order:
+            issues.append(
+                SpecIssue(
+                    node.id, "its output goes nowhere: no later layer uses it", severity="warning"
+                )
+            )
