@@ -22,11 +22,14 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.export import FORMATS, ExportResult, default_file_name, export, export_source
+from cnnstudio.progress import TaskState
 from cnnstudio.runs import list_runs
-from ui.background import Job, Jobs
+from ui.background import Jobs
 
 
-def _export_job(job: Job, project, run: str | None, format: str, path: Path) -> ExportResult:
+def _export_job(
+    _state: TaskState, project, run: str | None, format: str, path: Path
+) -> ExportResult:
     source = export_source(project, run, untrained=run is None)
     return export(source, format, path)
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from cnnstudio import Project, StudioError, list_templates, new_project
 from cnnstudio.cli import human
 from cnnstudio.data import images_at
+from cnnstudio.progress import TaskState
 from cnnstudio.shapes import format_shape
 from cnnstudio.templates import get_template
 from ui.app_settings import AppSettings
@@ -539,7 +540,7 @@ WARM_UP_DELAY_MS = 300
 DEFAULT_BOTTOM_HEIGHT = 320
 
 
-def _import_weights(_job, project, path: Path, dataset):
+def _import_weights(_state: TaskState, project, path: Path, dataset):
     """A run from a weights file, normalised as training would normalise the project's data."""
     from cnnstudio.data import class_names
     from cnnstudio.normalization import normalization
@@ -554,7 +555,7 @@ def _import_weights(_job, project, path: Path, dataset):
     return import_weights(project, path, norm.mean, norm.std, classes)
 
 
-def _warm_up(_job) -> None:
+def _warm_up(_state: TaskState) -> None:
     """Import what the first run and the first inspection need while the user looks at the window:
     torch loads torch._dynamo (creating an optimizer does) and TensorBoard lazily, and importing
     them in the middle of a run stalls the event loop for a quarter of a second."""

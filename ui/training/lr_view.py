@@ -18,11 +18,8 @@ from ui.icons import icon
 from ui.theme import colours
 
 
-def _range_test(job, project, steps: int) -> LRFinderResult:
-    def progress(report: Progress) -> None:
-        job.report((report.done, report.total, *report.detail))
-
-    return find_lr(project, steps=steps, state=TaskState(progress, lambda: job.stopping))
+def _range_test(state: TaskState, project, steps: int) -> LRFinderResult:
+    return find_lr(project, steps=steps, state=state)
 
 
 class LRFinderView(QWidget):
@@ -104,8 +101,8 @@ class LRFinderView(QWidget):
     def _on_find_clicked(self) -> None:
         self.start()
 
-    def _on_progress(self, number: int, value) -> None:
-        step, total, lr, loss = value
+    def _on_progress(self, _number: int, report: Progress) -> None:
+        step, total, (lr, loss) = report.done, report.total, report.detail
         if math.isfinite(loss):
             self._points.append((lr, loss))
             self.curve.setData([p[0] for p in self._points], [p[1] for p in self._points])

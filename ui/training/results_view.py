@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.metrics import Evaluation, Mistake
+from cnnstudio.progress import TaskState
 from ui.background import Jobs
 from ui.theme import colours
 
@@ -55,7 +56,7 @@ def _blend(a: str, b: str, t: float) -> QColor:
     )
 
 
-def _load_images(job, source: ImageSource, mistakes: list[Mistake]) -> tuple:
+def _load_images(_state: TaskState, source: ImageSource, mistakes: list[Mistake]) -> tuple:
     return mistakes, source([m.index for m in mistakes])
 
 
@@ -91,7 +92,7 @@ class ResultsView(QWidget):
         self.cell: tuple[int, int] | None = None
         self.shown: list[Mistake] = []
         self._images: np.ndarray | None = None
-        self._jobs = Jobs(self)
+        self._jobs = Jobs(self, newest_wins=True)
         self._build_ui()
         self._connect()
         self.set_evaluation(None)
@@ -258,9 +259,7 @@ class ResultsView(QWidget):
     def _on_cell_clicked(self, row: int, column: int) -> None:
         self.show_cell(row, column)
 
-    def _on_images_loaded(self, number: int, result) -> None:
-        if number != self._jobs.latest:
-            return
+    def _on_images_loaded(self, _number: int, result) -> None:
         mistakes, images = result
         self._images = images
         names = self.evaluation.classes if self.evaluation else []
@@ -277,9 +276,8 @@ class ResultsView(QWidget):
             )
             self.gallery.addItem(item)
 
-    def _on_images_failed(self, number: int, message: str) -> None:
-        if number == self._jobs.latest:
-            self.gallery_title.setText(f"Cannot show the images: {message}")
+    def _on_images_failed(self, _number: int, message: str) -> None:
+        self.gallery_title.setText(f"Cannot show the images: {message}")
 
     def _on_gallery_double_clicked(self, item: QListWidgetItem) -> None:
         row = self.gallery.row(item)
