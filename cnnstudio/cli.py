@@ -255,7 +255,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import signal
 
     from cnnstudio.train import Trainer, estimate_memory, free_memory, pick_device, pick_precision
-    from cnnstudio.train_settings import check_training
+    from cnnstudio.train_settings import TrainSettings
 
     project = load_project(args.dir)
     trainer = Trainer(
@@ -266,17 +266,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     # the overrides are checked like the project's own settings (a bad --device names the place)
-    settings = check_training({**project.training, **trainer.overrides})
-    device = pick_device(settings["device"])
+    settings = TrainSettings.from_dict({**project.training, **trainer.overrides})
+    device = pick_device(settings.device)
     free = free_memory(device)
     if free is not None:
         estimate = estimate_memory(
-            project.model, settings, pick_precision(settings["precision"], device)
+            project.model, settings, pick_precision(settings.precision, device)
         )
-        if estimate.total(settings["batch_size"]) > free:
+        if estimate.total(settings.batch_size) > free:
             print(
-                f"warning: batch size {settings['batch_size']} needs about "
-                f"{estimate.total(settings['batch_size']) / 2**30:.1f} GiB but {device} has "
+                f"warning: batch size {settings.batch_size} needs about "
+                f"{estimate.total(settings.batch_size) / 2**30:.1f} GiB but {device} has "
                 f"{free / 2**30:.1f} GiB free; batch size "
                 f"{estimate.largest_batch(free)} should fit",
                 file=sys.stderr,
@@ -421,8 +421,9 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from cnnstudio.inspect import inspect_image, write_pictures
+    from cnnstudio.inspect import inspect_image
     from cnnstudio.model_source import from_run
+    from cnnstudio.pictures import write_pictures
     from cnnstudio.runs import find_run
 
     project = load_project(args.dir)

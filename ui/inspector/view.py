@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cnnstudio.inspect import Inspection, colormap
+from cnnstudio.inspect import Inspection
 from cnnstudio.model_source import ModelSource
+from cnnstudio.pictures import colormap
 from cnnstudio.shapes import format_shape
 from ui.icons import icon
 from ui.inspector.worker import InspectRunner, Request
