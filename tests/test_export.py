@@ -25,12 +25,12 @@ from cnnstudio.export import (
     export,
     export_source,
     export_training_script,
-    load_weights,
 )
 from cnnstudio.model_source import ModelSource, from_run
 from cnnstudio.runs import find_run
 from cnnstudio.train import Trainer
 from cnnstudio.train_settings import check_training
+from cnnstudio.weights import load_weights
 from tests.helpers import spec_of
 from tests.test_train import colour_folder, tiny_model
 
@@ -97,7 +97,15 @@ CASES = [(m, f) for m in ("tiny", "skip") for f in MODEL_FORMATS] + [
 ]
 
 
-@pytest.mark.parametrize(("model", "format"), CASES)
+def marked(model: str, format: str):
+    """The case, marked slow when it takes seconds: ONNX (torch.export, then onnxruntime), Python
+    (checked in a fresh interpreter) and the ResNet backbone."""
+    if model == "backbone" or format in ("onnx", "python"):
+        return pytest.param(model, format, marks=pytest.mark.slow)
+    return model, format
+
+
+@pytest.mark.parametrize(("model", "format"), [marked(*case) for case in CASES])
 def test_export_round_trip(model: str, format: str, tmp_path: Path) -> None:
     src = source_of(model)
     path = tmp_path / default_file_name(model, format)
@@ -132,6 +140,7 @@ def test_export_round_trip(model: str, format: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.slow
 def test_onnx_takes_any_batch_size(batch: int, tmp_path: Path) -> None:
     import onnxruntime
 
@@ -146,6 +155,7 @@ def test_onnx_takes_any_batch_size(batch: int, tmp_path: Path) -> None:
     np.testing.assert_allclose(out, src.model(x).detach().numpy(), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_generated_code_is_readable_and_self_contained(tmp_path: Path) -> None:
     src = source_of("skip")
     export(src, "python", tmp_path / "skip_net.py")
@@ -162,6 +172,7 @@ def test_generated_code_is_readable_and_self_contained(tmp_path: Path) -> None:
         assert name in text
 
 
+@pytest.mark.slow
 def test_generated_code_classifies_images_from_the_command_line(tmp_path: Path) -> None:
     src = source_of("tiny")
     export(src, "python", tmp_path / "tiny_net.py")
@@ -180,9 +191,10 @@ def test_generated_code_classifies_images_from_the_command_line(tmp_path: Path) 
     assert done.stdout.count("%") == 2
 
 
+@pytest.mark.slow
 def test_generated_code_preprocesses_like_the_studio(tmp_path: Path) -> None:
     """The file's preprocess() gives what CNN Studio feeds the model for the same image."""
-    from cnnstudio.data import decode_image
+    from cnnstudio.images import decode_image
 
     src = source_of("tiny")
     export(src, "python", tmp_path / "tiny_net.py")
@@ -261,6 +273,7 @@ def test_export_errors_name_the_problem(tmp_path: Path) -> None:
     assert caught.value.layer == "conv1"
 
 
+@pytest.mark.slow
 def test_a_bare_module_exports_with_its_input_shape(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten()).eval()
     result = export(model, "onnx", tmp_path / "m.onnx", input_shape=(1, 5, 5))
@@ -286,6 +299,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return project
 
 
+@pytest.mark.slow
 def test_cli_exports_the_latest_run(trained: Project, tmp_path: Path, capsys) -> None:
     out = tmp_path / "model.onnx"
     code = main(["export", str(trained.path), "--format", "onnx", "--out", str(out)])
@@ -301,6 +315,7 @@ def test_cli_exports_the_latest_run(trained: Project, tmp_path: Path, capsys) ->
     np.testing.assert_allclose(logits, run.model(x).detach().numpy(), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_python_export_carries_the_run(trained: Project, tmp_path: Path, capsys) -> None:
     out = tmp_path / "colours.py"
     assert main(["export", str(trained.path), "--format", "python", "--out", str(out)]) == 0
@@ -325,6 +340,7 @@ def test_cli_without_a_run_asks_for_untrained(tmp_path: Path, capsys) -> None:
     load_weights(model, out)
 
 
+@pytest.mark.slow
 def test_training_script_trains_in_a_fresh_python(trained: Project, tmp_path: Path) -> None:
     script = tmp_path / "script" / "train.py"
     result = export_training_script(trained, script)
