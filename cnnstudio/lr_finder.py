@@ -4,7 +4,7 @@ rate growing exponentially, watch the loss, and suggest the rate where it falls 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from cnnstudio.files import atomic_write_text
 from cnnstudio.normalization import normalization
 from cnnstudio.progress import TaskState, quiet
 from cnnstudio.train import make_optimizer, pick_device
-from cnnstudio.train_settings import check_training
+from cnnstudio.train_settings import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -84,18 +84,18 @@ def find_lr(
     loss exceeds ``divergence`` times its best.
     """
     state = state or quiet()
-    settings = check_training(project.training)
+    settings = TrainSettings.from_dict(project.training)
     analysis = analyze(project.model)
     if not analysis.valid:
         raise ModelError(analysis.errors)
-    target = pick_device(device or settings["device"])
-    torch.manual_seed(settings["seed"])
+    target = pick_device(device or settings.device)
+    torch.manual_seed(settings.seed)
     dataset = load_dataset(project.data, project.model.input_shape, data_root=data_root)
     norm = normalization(project.data, project.model, dataset)
     mean, std = norm.mean, norm.std
     model = build_model(project.model, analysis=analysis).to(target)
     model.train()
-    optimizer = make_optimizer(model, {**settings, "lr": start_lr, "backbone_lr": "same"})
+    optimizer = make_optimizer(model, replace(settings, lr=start_lr, backbone_lr="same"))
     criterion = nn.CrossEntropyLoss()
     ratio = (end_lr / start_lr) ** (1 / max(1, steps - 1))
     lrs, smoothed, raw = [], [], []
@@ -103,13 +103,13 @@ def find_lr(
     batches = make_batches(
         dataset,
         "train",
-        settings["batch_size"],
+        settings.batch_size,
         target,
         mean,
         std,
         train=True,
         augment=project.data.augment,
-        seed=settings["seed"],
+        seed=settings.seed,
     )
     diverged = False
     step = 0

@@ -1,8 +1,15 @@
 """The training part of project.json, described as data (the form in the Train view is generated
-from it, and project files are checked against it)."""
+from it, and project files are checked against it), and ``TrainSettings``, the same settings as a
+typed value for the trainer.
+
+project.json, settings.json and checkpoints keep the plain dict of ``check_training``;
+``TrainSettings.from_dict`` and ``to_dict`` cross between the two. A test holds the dataclass's
+fields to ``TRAIN_PARAMS`` (names, order and defaults).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 from cnnstudio.params import Param, check_settings
@@ -121,3 +128,44 @@ DEFAULT_TRAINING: dict[str, Any] = {p.name: p.default for p in TRAIN_PARAMS}
 def check_training(values: Any, where: str = "training") -> dict[str, Any]:
     """Training settings with defaults filled in; ProjectError naming ``training.<name>``."""
     return check_settings(TRAIN_PARAMS, values, where)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Checked training settings, one field per entry of ``TRAIN_PARAMS`` (same name, order and
+    default). Made by ``from_dict``, which checks the values; ``to_dict`` gives back the plain dict
+    that project files, run settings and checkpoints hold."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    backbone_lr: float | str = "same"
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    seed: int = 0
+    early_stopping: int = 0
+    monitor: str = "val_accuracy"
+    device: str = "auto"
+    log_every: int = 20
+    workers: int | str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "training") -> TrainSettings:
+        """``values`` checked by ``check_training`` (ProjectError naming ``where.<name>``), with
+        defaults filled in."""
+        return cls(**check_training(values, where))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict, in ``TRAIN_PARAMS`` order: what ``check_training`` returns."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -30,7 +31,7 @@ from cnnstudio.train import (
     estimate_memory,
     make_optimizer,
 )
-from cnnstudio.train_settings import check_training
+from cnnstudio.train_settings import TRAIN_PARAMS, TrainSettings, check_training
 from tests.helpers import spec_of
 
 COLOURS = [(220, 40, 40), (40, 200, 60), (50, 60, 220), (230, 220, 40)]
@@ -331,7 +332,7 @@ def backbone_spec(freeze: bool):
 
 def test_per_group_learning_rates_reach_the_optimizer() -> None:
     model = build_model(backbone_spec(freeze=False))
-    settings = check_training({"lr": 1e-3, "backbone_lr": 1e-5, "weight_decay": 0.01})
+    settings = TrainSettings.from_dict({"lr": 1e-3, "backbone_lr": 1e-5, "weight_decay": 0.01})
     groups = {g["name"]: g for g in make_optimizer(model, settings).param_groups}
     assert groups["backbone"]["lr"] == 1e-5 and groups["head"]["lr"] == 1e-3
     assert groups["backbone_no_decay"]["weight_decay"] == 0.0
@@ -379,7 +380,7 @@ def test_schedules(schedule: str) -> None:
 
 
 def test_memory_estimate_grows_with_the_batch() -> None:
-    settings = check_training({})
+    settings = TrainSettings.from_dict({})
     estimate = estimate_memory(tiny_model(), settings)
     assert estimate.total(64) - estimate.total(32) == 32 * estimate.per_image_bytes
     free = estimate.total(100)
@@ -387,6 +388,53 @@ def test_memory_estimate_grows_with_the_batch() -> None:
     assert estimate.largest_batch(estimate.fixed_bytes - 1) == 0
     assert estimate_memory(tiny_model(), settings, "bf16").per_image_bytes < \
         estimate.per_image_bytes  # fmt: skip
+
+
+def test_memory_estimate_takes_the_plain_settings_dict_too() -> None:
+    settings = {"optimizer": "sgd", "batch_size": 8}  # as the Train view has it while editing
+    plain = estimate_memory(tiny_model(), settings)
+    typed = estimate_memory(tiny_model(), TrainSettings.from_dict(settings))
+    assert plain == typed
+    assert typed.fixed_bytes < estimate_memory(tiny_model(), TrainSettings()).fixed_bytes
+
+
+def test_train_settings_fields_are_the_described_parameters() -> None:
+    fields = dataclasses.fields(TrainSettings)
+    assert [f.name for f in fields] == [p.name for p in TRAIN_PARAMS]
+    assert {f.name: f.default for f in fields} == {p.name: p.default for p in TRAIN_PARAMS}
+    assert TrainSettings().to_dict() == check_training({})
+
+
+def test_train_settings_round_trip_the_plain_dict() -> None:
+    values = {"epochs": 3, "lr": 0.05, "backbone_lr": 1e-4, "workers": 2, "precision": "bf16"}
+    settings = TrainSettings.from_dict(values)
+    assert settings.lr == 0.05 and settings.workers == 2 and settings.nesterov is False
+    plain = settings.to_dict()
+    assert plain == check_training(values) and list(plain) == [p.name for p in TRAIN_PARAMS]
+    assert TrainSettings.from_dict(plain) == settings
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lr = 1.0  # type: ignore[misc]
+
+
+def test_train_settings_refuse_bad_values_naming_the_place() -> None:
+    from cnnstudio.errors import ProjectError
+
+    with pytest.raises(ProjectError, match=r"run\.lr"):
+        TrainSettings.from_dict({"lr": -1}, where="run")
+    with pytest.raises(ProjectError, match="did you mean 'epochs'"):
+        TrainSettings.from_dict({"epoch": 3})
+
+
+def test_checkpoints_and_run_settings_keep_plain_settings(project: Project) -> None:
+    result = Trainer(project).run()
+    run = Path(result.run_dir)
+    checkpoint = load_checkpoint(run / "last.pt")
+    assert list(checkpoint) == ["model", "optimizer", "scheduler", "scaler", "progress", "rng",
+                                "settings", "spec"]  # fmt: skip
+    assert checkpoint["settings"] == check_training(project.training)
+    assert type(checkpoint["settings"]) is dict
+    written = json.loads((run / "settings.json").read_text())["training"]
+    assert written == check_training(project.training)
 
 
 def test_lr_finder_suggests_a_rate_and_leaves_the_project_alone(project: Project) -> None:
