@@ -62,10 +62,6 @@ NO_AUGMENTATION: dict[str, Any] = {
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
-def is_off(settings: dict[str, Any]) -> bool:
-    return all(settings.get(k, v) == v for k, v in NO_AUGMENTATION.items())
-
-
 def augment_batch(
     images: torch.Tensor, settings: dict[str, Any], generator: torch.Generator | None = None
 ) -> torch.Tensor:

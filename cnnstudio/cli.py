@@ -57,7 +57,22 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
     )
+    for add in (
+        _add_new,
+        _add_data,
+        _add_train,
+        _add_evaluate,
+        _add_lr_find,
+        _add_inspect,
+        _add_export,
+        _add_download,
+        _add_summary,
+    ):
+        add(commands)
+    return parser
 
+
+def _add_new(commands) -> None:
     new = commands.add_parser("new", help="create a project folder from a template")
     new.add_argument("dir", metavar="DIR", type=Path, help="folder to create the project in")
     new.add_argument(
@@ -84,6 +99,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     new.set_defaults(handler=_cmd_new)
 
+
+def _add_data(commands) -> None:
     data = commands.add_parser("data", help="classes, counts and unreadable files of a dataset")
     data.add_argument(
         "path",
@@ -94,6 +111,8 @@ def _build_parser() -> argparse.ArgumentParser:
     data.add_argument("--json", action="store_true", help="print one JSON object")
     data.set_defaults(handler=_cmd_data)
 
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train the project's model")
     train.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     train.add_argument("--epochs", type=_positive_int, metavar="N")
@@ -109,6 +128,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=_cmd_train)
 
+
+def _add_evaluate(commands) -> None:
     evaluate_cmd = commands.add_parser("evaluate", help="accuracy, confusion matrix, per class")
     evaluate_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     evaluate_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
@@ -116,6 +137,8 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate_cmd.set_defaults(handler=_cmd_evaluate)
 
+
+def _add_lr_find(commands) -> None:
     lr_find = commands.add_parser("lr-find", help="suggest a learning rate (range test)")
     lr_find.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     lr_find.add_argument("--steps", type=_positive_int, default=100, metavar="N")
@@ -128,6 +151,8 @@ def _build_parser() -> argparse.ArgumentParser:
     lr_find.add_argument("--device", metavar="DEVICE")
     lr_find.set_defaults(handler=_cmd_lr_find)
 
+
+def _add_inspect(commands) -> None:
     inspect_cmd = commands.add_parser(
         "inspect", help="top-k, feature maps, filters and Grad-CAM of an image (PNG files)"
     )
@@ -149,6 +174,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     inspect_cmd.set_defaults(handler=_cmd_inspect)
 
+
+def _add_export(commands) -> None:
     export_cmd = commands.add_parser("export", help="write the model as a file, code or script")
     export_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     export_cmd.add_argument(
@@ -167,6 +194,8 @@ def _build_parser() -> argparse.ArgumentParser:
     export_cmd.add_argument("--out", required=True, type=Path, metavar="PATH", help="file to write")
     export_cmd.set_defaults(handler=_cmd_export)
 
+
+def _add_download(commands) -> None:
     fetch = commands.add_parser("download", help="download a standard dataset")
     fetch.add_argument(
         "set", choices=sorted(STANDARD_SETS), metavar="SET", help=", ".join(sorted(STANDARD_SETS))
@@ -174,11 +203,12 @@ def _build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--root", type=Path, help="data folder (default: the user's data folder)")
     fetch.set_defaults(handler=_cmd_download)
 
+
+def _add_summary(commands) -> None:
     summary = commands.add_parser("summary", help="per-layer shapes, parameters and FLOPs")
     summary.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     summary.add_argument("--json", action="store_true", help="print one JSON object")
     summary.set_defaults(handler=_cmd_summary)
-    return parser
 
 
 def _positive_int(text: str) -> int:

@@ -74,19 +74,7 @@ def scan_folder(
                 f"{', '.join(unknown)}; every class needs training images",
                 layout[split],
             )
-    candidates: list[tuple[str, Path, int]] = []
-    skipped: list[Skipped] = []
-    for split, dirs in class_dirs.items():
-        for folder in sorted(dirs):
-            label = classes.index(folder.name)
-            for path in sorted(folder.rglob("*")):
-                if not path.is_file() or _hidden(path, folder):
-                    continue
-                if path.suffix.lower() in IMAGE_EXTENSIONS:
-                    candidates.append((split, path, label))
-                else:
-                    kind = path.suffix or "no extension"
-                    skipped.append(Skipped(str(path), f"not an image file ({kind})"))
+    candidates, skipped = _candidates(class_dirs, classes)
     results = _map_files(
         _open_image if not verify else _verify_image,
         [c[1] for c in candidates],
@@ -110,6 +98,27 @@ def scan_folder(
             )
     grayscale = bool(modes) and modes <= {"1", "L", "I", "I;16", "F", "LA"}
     return FolderScan(root, classes, files, predefined, skipped, sizes, grayscale)
+
+
+def _candidates(
+    class_dirs: dict[str, list[Path]], classes: list[str]
+) -> tuple[list[tuple[str, Path, int]], list[Skipped]]:
+    """(split, path, label) of every file with an image suffix in the class folders, and the
+    other files, skipped with the reason."""
+    candidates: list[tuple[str, Path, int]] = []
+    skipped: list[Skipped] = []
+    for split, dirs in class_dirs.items():
+        for folder in sorted(dirs):
+            label = classes.index(folder.name)
+            for path in sorted(folder.rglob("*")):
+                if not path.is_file() or _hidden(path, folder):
+                    continue
+                if path.suffix.lower() in IMAGE_EXTENSIONS:
+                    candidates.append((split, path, label))
+                else:
+                    kind = path.suffix or "no extension"
+                    skipped.append(Skipped(str(path), f"not an image file ({kind})"))
+    return candidates, skipped
 
 
 def _split_layout(root: Path) -> dict[str, Path] | None:
