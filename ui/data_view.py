@@ -4,13 +4,12 @@ augmentation. Scanning and downloading run on a pool thread with progress and a 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRunnable, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,10 +28,9 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.augment import AUGMENT_PARAMS
 from cnnstudio.data import DataSettings, load_dataset, preview, summarize, summarize_dataset
-from cnnstudio.errors import StudioError
 from cnnstudio.progress import Progress, TaskState
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
-from ui.background import Jobs, worker_pool
+from ui.background import Jobs
 from ui.editor.properties import make_editor
 from ui.theme import colours
 
@@ -48,45 +46,17 @@ PREVIEW_COUNT = 8
 SAMPLE_SIZE = 84  # pixels per sample tile: four fit the Data dock
 
 
-class _JobSignals(QObject):
-    progress = Signal(int, int, int, str)
-    finished = Signal(int, object, object)
-    failed = Signal(int, str)
-
-
-class _DataJob(QRunnable):
+def _read_data(state: TaskState, settings: DataSettings, input_shape) -> tuple:
     """Downloads when needed, then summarises and loads the data (for the previews)."""
-
-    def __init__(
-        self,
-        generation: int,
-        settings: DataSettings,
-        input_shape,
-        signals: _JobSignals,
-        stop: threading.Event,
-    ) -> None:
-        super().__init__()
-        self.generation, self.settings, self.input_shape = generation, settings, input_shape
-        self.signals, self.stop = signals, stop
-
-    def run(self) -> None:
-        def progress(report: Progress) -> None:
-            self.signals.progress.emit(self.generation, report.done, report.total, report.what)
-
-        state = TaskState(progress, should_stop=self.stop.is_set)
-        try:
-            source = self.settings.source
-            if source in STANDARD_SETS and not is_downloaded(source):
-                download(source, state=state)
-            dataset = load_dataset(self.settings, self.input_shape, state=state)
-            if dataset.in_memory:  # decoded once: its summary needs no second pass
-                summary = summarize_dataset(dataset)
-            else:  # read on the fly while training: verify every file now
-                summary = summarize(self.settings, self.input_shape, state=state)
-        except StudioError as error:
-            self.signals.failed.emit(self.generation, str(error))
-            return
-        self.signals.finished.emit(self.generation, summary, dataset)
+    source = settings.source
+    if source in STANDARD_SETS and not is_downloaded(source):
+        download(source, state=state)
+    dataset = load_dataset(settings, input_shape, state=state)
+    if dataset.in_memory:  # decoded once: its summary needs no second pass
+        summary = summarize_dataset(dataset)
+    else:  # read on the fly while training: verify every file now
+        summary = summarize(settings, input_shape, state=state)
+    return summary, dataset
 
 
 def array_to_pixmap(image: np.ndarray, scale: int = 3) -> QPixmap:
@@ -102,7 +72,7 @@ def array_to_pixmap(image: np.ndarray, scale: int = 3) -> QPixmap:
     )
 
 
-def _augmented_samples(_job, dataset, class_index: int, augment, seed: int):
+def _augmented_samples(_state: TaskState, dataset, class_index: int, augment, seed: int):
     return class_index, preview(dataset, class_index, PREVIEW_COUNT, augment, seed=seed)
 
 
@@ -128,12 +98,9 @@ class DataPanel(QWidget):
         self.document = document
         self.summary = None
         self.dataset = None
-        self._generation = 0
-        self._stop = threading.Event()
-        self._pool = worker_pool(self)
-        self._signals = _JobSignals()
         self._seed = 0
-        self._previews = Jobs(self)
+        self._reads = Jobs(self, newest_wins=True)
+        self._previews = Jobs(self, newest_wins=True)
         self._build_ui()
         self._connect()
         self._show_settings()
@@ -219,9 +186,9 @@ class DataPanel(QWidget):
         self.cancel_button.clicked.connect(self._on_cancel_clicked)
         self.reroll_button.clicked.connect(self._on_reroll_clicked)
         self.table.itemSelectionChanged.connect(self._show_samples)
-        self._signals.progress.connect(self._on_job_progress)
-        self._signals.finished.connect(self._on_job_finished)
-        self._signals.failed.connect(self._on_job_failed)
+        self._reads.progressed.connect(self._on_read_progressed)
+        self._reads.finished.connect(self._on_read_finished)
+        self._reads.failed.connect(self._on_read_failed)
         self._previews.finished.connect(self._on_samples_ready)
         self._previews.failed.connect(lambda _n, message: self.status.setText(message))
         self.document.project_replaced.connect(self._on_project_replaced)
@@ -292,35 +259,22 @@ class DataPanel(QWidget):
     # Loading
 
     def reload(self) -> None:
-        self._stop.set()
-        self._stop = threading.Event()
-        self._generation += 1
+        """Read the data again (a read still going is stopped: the newest wins)."""
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
         self.status.setText("Reading the data…")
         self.warnings.clear()
-        self._pool.start(
-            _DataJob(
-                self._generation,
-                self.settings,
-                self.document.spec.input_shape,
-                self._signals,
-                self._stop,
-            )
-        )
+        self._reads.submit(_read_data, self.settings, self.document.spec.input_shape)
 
-    def _on_job_progress(self, generation: int, done: int, total: int, what: str) -> None:
-        if generation != self._generation:
-            return
-        if total:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
-        self.progress.setFormat(f"{what}: %p%")
+    def _on_read_progressed(self, _number: int, report: Progress) -> None:
+        if report.total:
+            self.progress.setRange(0, report.total)
+            self.progress.setValue(report.done)
+        self.progress.setFormat(f"{report.what}: %p%")
 
-    def _on_job_finished(self, generation: int, summary, dataset) -> None:
-        if generation != self._generation:
-            return
+    def _on_read_finished(self, _number: int, result: tuple) -> None:
+        summary, dataset = result
         self.summary, self.dataset = summary, dataset
         self.progress.hide()
         self.cancel_button.hide()
@@ -380,9 +334,7 @@ class DataPanel(QWidget):
         self.chart.setYRange(-0.6, len(totals) - 0.4, padding=0)
         self.chart.setXRange(0, max(totals or [1]) * 1.05, padding=0)
 
-    def _on_job_failed(self, generation: int, message: str) -> None:
-        if generation != self._generation:
-            return
+    def _on_read_failed(self, _number: int, message: str) -> None:
         self.progress.hide()
         self.cancel_button.hide()
         self.summary = self.dataset = None
@@ -394,7 +346,7 @@ class DataPanel(QWidget):
         self.load_failed.emit(message)
 
     def _on_cancel_clicked(self) -> None:
-        self._stop.set()
+        self._reads.stop()
 
     def _on_reroll_clicked(self) -> None:
         self._seed += 1
@@ -411,9 +363,7 @@ class DataPanel(QWidget):
             _augmented_samples, self.dataset, class_index, self.settings.augment, self._seed
         )
 
-    def _on_samples_ready(self, number: int, result) -> None:
-        if number != self._previews.latest:
-            return
+    def _on_samples_ready(self, _number: int, result) -> None:
         class_index, images = result
         self.samples = (class_index, images)
         for label, image in zip(self.sample_labels, images, strict=False):
@@ -437,12 +387,11 @@ class DataPanel(QWidget):
             self.reload()
 
     def busy(self) -> bool:
-        return self._pool.activeThreadCount() > 0 or self._previews.busy()
+        return self._reads.busy() or self._previews.busy()
 
     def wait(self, msecs: int = 60000) -> bool:
-        return self._pool.waitForDone(msecs) and self._previews.wait(msecs)
+        return self._reads.wait(msecs) and self._previews.wait(msecs)
 
     def shutdown(self) -> None:
-        self._stop.set()
-        self._pool.waitForDone(60000)
+        self._reads.shutdown()
         self._previews.shutdown()

@@ -1,31 +1,24 @@
 """The open project as the window sees it: the Project, its undo stack, and its analysis.
 
 Every edit of the model goes through ``push`` as one QUndoCommand. After each change the analysis
-runs on a thread-pool thread (the newest request wins) and arrives through ``analysis_ready``.
+runs on a pool thread (``ui.background.Jobs``; the newest request wins) and arrives through
+``analysis_ready``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from cnnstudio import Analysis, ModelSpec, Project, analyze, load_project, new_project
-from ui.background import worker_pool
+from cnnstudio.progress import TaskState
+from ui.background import Jobs
 
 
-class _AnalysisSignals(QObject):
-    finished = Signal(int, object)
-
-
-class _AnalysisJob(QRunnable):
-    def __init__(self, generation: int, spec: ModelSpec, signals: _AnalysisSignals) -> None:
-        super().__init__()
-        self.generation, self.spec, self.signals = generation, spec, signals
-
-    def run(self) -> None:
-        self.signals.finished.emit(self.generation, analyze(self.spec))
+def _analyse(_state: TaskState, spec: ModelSpec) -> Analysis:
+    return analyze(spec)
 
 
 class ProjectDocument(QObject):
@@ -42,11 +35,9 @@ class ProjectDocument(QObject):
         self.project = project or new_project()
         self.undo_stack = QUndoStack(self)
         self.analysis: Analysis | None = None
-        self._generation = 0
-        self._analysed_generation = -1
-        self._pool = worker_pool(self)
-        self._signals = _AnalysisSignals()
-        self._signals.finished.connect(self._on_analysis_finished)
+        self._analysed = -1  # the number of the analysis job that gave ``analysis``
+        self._analyses = Jobs(self, newest_wins=True)
+        self._analyses.finished.connect(self._on_analysis_finished)
         self.undo_stack.cleanChanged.connect(lambda clean: self.dirty_changed.emit(not clean))
         self._data_dirty = False
 
@@ -83,22 +74,19 @@ class ProjectDocument(QObject):
         self.dirty_changed.emit(True)
 
     def request_analysis(self) -> None:
-        self._generation += 1
-        self._pool.start(_AnalysisJob(self._generation, self.project.model, self._signals))
+        self._analyses.submit(_analyse, self.project.model)
 
     @property
     def analysis_is_current(self) -> bool:
         """Whether ``analysis`` belongs to the model as it is now (not to an earlier edit)."""
-        return self._analysed_generation == self._generation
+        return self._analysed == self._analyses.latest
 
     def wait_for_analysis(self, msecs: int = 30000) -> bool:
-        return self._pool.waitForDone(msecs)
+        return self._analyses.wait(msecs)
 
-    def _on_analysis_finished(self, generation: int, analysis: Analysis) -> None:
-        if generation != self._generation:
-            return  # an older spec's result: a newer one is on its way
-        self.analysis = analysis
-        self._analysed_generation = generation
+    def _on_analysis_finished(self, number: int, analysis: Analysis) -> None:
+        self.analysis = analysis  # the newest request's: older answers never arrive
+        self._analysed = number
         self.analysis_ready.emit(analysis)
 
     # Files
@@ -129,7 +117,7 @@ class ProjectDocument(QObject):
         self.dirty_changed.emit(False)
 
     def busy(self) -> bool:
-        return self._pool.activeThreadCount() > 0
+        return self._analyses.busy()
 
     def shutdown(self) -> None:
-        self._pool.waitForDone(30000)
+        self._analyses.shutdown(30000)

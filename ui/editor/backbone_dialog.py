@@ -4,7 +4,7 @@ weights are already on disk. The table is read on a pool thread (torchvision loa
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QRunnable, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.backbones import BackboneInfo, backbone_catalog
-from ui.background import worker_pool
+from cnnstudio.progress import TaskState
+from ui.background import Jobs
 
 COLUMNS = (
     "Network",
@@ -30,17 +31,8 @@ COLUMNS = (
 )
 
 
-class _CatalogSignals(QObject):
-    loaded = Signal(list)
-
-
-class _CatalogJob(QRunnable):
-    def __init__(self, signals: _CatalogSignals) -> None:
-        super().__init__()
-        self.signals = signals
-
-    def run(self) -> None:
-        self.signals.loaded.emit(backbone_catalog())
+def _read_catalog(_state: TaskState) -> list[BackboneInfo]:
+    return backbone_catalog()
 
 
 class _Number(QTableWidgetItem):
@@ -64,11 +56,10 @@ class BackboneDialog(QDialog):
         super().__init__(parent)
         self.chosen: str | None = None
         self.rows: list[BackboneInfo] = []
-        self._pool = worker_pool(self)
-        self._signals = _CatalogSignals()
+        self._jobs = Jobs(self)
         self._build_ui()
         self._connect()
-        self._pool.start(_CatalogJob(self._signals))
+        self._jobs.submit(_read_catalog)
 
     def _build_ui(self) -> None:
         self.setWindowTitle("Choose a backbone")
@@ -92,12 +83,13 @@ class BackboneDialog(QDialog):
         layout.addWidget(self.buttons)
 
     def _connect(self) -> None:
-        self._signals.loaded.connect(self._on_catalog_loaded)
+        self._jobs.finished.connect(self._on_catalog_loaded)
+        self._jobs.failed.connect(self._on_catalog_failed)
         self.buttons.accepted.connect(self._on_accepted)
         self.buttons.rejected.connect(self.reject)
         self.table.doubleClicked.connect(lambda _i: self._on_accepted())
 
-    def _on_catalog_loaded(self, rows: list[BackboneInfo]) -> None:
+    def _on_catalog_loaded(self, _number: int, rows: list[BackboneInfo]) -> None:
         self.rows = rows
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(rows))
@@ -124,6 +116,9 @@ class BackboneDialog(QDialog):
         )
         self.loaded.emit()
 
+    def _on_catalog_failed(self, _number: int, message: str) -> None:
+        self.note.setText(f"Cannot read torchvision's weights metadata: {message}")
+
     def _on_accepted(self) -> None:
         rows = self.table.selectionModel().selectedRows()
         if rows:
@@ -131,5 +126,5 @@ class BackboneDialog(QDialog):
             self.accept()
 
     def done(self, result: int) -> None:
-        self._pool.waitForDone(60000)
+        self._jobs.shutdown()
         super().done(result)

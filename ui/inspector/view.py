@@ -2,8 +2,9 @@
 the Grad-CAM heat map over the image (with its opacity), the layers in model order, the feature
 maps of the selected layer (click one to enlarge it) and the filters of a selected convolution.
 
-Every inspection runs on a pool thread (``worker.InspectRunner``); the newest request wins. The
-result holds the maps of every listed layer, so choosing another layer redraws at once.
+Every inspection runs on a pool thread (``ui.background.Jobs``); the newest request wins, and
+``requests.InspectRequests`` keeps which one that is and the model source. The result holds the
+maps of every listed layer, so choosing another layer redraws at once.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.inspect import Inspection
-from cnnstudio.model_source import ModelSource
 from cnnstudio.pictures import colormap
 from cnnstudio.shapes import format_shape
+from ui.background import Jobs
 from ui.icons import icon
-from ui.inspector.worker import InspectRunner, Request
+from ui.inspector.requests import Answer, InspectRequests, answer
 from ui.theme import colours
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
@@ -97,16 +98,9 @@ class InspectorView(QWidget):
         self.layer: str | None = None
         self.map_images: list[pg.ImageItem] = []
         self.filter_images: list[pg.ImageItem] = []
-        self._source: Any = None
-        self._resolved: ModelSource | None = None
-        self._source_number = 0
-        self._request = 0
-        self._image: Any = None  # the image of the result shown
-        self._pending_image: Any = None  # the image of the newest request
-        self._in_flight = False
-        self._pending_source = 0
+        self.requests = InspectRequests()
         self._grid_shape = (0, 0, 0, 0)  # columns, cell height, cell width, pad
-        self._runner = InspectRunner(self)
+        self._jobs = Jobs(self, newest_wins=True)
         self._build_ui()
         self._connect()
         self._show_empty()
@@ -269,8 +263,8 @@ class InspectorView(QWidget):
         self.opacity.valueChanged.connect(self._on_opacity_changed)
         self.layer_tree.currentItemChanged.connect(self._on_layer_current_changed)
         self.maps_widget.scene().sigMouseClicked.connect(self._on_maps_clicked)
-        self._runner.finished.connect(self._on_inspection_finished)
-        self._runner.failed.connect(self._on_inspection_failed)
+        self._jobs.finished.connect(self._on_inspection_finished)
+        self._jobs.failed.connect(self._on_inspection_failed)
         paste = QShortcut(QKeySequence(QKeySequence.StandardKey.Paste), self)
         paste.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         paste.activated.connect(self.paste)
@@ -281,10 +275,7 @@ class InspectorView(QWidget):
         """Inspect with another model from now on. ``source`` is a ModelSource or a function
         returning one, called off the GUI thread when the next image comes (it may load a
         checkpoint). The shown image, if any, is inspected again with the new model."""
-        self._source = source
-        self._resolved = None
-        self._source_number += 1
-        image = self._pending_image if self._in_flight else self._image
+        image = self.requests.set_source(source)
         if image is not None:
             self._submit(image)
 
@@ -327,15 +318,15 @@ class InspectorView(QWidget):
         self.enlarged_box.autoRange(padding=0.02)
 
     def busy(self) -> bool:
-        return self._runner.busy()
+        return self._jobs.busy()
 
     def wait(self, msecs: int = 60000) -> bool:
-        return self._runner.wait(msecs)
+        return self._jobs.wait(msecs)
 
     def shutdown(self) -> None:
-        """Join the inspection thread (the window calls this before it closes)."""
-        self._request += 1  # an answer still on its way is stale
-        self._runner.shutdown()
+        """Drop queued requests and join the running one (the window calls this before it closes;
+        an inspection takes well under a second and cannot be interrupted midway)."""
+        self._jobs.shutdown(-1)
 
     # Drops
 
@@ -370,22 +361,15 @@ class InspectorView(QWidget):
     # Requests and answers
 
     def _submit(self, image: Any) -> None:
-        self._request += 1
-        self._pending_image = image
-        request = Request(self._request, image, self.layer, self.target_box.currentData())
-        self._pending_source = self._source_number
-        self._in_flight = True
-        self._runner.submit(request, self._source, self._resolved)
+        request = self.requests.ask(image, self.layer, self.target_box.currentData())
+        self._jobs.submit(answer, request)
         self.open_button.setText("Inspecting…")
 
-    def _on_inspection_finished(self, number: int, source: ModelSource, result) -> None:
-        if number != self._request:
+    def _on_inspection_finished(self, _number: int, reply: Answer) -> None:
+        if not self.requests.take(reply):
             return
-        self._in_flight = False
+        source, result = reply.source, reply.inspection
         self.open_button.setText("Open image…")
-        if self._pending_source == self._source_number:
-            self._resolved = source
-        self._image = self._pending_image
         self.source_label = source.label
         self.model_label.setText(source.label)
         self._fill_targets(source.classes)
@@ -394,10 +378,8 @@ class InspectorView(QWidget):
         self._show_result(result)
         self.inspected.emit(result)
 
-    def _on_inspection_failed(self, number: int, message: str) -> None:
-        if number != self._request:
-            return
-        self._in_flight = False
+    def _on_inspection_failed(self, _number: int, message: str) -> None:
+        self.requests.fail()
         self.open_button.setText("Open image…")
         self._show_message(message, error=True)
         self.failed.emit(message)
@@ -599,8 +581,8 @@ class InspectorView(QWidget):
             self.inspect_files([path])
 
     def _on_target_activated(self, _index: int) -> None:
-        if self._image is not None:
-            self._submit(self._image)
+        if self.requests.image is not None:
+            self._submit(self.requests.image)
 
     def _on_opacity_changed(self, value: int) -> None:
         self.heat_item.setOpacity(value / 100)
