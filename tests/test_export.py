@@ -57,9 +57,10 @@ def skip_model():
     )
 
 
-def backbone_model():
+def backbone_model(freeze: bool = True):
+    """A ResNet-18 without ImageNet weights (nothing to download) under a small head."""
     return spec_of(
-        ("backbone", "Backbone", {"name": "resnet18", "weights": "none", "freeze": True}),
+        ("backbone", "Backbone", {"name": "resnet18", "weights": "none", "freeze": freeze}),
         ("drop", "Dropout", {"p": 0.2}),
         ("fc", "Linear", {"out_features": 3}),
         input_shape=(3, 32, 32),
