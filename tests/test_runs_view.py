@@ -237,8 +237,7 @@ def test_a_run_in_progress_is_inspected_live(opened: MainWindow, qtbot, tmp_path
     panel = opened.train_panel
     opened.document.set_training("epochs", 40)
     panel.start()
-    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
-    opened._update_inspector_source()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)  # run_started set the source
     with qtbot.waitSignal(opened.inspector.inspected, timeout=60000):
         opened.inspector.inspect_files([picture(tmp_path / "x.png")])
     assert opened.inspector.model_label.text().endswith("(live)")
@@ -279,7 +278,7 @@ def test_imported_weights_become_a_run_and_misfits_are_listed(
     good = tmp_path / "good.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(good))
     view = opened.train_panel.runs_view
-    with qtbot.waitSignal(opened._imports.finished, timeout=60000):
+    with qtbot.waitSignal(opened.weights_imported, timeout=60000):
         opened.import_weights(good)
     assert (
         view.runs[0].state == "imported"
@@ -299,7 +298,7 @@ def test_imported_weights_become_a_run_and_misfits_are_listed(
     warnings = []
     monkeypatch.setattr(QMessageBox, "warning", lambda *a: warnings.append(a[2]))
     runs_before = len(view.runs)
-    with qtbot.waitSignal(opened._imports.failed, timeout=60000):
+    with qtbot.waitSignal(opened.weights_import_failed, timeout=60000):
         opened.import_weights(bad)
     assert len(warnings) == 1
     assert "conv1.weight" in warnings[0] and "fc.bias" in warnings[0]

@@ -7,7 +7,7 @@ import contextlib
 import copy
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -51,6 +51,9 @@ from ui.training.panel import TrainPanel
 
 class MainWindow(QMainWindow):
     """The top-level window over one project."""
+
+    weights_imported = Signal(object)  # the folder of the run made from the weights
+    weights_import_failed = Signal(str)
 
     def __init__(self, project: Project | None = None, settings: AppSettings | None = None) -> None:
         super().__init__()
@@ -403,10 +406,12 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Weights imported as run {folder.name}", 8000)
         self.train_panel.runs_view.refresh(select=folder.name)
         self.train_dock.raise_()
+        self.weights_imported.emit(folder)
 
     def _on_weights_import_failed(self, _number: int, message: str) -> None:
         self.statusBar().clearMessage()
         QMessageBox.warning(self, "Cannot import the weights", message)
+        self.weights_import_failed.emit(message)
 
     def warmed_up(self) -> bool:
         """Whether the background imports made after the window showed are done."""
