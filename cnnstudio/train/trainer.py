@@ -16,22 +16,18 @@ from torch import nn
 
 from cnnstudio import model_source, runs
 from cnnstudio.analysis import Analysis, analyze
-from cnnstudio.batches import default_workers, make_batches
 from cnnstudio.build import build_model
-from cnnstudio.data import Dataset, load_dataset
+from cnnstudio.data import Dataset
 from cnnstudio.errors import Cancelled, DataError, ModelError, TrainingError, WeightsError
 from cnnstudio.model_source import ModelSource
 from cnnstudio.normalization import normalization
-from cnnstudio.progress import TaskState
 from cnnstudio.spec import ModelSpec
-from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from cnnstudio.train.checkpoint import Progress, TrainingParts, restore
 from cnnstudio.train.devices import device_name, pick_device, pick_precision
-from cnnstudio.train.distributed import World, barrier, from_main, init_world, leave_world
+from cnnstudio.train.distributed import World, from_main, init_world, leave_world
 from cnnstudio.train.evaluate import evaluate_best
 from cnnstudio.train.events import (
     Control,
-    DataProgress,
     EventSink,
     Failed,
     Finished,
@@ -42,9 +38,8 @@ from cnnstudio.train.events import (
 from cnnstudio.train.loop import Loop, RunContext
 from cnnstudio.train.memory import out_of_memory_message
 from cnnstudio.train.optim import make_optimizer, make_scheduler
+from cnnstudio.train.run_data import load_run_data, train_batches, val_batches
 from cnnstudio.train_settings import TrainSettings
-
-Batches = Any  # TensorBatches or LoaderBatches
 
 
 class Trainer:
@@ -156,14 +151,22 @@ class Trainer:
         device, precision = self._device(settings)
         torch.manual_seed(settings.seed)
         analysis = self._analysis()
-        dataset = self._load_data()
+        dataset = load_run_data(
+            self.project.data,
+            self.project.model.input_shape,
+            data_root=self.data_root,
+            world=self.world,
+            events=self._events,
+            control=self.control,
+        )
         mean, std = self._normalization(dataset)
         model, channels_last = self._model(analysis, pretrained=checkpoint is None)
         optimizer = make_optimizer(model, settings)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        train_batches = self._train_batches(dataset, mean, std)
-        val_batches = self._val_batches(dataset, mean, std, self.world)
-        scheduler = make_scheduler(optimizer, settings, len(train_batches))
+        augment, world = self.project.data.augment, self.world
+        train = train_batches(dataset, settings, device, mean, std, augment=augment, world=world)
+        val = val_batches(dataset, settings, device, mean, std, world=world)
+        scheduler = make_scheduler(optimizer, settings, len(train))
         parts = TrainingParts(model, optimizer, scheduler, scaler)
         progress = restore(checkpoint, parts, device) if checkpoint is not None else Progress()
         trained = self._wrap(model)
@@ -178,16 +181,10 @@ class Trainer:
             control=self.control,
             spec=self.project.model,
         )
-        log = runs.MetricsLog(
-            self.run_dir if self.world.main else None, progress.global_step if checkpoint else None
-        )
-        if log.warning:
-            self._events(Warned(log.warning))
-        self._announce(
-            context, dataset, progress, len(train_batches), resumed=checkpoint is not None
-        )
+        log = self._open_log(progress, resumed=checkpoint is not None)
+        self._announce(context, dataset, progress, len(train), resumed=checkpoint is not None)
         try:
-            state = Loop(context, parts, trained, train_batches, val_batches, log, progress).run()
+            state = Loop(context, parts, trained, train, val, log, progress).run()
         finally:
             log.close()
         if isinstance(state, Failed):
@@ -256,22 +253,6 @@ class Trainer:
             raise ModelError(analysis.errors)
         return analysis
 
-    def _load_data(self) -> Dataset:
-        """The project's images (a standard set is downloaded first, by rank 0 alone), reporting
-        DataProgress and stopping when the run is stopped."""
-        data = self.project.data
-        state = TaskState(
-            on_progress=lambda p: self._events(DataProgress(p.done, p.total, p.what)),
-            should_stop=lambda: self.control.stopping,
-        )
-        if data.source in STANDARD_SETS and not is_downloaded(data.source, self.data_root):
-            if self.world.main:
-                download(data.source, self.data_root, state)
-            barrier(self.world)
-        return load_dataset(
-            data, self.project.model.input_shape, data_root=self.data_root, state=state
-        )
-
     def _normalization(self, dataset: Dataset) -> tuple[tuple, tuple]:
         """The mean and std the run normalises with; statistics computed now are stored in the
         project (saved unless the Trainer was told not to)."""
@@ -293,41 +274,6 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         return model, channels_last
 
-    def _train_batches(self, dataset: Dataset, mean: tuple, std: tuple) -> Batches:
-        settings = self.settings
-        workers = default_workers() if settings.workers == "auto" else settings.workers
-        batches = make_batches(
-            dataset,
-            "train",
-            settings.batch_size,
-            self.device,
-            mean,
-            std,
-            train=True,
-            augment=self.project.data.augment,
-            seed=settings.seed,
-            rank=self.world.rank,
-            world=self.world.size,
-            workers=workers,
-        )
-        if len(batches) == 0:
-            raise DataError("the training split is empty: add images or lower val_fraction")
-        return batches
-
-    def _val_batches(self, dataset: Dataset, mean: tuple, std: tuple, world: World) -> Batches:
-        """The validation split, shared among the ranks of ``world``."""
-        return make_batches(
-            dataset,
-            "val",
-            max(256, self.settings.batch_size),
-            self.device,
-            mean,
-            std,
-            train=False,
-            rank=world.rank,
-            world=world.size,
-        )
-
     def _wrap(self, model: nn.Module) -> nn.Module:
         """What the steps call: the model, in DDP under torchrun, compiled when asked."""
         trained = model
@@ -348,6 +294,16 @@ class Trainer:
                 Warned(f"torch.compile is not available here ({error}); training without it")
             )
             return model
+
+    def _open_log(self, progress: Progress, *, resumed: bool) -> runs.MetricsLog:
+        """metrics.jsonl and TensorBoard events (rank 0 writes them); a resumed run drops the
+        records after its checkpoint's step."""
+        log = runs.MetricsLog(
+            self.run_dir if self.world.main else None, progress.global_step if resumed else None
+        )
+        if log.warning:
+            self._events(Warned(log.warning))
+        return log
 
     def _announce(
         self,
@@ -418,7 +374,7 @@ class Trainer:
                 self.run_dir,
                 model,
                 dataset,
-                self._val_batches(dataset, mean, std, World()),
+                val_batches(dataset, context.settings, context.device, mean, std, world=World()),
                 precision=context.precision,
                 device=context.device,
                 channels_last=context.channels_last,
