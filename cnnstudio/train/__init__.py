@@ -16,6 +16,7 @@ What lives where:
 - ``distributed``: the torchrun world and its collective steps.
 - ``checkpoint``: the progress of a run and what a checkpoint holds for an exact resume.
 - ``trainer``: ``Trainer``, a run from its settings to its final evaluation.
+- ``run_data``: the run's images (downloaded, loaded) and its batches.
 - ``loop``: the epoch and step loop.
 - ``evaluate``: the final evaluation of a run and ``evaluate_run`` for any run later.
 
