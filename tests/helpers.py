@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
-from cnnstudio import ModelSpec, Node
+from cnnstudio import ModelSpec, Node, create_model_spec, list_templates
 
 
 def spec_of(*layers: tuple, input_shape=(3, 32, 32), num_classes: int = 10) -> ModelSpec:
@@ -17,6 +18,17 @@ def spec_of(*layers: tuple, input_shape=(3, 32, 32), num_classes: int = 10) -> M
         node_id, kind, params, *rest = layer
         nodes.append(Node(node_id, kind, dict(params), tuple(rest[0]) if rest else ()))
     return ModelSpec(tuple(nodes), tuple(input_shape), num_classes)
+
+
+def every_template() -> list:
+    """Every registered template, for ``parametrize``; those built on a torchvision backbone take
+    seconds each on a CPU and are marked slow."""
+    return [
+        pytest.param(name, marks=pytest.mark.slow)
+        if any(node.kind == "Backbone" for node in create_model_spec(name).nodes)
+        else name
+        for name in list_templates()
+    ]
 
 
 def forward_shapes(model: nn.Module, input_shape, batch: int = 2) -> dict[str, tuple[int, ...]]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import cnnstudio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +37,7 @@ def test_import_linter_contracts_hold() -> None:
     assert result.returncode == 0, result.stdout + result.stderr  # non-zero when one is broken
 
 
+@pytest.mark.slow
 def test_importing_every_engine_module_loads_no_qt() -> None:
     modules = [m.name for m in pkgutil.walk_packages(cnnstudio.__path__, "cnnstudio.")]
     modules = [m for m in modules if m != "cnnstudio.__main__"]

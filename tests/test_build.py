@@ -15,7 +15,7 @@ from cnnstudio import (
     list_templates,
 )
 from cnnstudio.backbones import BACKBONES, probe, weights_cached, weights_path
-from tests.helpers import forward_shapes, spec_of
+from tests.helpers import every_template, forward_shapes, spec_of
 
 PRETRAINED_TEMPLATES = {
     "resnet18-features": "resnet18",
@@ -67,14 +67,10 @@ def test_simple_cnn_is_the_classic_definition_module_for_module() -> None:
         torch.testing.assert_close(ours(x), classic(x), rtol=0, atol=0)
 
 
-@pytest.fixture
-def template_weights(cached_weights):
-    for backbone in PRETRAINED_TEMPLATES.values():
-        cached_weights(backbone)
-
-
-@pytest.mark.parametrize("name", list_templates())
-def test_template_analysis_matches_forward_pass_node_by_node(name: str, template_weights) -> None:
+@pytest.mark.parametrize("name", every_template())
+def test_template_analysis_matches_forward_pass_node_by_node(name: str, cached_weights) -> None:
+    if name in PRETRAINED_TEMPLATES:
+        cached_weights(PRETRAINED_TEMPLATES[name])
     spec = create_model_spec(name)
     analysis = analyze(spec)
     assert analysis.valid, [str(e) for e in analysis.errors]
@@ -207,6 +203,7 @@ def test_weights_are_never_unpickled_as_code(no_network) -> None:
         build_model(create_model_spec("resnet18-features"))
 
 
+@pytest.mark.slow
 def test_frozen_backbone_does_not_train_and_keeps_its_statistics(cached_weights) -> None:
     cached_weights("resnet18")
     model = build_model(create_model_spec("resnet18-features", input_shape=(3, 64, 64)))

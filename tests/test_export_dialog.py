@@ -22,6 +22,7 @@ def _choose(box, data) -> None:
     box.setCurrentIndex(box.findData(data))
 
 
+@pytest.mark.slow
 def test_exports_onnx_and_shows_the_check(qtbot, project: Project, tmp_path: Path) -> None:
     from ui.export_dialog import ExportDialog
 

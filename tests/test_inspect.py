@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
-from cnnstudio import analyze, build_model, create_model_spec, list_templates
+from cnnstudio import analyze, build_model, create_model_spec
 from cnnstudio.errors import InspectError
 from cnnstudio.inspect import (
     Inspection,
@@ -33,7 +33,7 @@ from cnnstudio.inspect import (
     saliency,
     top_k,
 )
-from tests.helpers import spec_of
+from tests.helpers import every_template, spec_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ def test_the_classic_worked_example_of_a_convolution() -> None:
     np.testing.assert_array_equal(maps["conv"][0], [[4, 3, 4], [2, 4, 3], [2, 3, 4]])
 
 
-@pytest.mark.parametrize("template", list_templates())
+@pytest.mark.parametrize("template", every_template())
 def test_feature_maps_have_the_shapes_the_analysis_predicts(template: str) -> None:
     spec = create_model_spec(template)
     analysis = analyze(spec)
@@ -116,6 +116,7 @@ def test_hooks_are_removed_also_when_the_forward_pass_fails() -> None:
 # Inside a Backbone
 
 
+@pytest.mark.slow
 def test_a_backbone_submodule_can_be_inspected() -> None:
     spec = backbone_spec()
     model = build_model(spec, pretrained=False)
@@ -285,6 +286,7 @@ def captum_grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: int) 
     ("template", "layers"),
     [("simple-cnn", ["conv2", "relu4", "pool2"]), ("resnet-small", ["conv1", "conv4", "relu7"])],
 )
+@pytest.mark.slow
 def test_grad_cam_matches_captum(template: str, layers: list[str]) -> None:
     model = seeded(build_model(create_model_spec(template)), 11)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
@@ -448,6 +450,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_inspect_command_writes_pictures_and_prints_the_top_classes(trained: Path) -> None:
     out = trained / "out"
     image = trained / "images" / "c2" / "0.png"
@@ -474,6 +477,7 @@ def test_inspect_command_writes_pictures_and_prints_the_top_classes(trained: Pat
         "maps_relu1.png", "maps_fc.png", "filters_conv1.png", "gradcam.png"}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_inspect_command_errors_are_one_line(trained: Path, tmp_path: Path) -> None:
     fresh = cli("new", str(tmp_path / "fresh"))
     assert fresh.returncode == 0, fresh.stderr

@@ -16,6 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# building and installing the wheel takes seconds, the self-test more
+pytestmark = pytest.mark.slow
+
 # Run the installed command's own script as `python -S` would, so that the source tree's editable
 # install (a .pth file in site-packages) stays out, and report where the modules came from.
 REPORT = """
@@ -68,7 +71,6 @@ def test_the_install_carries_every_icon_and_the_gui_command(installed: Path) -> 
     assert [(e.name, e.value) for e in gui] == [("cnnstudio-gui", "ui.app:main")]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="the Windows command is an .exe launcher")
 def test_the_installed_command_passes_the_self_test(installed: Path, tmp_path: Path) -> None:
     libraries = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))

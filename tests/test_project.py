@@ -211,6 +211,7 @@ def damaged_projects(draw):
     return data
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(damaged_projects())

@@ -3,6 +3,7 @@ predicted shapes, or reports errors; the analysis never raises."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -91,6 +92,7 @@ def specs(draw):
     return ModelSpec(tuple(nodes), shape, classes)
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs())
 def test_random_spec_is_valid_and_runs_as_predicted_or_reports_errors(spec: ModelSpec) -> None:

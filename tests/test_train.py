@@ -343,6 +343,7 @@ def test_per_group_learning_rates_reach_the_optimizer() -> None:
     assert [g["name"] for g in frozen.param_groups] == ["head", "head_no_decay"]
 
 
+@pytest.mark.slow
 def test_frozen_backbone_weights_do_not_change(project: Project) -> None:
     project.model = backbone_spec(freeze=True)
     snapshots = {}
@@ -437,6 +438,7 @@ def test_checkpoints_and_run_settings_keep_plain_settings(project: Project) -> N
     assert written == check_training(project.training)
 
 
+@pytest.mark.slow
 def test_lr_finder_suggests_a_rate_and_leaves_the_project_alone(project: Project) -> None:
     from cnnstudio.lr_finder import find_lr
 
@@ -455,6 +457,7 @@ def cli(*args: str, **kw) -> subprocess.CompletedProcess:
                           text=True, timeout=600, **kw)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sample_set_reaches_90_percent_from_the_command_line(tmp_path: Path) -> None:
     assert cli("new", str(tmp_path / "p")).returncode == 0
     result = cli("train", str(tmp_path / "p"), "--epochs", "5")
@@ -473,6 +476,7 @@ def test_sample_set_reaches_90_percent_from_the_command_line(tmp_path: Path) -> 
     assert "confusion matrix" in text.stdout and "precision" in text.stdout
 
 
+@pytest.mark.slow
 def test_cli_lr_find_writes_the_curve(project: Project) -> None:
     result = cli("lr-find", str(project.path), "--steps", "20")
     assert result.returncode == 0, result.stderr
@@ -480,6 +484,7 @@ def test_cli_lr_find_writes_the_curve(project: Project) -> None:
     assert (project.path / "lr_find.csv").read_text().startswith("lr,loss,raw_loss")
 
 
+@pytest.mark.slow
 def test_sigint_checkpoints_then_exits(project: Project) -> None:
     project.training["epochs"] = 200
     project.save()
@@ -497,6 +502,7 @@ def test_sigint_checkpoints_then_exits(project: Project) -> None:
     assert json.loads((run / "state.json").read_text())["state"] == "stopped"
 
 
+@pytest.mark.slow
 def test_cli_train_errors_are_one_line(project: Project) -> None:
     result = cli("train", str(project.path), "--resume")
     assert result.returncode == 1
@@ -505,6 +511,7 @@ def test_cli_train_errors_are_one_line(project: Project) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_cpu_processes(project: Project) -> None:
     torchrun = Path(sys.executable).parent / "torchrun"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -109,6 +109,7 @@ def test_unsaved_project_is_asked_to_be_saved_first(window: MainWindow) -> None:
     assert "Save the project first" in window.train_panel.message.text()
 
 
+@pytest.mark.slow
 def test_curves_redraw_at_most_20_times_a_second_whatever_the_step_rate(
     qtbot, trainable: MainWindow
 ) -> None:

@@ -204,6 +204,7 @@ def test_data_view_lists_the_classes_of_a_folder(qtbot, window: MainWindow, tmp_
     qtbot.waitUntil(lambda: not window.data_panel.sample_labels[0].pixmap().isNull(), timeout=30000)
 
 
+@pytest.mark.slow
 def test_main_self_test_passes(tmp_path: Path) -> None:
     env = {"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
            "XDG_CONFIG_HOME": str(tmp_path / "config")}  # fmt: skip
@@ -222,6 +223,7 @@ def test_both_themes_draw_the_canvas(window: MainWindow, theme: str) -> None:
     assert (background.lightness() < 80) == (theme == "dark")
 
 
+@pytest.mark.slow
 def test_backbone_chooser_lists_the_networks_and_sets_one(qtbot, window: MainWindow) -> None:
     from ui.editor.backbone_dialog import BackboneDialog
     from ui.editor.commands import SetBackboneCommand
