@@ -1,5 +1,5 @@
-"""The training recipe in plain PyTorch: the learning-rate schedule, the stratified split and the
-optimizer's parameter groups.
+"""The training recipe in plain PyTorch: the learning-rate schedule, the stratified split, the
+optimizer's parameter groups and the optimizer.
 
 The trainer uses these functions, and the exported training script carries their source text
 (``inspect.getsource``), so a script and a run compute the same split and the same schedule. They
@@ -40,6 +40,34 @@ def lr_factor(
     if schedule == "step":
         return gamma ** ((step // max(1, steps_per_epoch)) // step_size)
     return 1.0
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    schedule: str,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float,
+    step_size: int,
+    gamma: float,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of a whole run (``lr_factor`` with its warm-up), stepped once
+    per optimizer step."""
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = int(warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: lr_factor(
+            step,
+            schedule=schedule,
+            total_steps=total_steps,
+            warmup_steps=warmup_steps,
+            steps_per_epoch=steps_per_epoch,
+            step_size=step_size,
+            gamma=gamma,
+        ),
+    )
 
 
 def stratified_split(

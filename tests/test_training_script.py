@@ -69,6 +69,7 @@ def test_the_script_carries_the_trainers_recipe(images: Path, tmp_path: Path) ->
     text = training_script_code(model_source.untrained(project_of(images, tmp_path)), tmp_path)
     for function in (
         recipe.lr_factor,
+        recipe.make_scheduler,
         recipe.stratified_split,
         recipe.param_groups,
         recipe.make_optimizer,

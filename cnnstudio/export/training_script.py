@@ -21,7 +21,13 @@ from cnnstudio.export.source_text import function_source, template_program
 from cnnstudio.model_source import ModelSource
 from cnnstudio.normalization import normalization
 
-RECIPE = (recipe.lr_factor, recipe.stratified_split, recipe.param_groups, recipe.make_optimizer)
+RECIPE = (
+    recipe.lr_factor,
+    recipe.make_scheduler,
+    recipe.stratified_split,
+    recipe.param_groups,
+    recipe.make_optimizer,
+)
 """The trainer's functions the script carries, in this order."""
 
 _RECIPE_COMMENT = [

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
-from cnnstudio.recipe import lr_factor, make_optimizer, param_groups, stratified_split
+from cnnstudio.recipe import make_optimizer, make_scheduler, param_groups, stratified_split
 
 # Stand-ins for what training_script.py writes
 CLASSES = ["a", "b"]
@@ -135,19 +135,14 @@ def optimizer_and_scheduler(model: nn.Module, epochs: int, steps_per_epoch: int)
     optimizer = make_optimizer(
         groups, optimizer=OPTIMIZER, lr=LR, momentum=MOMENTUM, nesterov=NESTEROV
     )
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = int(WARMUP_EPOCHS * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+    scheduler = make_scheduler(
         optimizer,
-        lambda step: lr_factor(
-            step,
-            schedule=SCHEDULE,
-            total_steps=total_steps,
-            warmup_steps=warmup_steps,
-            steps_per_epoch=steps_per_epoch,
-            step_size=STEP_SIZE,
-            gamma=GAMMA,
-        ),
+        schedule=SCHEDULE,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=WARMUP_EPOCHS,
+        step_size=STEP_SIZE,
+        gamma=GAMMA,
     )
     return optimizer, scheduler
 

@@ -40,17 +40,12 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """The schedule of ``settings`` (with its warm-up) over the whole run, stepped once per
     optimizer step."""
-    total_steps = settings.epochs * steps_per_epoch
-    warmup_steps = int(settings.warmup_epochs * steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(
+    return recipe.make_scheduler(
         optimizer,
-        lambda step: recipe.lr_factor(
-            step,
-            schedule=settings.schedule,
-            total_steps=total_steps,
-            warmup_steps=warmup_steps,
-            steps_per_epoch=steps_per_epoch,
-            step_size=settings.step_size,
-            gamma=settings.gamma,
-        ),
+        schedule=settings.schedule,
+        epochs=settings.epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=settings.warmup_epochs,
+        step_size=settings.step_size,
+        gamma=settings.gamma,
     )
