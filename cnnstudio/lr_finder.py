@@ -97,9 +97,6 @@ def find_lr(
     model.train()
     optimizer = make_optimizer(model, replace(settings, lr=start_lr, backbone_lr="same"))
     criterion = nn.CrossEntropyLoss()
-    ratio = (end_lr / start_lr) ** (1 / max(1, steps - 1))
-    lrs, smoothed, raw = [], [], []
-    average, best = 0.0, math.inf
     batches = make_batches(
         dataset,
         "train",
@@ -111,30 +108,56 @@ def find_lr(
         augment=project.data.augment,
         seed=settings.seed,
     )
-    diverged = False
-    step = 0
-    while step < steps and not diverged:
+    ratio = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+    sweep = _Sweep(steps, divergence, beta)
+    while not sweep.done:
         for x, y in batches:
             state.check("learning-rate search")
-            lr = start_lr * ratio**step
+            lr = start_lr * ratio**sweep.step
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = criterion(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            value = loss.item()
-            average = beta * average + (1 - beta) * (value if math.isfinite(value) else 1e9)
-            corrected = average / (1 - beta ** (step + 1))
-            lrs.append(lr)
-            raw.append(value)
-            smoothed.append(corrected)
-            best = min(best, corrected)
-            step += 1
-            state.report(step, steps, "learning rate", (lr, corrected))
-            if not math.isfinite(value) or corrected > divergence * best:
-                diverged = True
-            if diverged or step >= steps:
+            sweep.record(lr, loss.item())
+            state.report(sweep.step, steps, "learning rate", (lr, sweep.smoothed[-1]))
+            if sweep.done:
                 break
-        batches.set_epoch(step)
-    return LRFinderResult(lrs, smoothed, raw, suggest_lr(lrs, smoothed), diverged)
+        batches.set_epoch(sweep.step)
+    return LRFinderResult(
+        sweep.lrs, sweep.smoothed, sweep.raw, suggest_lr(sweep.lrs, sweep.smoothed), sweep.diverged
+    )
+
+
+class _Sweep:
+    """The losses of the range test so far, smoothed (exponential moving average with bias
+    correction); done after ``steps`` steps or once the smoothed loss exceeds ``divergence`` times
+    its best (or a loss is not finite)."""
+
+    def __init__(self, steps: int, divergence: float, beta: float) -> None:
+        self.steps, self.divergence, self.beta = steps, divergence, beta
+        self.lrs: list[float] = []
+        self.raw: list[float] = []
+        self.smoothed: list[float] = []
+        self.average, self.best = 0.0, math.inf
+        self.diverged = False
+
+    @property
+    def step(self) -> int:
+        return len(self.lrs)
+
+    @property
+    def done(self) -> bool:
+        return self.diverged or self.step >= self.steps
+
+    def record(self, lr: float, value: float) -> None:
+        beta = self.beta
+        self.average = beta * self.average + (1 - beta) * (value if math.isfinite(value) else 1e9)
+        corrected = self.average / (1 - beta ** (self.step + 1))
+        self.lrs.append(lr)
+        self.raw.append(value)
+        self.smoothed.append(corrected)
+        self.best = min(self.best, corrected)
+        if not math.isfinite(value) or corrected > self.divergence * self.best:
+            self.diverged = True
