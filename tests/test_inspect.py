@@ -24,15 +24,14 @@ from cnnstudio.inspect import (
     feature_maps,
     filters,
     grad_cam,
-    grid_image,
     inspect_image,
     inspectable_layers,
     load_pixels,
-    overlay,
     preprocess,
     saliency,
     top_k,
 )
+from cnnstudio.pictures import grid_image, overlay
 from tests.helpers import every_template, spec_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,7 +347,7 @@ def test_default_grad_cam_layers() -> None:
 
 
 def test_preprocess_matches_training_normalisation(tmp_path: Path) -> None:
-    from cnnstudio.data import decode_image
+    from cnnstudio.images import decode_image
 
     path = tmp_path / "a.jpg"
     pixels = np.random.default_rng(2).integers(0, 256, (30, 50, 3), dtype=np.uint8)
