@@ -12,7 +12,6 @@ from cnnstudio import (
     analyze,
     build_model,
     create_model_spec,
-    list_templates,
 )
 from cnnstudio.backbones import BACKBONES, probe, weights_cached, weights_path
 from tests.helpers import every_template, forward_shapes, spec_of
@@ -85,7 +84,7 @@ def test_template_analysis_matches_forward_pass_node_by_node(name: str, cached_w
     assert analysis.output_shape == (spec.num_classes,)
 
 
-@pytest.mark.parametrize("name", list_templates())
+@pytest.mark.parametrize("name", every_template())
 def test_template_adapts_to_classes_and_input(name: str) -> None:
     shape = (3, 224, 224) if name in PRETRAINED_TEMPLATES else (1, 28, 28)
     analysis = analyze(create_model_spec(name, num_classes=7, input_shape=shape))
@@ -220,6 +219,7 @@ def test_pretrained_false_skips_the_weights(no_network) -> None:
     assert all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_a_run_from_imagenet_weights_is_rebuilt_with_their_architecture(no_network) -> None:
     """googlenet built for ImageNet weights normalises its input itself (transform_input); a
     checkpoint trained from them must be loaded into that same architecture, without the

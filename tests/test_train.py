@@ -288,6 +288,7 @@ def test_out_of_memory_ends_the_run_cleanly_with_advice(project: Project, monkey
     assert "ran out of memory at batch size 16: use batch size 8 or smaller" in result.message
 
 
+@pytest.mark.slow
 def test_early_stopping(project: Project) -> None:
     project.training.update(epochs=10, lr=1e-8, early_stopping=2, monitor="val_accuracy")
     events, result = collect(Trainer(project))
