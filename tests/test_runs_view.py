@@ -67,12 +67,12 @@ def test_selecting_two_runs_overlays_their_curves(opened: MainWindow) -> None:
     names = [r.name for r in panel.runs_view.runs]
     panel.runs_view.select_runs(names)
     assert len(panel.runs_view.selected()) == 2
-    drawn = {item.name() for item in panel.overlays}
+    drawn = {item.name() for item in panel.curves.overlays}
     assert drawn == set(names)
-    loss_items = [i for i in panel.overlays if i in panel.loss_plot.listDataItems()]
+    loss_items = [i for i in panel.curves.overlays if i in panel.curves.loss_plot.listDataItems()]
     assert len(loss_items) == 2 and all(len(i.getData()[0]) > 5 for i in loss_items)
     panel.runs_view.select_runs([])
-    assert panel.overlays == []
+    assert panel.curves.overlays == []
 
 
 def test_confusion_matrix_matches_the_engine(opened: MainWindow) -> None:
@@ -164,7 +164,7 @@ def test_resume_continues_the_selected_run(opened: MainWindow, qtbot) -> None:
     assert isinstance(result, Finished), result
     assert Path(result.run_dir) == target.folder
     assert result.epochs_done == 3
-    assert len(panel.epochs) == 1  # only the third epoch was trained
+    assert len(panel.curves.epochs) == 1  # only the third epoch was trained
 
 
 def test_lr_finder_plots_and_applies_its_suggestion(opened: MainWindow, qtbot) -> None:
@@ -183,22 +183,22 @@ def test_lr_finder_plots_and_applies_its_suggestion(opened: MainWindow, qtbot) -
 
 def test_memory_hint_follows_the_batch_size(opened: MainWindow) -> None:
     panel = opened.train_panel
-    first = panel.memory_hint.text()
+    first = panel.form.memory_hint.text()
     assert "batch 16" in first and "MB" in first
-    panel.editors["batch_size"].setValue(512)
-    assert "batch 512" in panel.memory_hint.text()
+    panel.form.editors["batch_size"].setValue(512)
+    assert "batch 512" in panel.form.memory_hint.text()
 
 
 def test_curves_export_as_csv_and_png(opened: MainWindow, qtbot, tmp_path: Path) -> None:
     panel = opened.train_panel
     with qtbot.waitSignal(panel.run_finished, timeout=120000):
         panel.start()
-    rows = list(csv.DictReader(io.StringIO(panel.curves_csv())))
+    rows = list(csv.DictReader(io.StringIO(panel.curves.curves_csv())))
     assert len(rows) == len(panel.steps)
     assert [float(r["loss"]) for r in rows] == pytest.approx([v for _, v in panel.steps])
     epochs = [r for r in rows if r["epoch"]]
     assert [int(r["epoch"]) for r in epochs] == [1, 2]
-    panel.save_png(tmp_path / "curves.png")
+    panel.curves.save_png(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert load_project(opened.document.project.path).name == "tiny"
 
@@ -328,7 +328,7 @@ def test_a_data_sample_double_clicked_is_inspected(opened: MainWindow, qtbot) ->
 def test_the_device_list_names_this_machines_devices(opened: MainWindow) -> None:
     from cnnstudio.train import available_devices
 
-    combo = opened.train_panel.editors["device"]
+    combo = opened.train_panel.form.editors["device"]
     assert [combo.itemData(i) for i in range(combo.count())] == [d for d, _ in available_devices()]
     assert combo.itemText(1).startswith("CPU (")
     combo.setCurrentIndex(1)

@@ -37,9 +37,9 @@ def test_a_short_run_draws_curves_and_ends_at_100_percent(qtbot, trainable: Main
     result = finished.args[0]
     assert isinstance(result, Finished) and result.state == "finished"
     assert panel.progress.value() == 100
-    x, _ = panel.raw_curve.getData()
+    x, _ = panel.curves.raw_curve.getData()
     assert len(x) == len(panel.steps) > 10
-    assert list(panel.val_acc_curve.getData()[0]) == [1, 2, 3]
+    assert list(panel.curves.val_acc_curve.getData()[0]) == [1, 2, 3]
     assert f"best {result.best_val_accuracy:.2%}" in panel.progress.format()
     assert not panel.running and panel.start_button.isEnabled()
 
@@ -120,18 +120,18 @@ def test_curves_redraw_at_most_20_times_a_second_whatever_the_step_rate(
     trainable.document.project.training.update(batch_size=2)
     panel = trainable.train_panel
     redraws = []
-    panel.raw_curve.sigPlotChanged.connect(lambda *_: redraws.append(time.monotonic()))
+    panel.curves.raw_curve.sigPlotChanged.connect(lambda *_: redraws.append(time.monotonic()))
     started = time.monotonic()
     with qtbot.waitSignal(panel.run_finished, timeout=120000):
         assert panel.start()
     seconds = time.monotonic() - started
     assert len(redraws) <= seconds / 0.05 + 2  # the timer's, and the last one at the end
     assert len(redraws) < len(panel.steps)
-    assert len(panel.raw_curve.getData()[0]) == len(panel.steps)
+    assert len(panel.curves.raw_curve.getData()[0]) == len(panel.steps)
 
 
 def test_the_accuracy_plot_ticks_whole_epochs(window: MainWindow) -> None:
-    axis = window.train_panel.acc_plot.getAxis("bottom")
+    axis = window.train_panel.curves.acc_plot.getAxis("bottom")
     for low, high in [(0.8, 3.2), (0.5, 50.5)]:
         ticks = [float(v) for _spacing, values in axis.tickValues(low, high, 300) for v in values]
         assert ticks and all(v.is_integer() for v in ticks)

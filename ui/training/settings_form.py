@@ -1,0 +1,139 @@
+"""The training settings of the Train view: one editor per setting, generated from the settings'
+description; the devices of this machine by name; the engine's memory estimate for a step at the
+chosen batch and the largest batch that fits."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
+
+from cnnstudio.train import available_devices, estimate_memory, free_memory, pick_device
+from cnnstudio.train_settings import TRAIN_PARAMS
+from ui.editor.properties import make_editor
+
+FORM_PARAMS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "backbone_lr",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "label_smoothing",
+    "grad_clip",
+    "precision",
+    "early_stopping",
+    "device",
+    "seed",
+)
+MEMORY_PARAMS = ("batch_size", "optimizer", "precision", "device")  # what the estimate reads
+
+
+class TrainSettingsForm(QWidget):
+    """Edits the document's training settings; ``rejected`` says why a value was not applied."""
+
+    rejected = Signal(str)
+
+    def __init__(self, document, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.editors: dict[str, QWidget] = {}
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 4, 8, 4)
+        self.refresh()
+        self.document.analysis_ready.connect(lambda _a: self.update_memory_hint())
+
+    def refresh(self) -> None:
+        """Show the project's training settings (after another project was opened)."""
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.editors = {}
+        self.memory_hint = QLabel(self)
+        self.memory_hint.setProperty("role", "muted")
+        self.memory_hint.setWordWrap(True)
+        params = {p.name: p for p in TRAIN_PARAMS}
+        for name in FORM_PARAMS:
+            param = params[name]
+            value = self.document.project.training.get(name, param.default)
+            if name == "device":
+                editor = self._device_editor(param, value)
+            else:
+                editor = make_editor(
+                    param, value, lambda v, p=param: self._on_setting_changed(p, v)
+                )
+            editor.setToolTip(f"{param.help}\nAllowed: {param.describe()}")
+            self.editors[name] = editor
+            self.form.addRow(name.replace("_", " "), editor)
+            if name == "batch_size":
+                self.form.addRow("", self.memory_hint)
+        self.update_memory_hint()
+
+    def _device_editor(self, param, value) -> QComboBox:
+        """The devices of this machine by name (GPUs with their memory), not typed names."""
+        combo = QComboBox(self)
+        for setting, description in available_devices():
+            combo.addItem(description, setting)
+        index = combo.findData(str(value))
+        if index < 0:  # a project made on another machine
+            combo.addItem(f"{value} (not on this machine)", str(value))
+            index = combo.count() - 1
+        combo.setCurrentIndex(index)
+        combo.currentIndexChanged.connect(
+            lambda i: self._on_setting_changed(param, combo.itemData(i))
+        )
+        return combo
+
+    def set_editable(self, editable: bool) -> None:
+        """Lock the editors while a run trains (it trains a copy of the settings)."""
+        for editor in self.editors.values():
+            editor.setEnabled(editable)
+
+    def show_value(self, name: str, value) -> None:
+        """Show a value set elsewhere (the learning-rate finder) without setting it again."""
+        editor = self.editors.get(name)
+        if editor is None:
+            return
+        editor.blockSignals(True)
+        if hasattr(editor, "setValue"):
+            editor.setValue(value)
+        elif hasattr(editor, "setText"):
+            editor.setText(f"{value:g}")
+        editor.blockSignals(False)
+
+    def _on_setting_changed(self, param, value) -> None:
+        reason = param.check(value)
+        if reason:
+            self.rejected.emit(f"{param.name} {reason}: not applied")
+            return
+        self.document.set_training(param.name, value)
+        if param.name in MEMORY_PARAMS:
+            self.update_memory_hint()
+
+    def update_memory_hint(self) -> None:
+        """The engine's memory estimate for the chosen batch, and the largest batch that fits the
+        chosen device when its free memory is known."""
+        analysis = self.document.analysis
+        if analysis is None or not analysis.valid or not self.document.analysis_is_current:
+            self.memory_hint.setText("")
+            return
+        settings = self.document.project.training
+        batch = settings.get("batch_size", 64)
+        precision = settings.get("precision", "fp32")
+        precision = "fp32" if precision in ("auto", "fp32") else precision
+        estimate = estimate_memory(self.document.spec, settings, precision)
+        text = f"≈ {_megabytes(estimate.total(batch))} for a step at batch {batch}"
+        try:
+            device = pick_device(str(settings.get("device", "auto")))
+        except Exception:  # a device named in the settings that this machine lacks
+            device = None
+        free = free_memory(device) if device is not None else None
+        if free is not None:
+            text += f"; largest batch that fits now: {estimate.largest_batch(free):,}"
+        elif device is not None:
+            text += " (CPU: uses main memory)"
+        self.memory_hint.setText(text)
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 2**20:,.0f} MB" if count < 2**30 else f"{count / 2**30:.1f} GB"
