@@ -197,3 +197,37 @@ def test_no_model_says_so_and_shutdown_joins(qtbot, tmp_path) -> None:
         view.inspect_files([picture(tmp_path / f"p{seed}.png", seed)])
     view.shutdown()
     assert not view.busy()
+
+
+def test_a_burst_of_drops_costs_one_inspection_more(qtbot, view, tmp_path, monkeypatch) -> None:
+    """Requests queued behind the running one are dropped unstarted when a newer one comes."""
+    from ui.inspector import requests
+
+    inspected, real = [], requests.inspect_image
+
+    def counted(model, image, *args, **kwargs):
+        inspected.append(image)
+        return real(model, image, *args, **kwargs)
+
+    monkeypatch.setattr(requests, "inspect_image", counted)
+    paths = [picture(tmp_path / f"p{seed}.png", seed) for seed in range(6)]
+    with qtbot.waitSignal(view.inspected, timeout=60000) as got:
+        for path in paths:
+            drop_files(view, path)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=60000)
+    assert inspected[-1] == paths[-1] and len(inspected) <= 2
+    assert view.result is got.args[0]
+
+
+def test_a_source_is_loaded_once_for_all_its_inspections(qtbot, view, tmp_path) -> None:
+    loads = []
+
+    def load() -> ModelSource:
+        loads.append(1)
+        return simple_source()
+
+    view.set_model_source(load)
+    for seed in range(3):
+        with qtbot.waitSignal(view.inspected, timeout=60000):
+            view.inspect_files([picture(tmp_path / f"p{seed}.png", seed)])
+    assert loads == [1]
