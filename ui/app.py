@@ -23,16 +23,9 @@ def missing_qt_libraries() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Open the studio (or run --self-test / --screenshot); the process's exit code."""
-    parser = argparse.ArgumentParser(prog="cnnstudio-gui", description="CNN Studio")
-    parser.add_argument("project", nargs="?", help="project folder to open")
-    parser.add_argument(
-        "--self-test",
-        action="store_true",
-        help="build the window offscreen, train one step, exit 0 when all works",
-    )
-    parser.add_argument("--screenshot", metavar="DIR", help="write a PNG of each view into DIR")
-    args = parser.parse_args(argv)
-    if args.self_test or args.screenshot:
+    args = _parse(argv)
+    checking = bool(args.self_test or args.screenshot)
+    if checking:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     missing = missing_qt_libraries()
     if missing:
@@ -50,22 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName("CNN Studio")
     app.setOrganizationName("CNN Studio")
 
-    from ui.app_settings import AppSettings
     from ui.theme import apply_theme
 
-    if args.self_test or args.screenshot:
-        # a check or a picture of the studio as it ships: not the user's layout, theme or recents
-        import tempfile
-
-        from PySide6.QtCore import QSettings
-
-        scratch = tempfile.mkdtemp(prefix="cnnstudio-")
-        settings = AppSettings(QSettings(f"{scratch}/settings.ini", QSettings.Format.IniFormat))
-    else:
-        settings = AppSettings()
+    settings = _settings(scratch=checking)
     apply_theme(app, settings.theme())
     splash = None
-    if not (args.self_test or args.screenshot):
+    if not checking:
         from ui.splash import show_splash
 
         splash = show_splash(app)  # torch takes a second or two to import
@@ -78,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.project:
         if not window.open_project(args.project):
             return 2
-    elif not (args.self_test or args.screenshot) and settings.last_project():
+    elif not checking and settings.last_project():
         window.open_project(settings.last_project())
     if args.self_test:
         from ui.self_test import run_self_test
@@ -89,3 +72,30 @@ def main(argv: list[str] | None = None) -> int:
 
         return write_screenshots(window, args.screenshot)
     return app.exec()
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="cnnstudio-gui", description="CNN Studio")
+    parser.add_argument("project", nargs="?", help="project folder to open")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="build the window offscreen, train one step, exit 0 when all works",
+    )
+    parser.add_argument("--screenshot", metavar="DIR", help="write a PNG of each view into DIR")
+    return parser.parse_args(argv)
+
+
+def _settings(scratch: bool):
+    """The user's settings; for a check or a picture of the studio as it ships, fresh ones in a
+    scratch folder (not the user's layout, theme or recent projects)."""
+    from ui.app_settings import AppSettings
+
+    if not scratch:
+        return AppSettings()
+    import tempfile
+
+    from PySide6.QtCore import QSettings
+
+    folder = tempfile.mkdtemp(prefix="cnnstudio-")
+    return AppSettings(QSettings(f"{folder}/settings.ini", QSettings.Format.IniFormat))

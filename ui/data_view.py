@@ -132,6 +132,17 @@ class DataPanel(QWidget):
         self.status = QLabel(self)
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        self._build_summary(layout)
+        self._build_samples(layout)
+        heading = QLabel("Augmentation", self)
+        heading.setProperty("role", "heading")
+        layout.addWidget(heading)
+        self.augment_form = QFormLayout()
+        layout.addLayout(self.augment_form)
+        self.augment_editors = {}
+
+    def _build_summary(self, layout: QVBoxLayout) -> None:
+        """The class table, the class-count chart and the warnings."""
         self.table = QTableWidget(0, 3, self)
         self.table.setHorizontalHeaderLabels(["Class", "Train", "Validation"])
         self.table.verticalHeader().setVisible(False)
@@ -152,6 +163,9 @@ class DataPanel(QWidget):
         self.warnings.setWordWrap(True)
         self.warnings.setProperty("role", "error")
         layout.addWidget(self.warnings)
+
+    def _build_samples(self, layout: QVBoxLayout) -> None:
+        """The grid of augmented samples with its Re-roll button."""
         samples_row = QHBoxLayout()
         heading = QLabel("Augmented samples", self)
         heading.setProperty("role", "heading")
@@ -173,12 +187,6 @@ class DataPanel(QWidget):
             self.grid.addWidget(label, i // 4, i % 4)
             self.sample_labels.append(label)
         layout.addWidget(self.grid_host)
-        heading = QLabel("Augmentation", self)
-        heading.setProperty("role", "heading")
-        layout.addWidget(heading)
-        self.augment_form = QFormLayout()
-        layout.addLayout(self.augment_form)
-        self.augment_editors = {}
 
     def _connect(self) -> None:
         self.source.activated.connect(self._on_source_activated)

@@ -81,9 +81,6 @@ class ProjectDocument(QObject):
         """Whether ``analysis`` belongs to the model as it is now (not to an earlier edit)."""
         return self._analysed == self._analyses.latest
 
-    def wait_for_analysis(self, msecs: int = 30000) -> bool:
-        return self._analyses.wait(msecs)
-
     def _on_analysis_finished(self, number: int, analysis: Analysis) -> None:
         self.analysis = analysis  # the newest request's: older answers never arrive
         self._analysed = number

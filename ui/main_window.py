@@ -184,7 +184,11 @@ class MainWindow(QMainWindow):
         self.fit_action = self._action(
             "&Fit Model", self.canvas.zoom_to_fit, QKeySequence("Ctrl+0"), "fit"
         )
+        self._build_menus()
+        self._build_toolbar()
+        self._fill_recent_menu()
 
+    def _build_menus(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         file_menu.addActions([self.new_action, self.open_action])
@@ -218,6 +222,7 @@ class MainWindow(QMainWindow):
             action = theme_menu.addAction(theme.capitalize())
             action.triggered.connect(lambda _c=False, t=theme: self.set_theme(t))
 
+    def _build_toolbar(self) -> None:
         toolbar = QToolBar("Main", self)
         toolbar.setObjectName("toolbar_main")
         toolbar.setMovable(False)
@@ -230,7 +235,6 @@ class MainWindow(QMainWindow):
         toolbar.addSeparator()
         toolbar.addActions([self.zoom_out_action, self.zoom_in_action, self.fit_action])
         self.addToolBar(toolbar)
-        self._fill_recent_menu()
 
     def _connect(self) -> None:
         self.canvas.selection_changed.connect(self._on_canvas_selection_changed)

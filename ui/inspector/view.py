@@ -94,7 +94,6 @@ class InspectorView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.result: Inspection | None = None
-        self.source_label = ""
         self.layer: str | None = None
         self.map_images: list[pg.ImageItem] = []
         self.filter_images: list[pg.ImageItem] = []
@@ -370,7 +369,6 @@ class InspectorView(QWidget):
             return
         source, result = reply.source, reply.inspection
         self.open_button.setText("Open image…")
-        self.source_label = source.label
         self.model_label.setText(source.label)
         self._fill_targets(source.classes)
         self.result = result
