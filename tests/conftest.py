@@ -80,10 +80,7 @@ def app_settings(tmp_path: Path):
 @pytest.fixture
 def window(qtbot, app_settings, tmp_path: Path):
     """A fresh main window on the default project, settled (analysis and data ready). On teardown
-    it closes, the test fails if any of its threads is still running, and the window is deleted."""
-    from PySide6.QtCore import QEvent
-    from PySide6.QtWidgets import QApplication
-
+    it closes, and the test fails if any of its threads is still running."""
     from cnnstudio import new_project
     from ui.main_window import MainWindow
 
@@ -97,6 +94,3 @@ def window(qtbot, app_settings, tmp_path: Path):
     assert not win.document.busy() and not win.data_panel.busy(), (
         "a worker thread outlived the window"
     )
-    # a closed window lives on, and each later theme change restyles every window still alive
-    win.deleteLater()
-    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
