@@ -55,6 +55,7 @@ def test_every_pool_in_the_window_ends_its_threads_when_idle(qtbot, window) -> N
 
 
 @linux_only
+@pytest.mark.slow
 def test_a_session_in_the_window_leaves_no_torch_thread_behind_the_gui_thread() -> None:
     """Train, look at the results and inspect a sample: the GUI thread starts no thread of its
     own (an OpenMP team there would slow every later run)."""
