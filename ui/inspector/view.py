@@ -181,6 +181,8 @@ class InspectorView(QWidget):
         column.addWidget(self.cam_caption)
         column.addWidget(_heading("Top classes", host))
         self.chart = pg.PlotWidget(host)
+        self.chart.setBackground(colours().base)  # pyqtgraph's default is black
+        self.chart.getAxis("left").setTicks([[]])  # class names come with the first inspection
         self.chart.setAcceptDrops(False)
         self.chart.viewport().setAcceptDrops(False)
         self.chart.setMouseEnabled(x=False, y=False)
