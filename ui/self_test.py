@@ -55,6 +55,7 @@ def run_self_test(window) -> int:
             problems.append(f"training failed: {getattr(result, 'message', result)}")
         else:
             inspected = _inspect_one(window, Path(result.run_dir), problems)
+            _export_code(window, Path(result.run_dir), Path(folder), problems)
         window.close()
     if problems:
         for problem in problems:
@@ -62,7 +63,8 @@ def run_self_test(window) -> int:
         return 1
     print(
         f"self-test passed: model analysed, {len(window.data_panel.dataset)} images read, one "
-        f"training step in the Train view (loss {losses[0]:.3f}), one inspection ({inspected})"
+        f"training step in the Train view (loss {losses[0]:.3f}), one inspection ({inspected}), "
+        "the run exported as PyTorch code"
     )
     return 0
 
@@ -205,3 +207,23 @@ def write_screenshots(window, folder: str | Path) -> int:
     window.close()
     print(f"screenshots written to {folder}")
     return 0
+
+
+def _export_code(window, run_dir: Path, folder: Path, problems: list[str]) -> None:
+    """Export the run as PyTorch code (checked by running it), and read the sources the training
+    script is assembled from: a bundle that lacks the templates or cnnstudio's .py files fails
+    here, not when a user exports."""
+    from cnnstudio.errors import StudioError
+    from cnnstudio.export import export
+    from cnnstudio.export.source_text import function_source, template_program
+    from cnnstudio.export.training_script import RECIPE
+    from cnnstudio.model_source import from_run
+
+    try:
+        source = from_run(run_dir, project=window.document.project)
+        export(source, "python", folder / "exported_model.py")
+        template_program("training")
+        for function in RECIPE:
+            function_source(function)
+    except StudioError as error:
+        problems.append(f"export failed: {error}")
