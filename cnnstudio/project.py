@@ -146,9 +146,13 @@ def load_project(path: Path | str) -> Project:
         raise ProjectError(file, f"cannot read: {error.strerror or error}") from None
     try:
         data = json.loads(text)
+        return Project.from_dict(data, folder)
     except json.JSONDecodeError as error:
         raise ProjectError(file, error.msg, f"line {error.lineno}, column {error.colno}") from None
-    return Project.from_dict(data, folder)
+    except RecursionError:
+        raise ProjectError(
+            file, "nested too deeply (lists or objects inside each other thousands of levels deep)"
+        ) from None
 
 
 def new_project(

@@ -229,3 +229,17 @@ def test_any_damaged_file_loads_or_gives_a_project_error(tmp_path: Path, data: d
     again = load_project(tmp_path)
     assert again.model == project.model and again.data == project.data
     assert again.training == project.training
+
+
+@pytest.mark.parametrize("where", ["top", "model"])
+def test_json_nested_too_deeply_is_a_project_error(tmp_path: Path, where: str) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    text = (
+        deep
+        if where == "top"
+        else json.dumps(valid_data()).replace('"nodes"', f'"x": {deep}, "nodes"', 1)
+    )
+    saved(tmp_path, text)
+    with pytest.raises(ProjectError, match="nested too deeply") as caught:
+        load_project(tmp_path)
+    assert caught.value.path == tmp_path / "project.json"
