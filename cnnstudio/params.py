@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,7 @@ class Param:
             "int": isinstance(value, int) and not isinstance(value, bool),
             "float": isinstance(value, (int, float))
             and not isinstance(value, bool)
-            and math.isfinite(value),
+            and _finite(value),
             "bool": isinstance(value, bool),
             "choice": isinstance(value, str) and value in self.choices,
             "text": isinstance(value, str) and re.fullmatch(self.pattern, value) is not None,
@@ -86,6 +87,14 @@ class Param:
             if self.maximum is not None and value > self.maximum:
                 return f"must be {self.describe()}, got {_show(value)}"
         return None
+
+
+def _finite(value: int | float) -> bool:
+    """Whether ``value`` is a number a float can hold: an integer of 400 digits is not, and
+    ``math.isfinite`` raises OverflowError on it instead of saying so."""
+    if isinstance(value, int):
+        return abs(value) <= sys.float_info.max
+    return math.isfinite(value)
 
 
 def _range_phrase(minimum: float | None, maximum: float | None, type_: str) -> str:
@@ -110,6 +119,10 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, (list, dict)):
         return f"{type(value).__name__} {value!r}"[:60]
+    if isinstance(value, int) and abs(value) >= 10**20:
+        # a 400-digit number is no help in a message, and past 4,300 digits repr() raises
+        digits = len(str(abs(value))) if abs(value).bit_length() < 14_000 else "thousands of"
+        return f"a{' negative' if value < 0 else 'n'} integer of {digits} digits"
     return repr(value)
 
 
