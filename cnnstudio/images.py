@@ -22,6 +22,22 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation", "test")}
 
 
+def too_large() -> tuple[type[BaseException], ...]:
+    """PIL's errors for an image over its pixel limit: DecompressionBombError (not an OSError)
+    over twice Image.MAX_IMAGE_PIXELS, and the warning over it, an exception where warnings are
+    errors. A function so that PIL is imported only when an image is opened."""
+    from PIL import Image
+
+    return (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+def too_large_reason(error: BaseException) -> str:
+    """Why an image over PIL's pixel limit is left out, and what to do."""
+    return (
+        f"image too large to decode safely ({error}): make it smaller or remove it from the folder"
+    )
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A file left out of the dataset, and why."""
@@ -173,6 +189,8 @@ def _open_image(path: Path) -> tuple[Any, str | None]:
             return (image.size, image.mode), None
     except UnidentifiedImageError:
         return None, "not an image (the content is not a known image format)"
+    except too_large() as error:
+        return None, too_large_reason(error)
     except OSError as error:
         return None, f"cannot read: {error}"
 
@@ -189,6 +207,8 @@ def _verify_image(path: Path) -> tuple[Any, str | None]:
             return (image.size, image.mode), None
     except UnidentifiedImageError:
         return None, "not an image (the content is not a known image format)"
+    except too_large() as error:
+        return None, too_large_reason(error)
     except (OSError, SyntaxError, ValueError) as error:
         return None, f"damaged image: {error}"
 
@@ -218,9 +238,12 @@ def decode_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray
     transparent images are converted to ``channels`` (transparency over white)."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        image.seek(0)
-        return image_to_array(image, channels, size)
+    try:
+        with Image.open(path) as image:
+            image.seek(0)
+            return image_to_array(image, channels, size)
+    except too_large() as error:
+        raise DataError(f"{path}: {too_large_reason(error)}", path) from None
 
 
 def decode_images(
@@ -232,6 +255,8 @@ def decode_images(
     def decode(path: Path) -> np.ndarray | str:
         try:
             return decode_image(path, channels, size)
+        except DataError as error:
+            return error.message.removeprefix(f"{path}: ")
         except (OSError, SyntaxError, ValueError) as error:
             return f"damaged image: {error}"
 
