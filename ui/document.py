@@ -26,6 +26,7 @@ class ProjectDocument(QObject):
 
     spec_changed = Signal(object)  # ModelSpec
     analysis_ready = Signal(object)  # Analysis
+    analysis_failed = Signal(str)  # what went wrong, for the user
     project_replaced = Signal()
     dirty_changed = Signal(bool)
     data_changed = Signal()
@@ -38,6 +39,7 @@ class ProjectDocument(QObject):
         self._analysed = -1  # the number of the analysis job that gave ``analysis``
         self._analyses = Jobs(self, newest_wins=True)
         self._analyses.finished.connect(self._on_analysis_finished)
+        self._analyses.failed.connect(self._on_analysis_failed)
         self.undo_stack.cleanChanged.connect(lambda clean: self.dirty_changed.emit(not clean))
         self._data_dirty = False
 
@@ -80,6 +82,10 @@ class ProjectDocument(QObject):
     def analysis_is_current(self) -> bool:
         """Whether ``analysis`` belongs to the model as it is now (not to an earlier edit)."""
         return self._analysed == self._analyses.latest
+
+    def _on_analysis_failed(self, _number: int, message: str) -> None:
+        self.analysis = None  # no verdict on this model: nothing may pass it as valid
+        self.analysis_failed.emit(message)
 
     def _on_analysis_finished(self, number: int, analysis: Analysis) -> None:
         self.analysis = analysis  # the newest request's: older answers never arrive

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import traceback
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -240,6 +241,7 @@ class MainWindow(QMainWindow):
         self.canvas.selection_changed.connect(self._on_canvas_selection_changed)
         self.palette_panel.kind_activated.connect(self._on_palette_kind_activated)
         self.document.analysis_ready.connect(self._on_analysis_ready)
+        self.document.analysis_failed.connect(self._on_analysis_failed)
         self.document.dirty_changed.connect(lambda _d: self._update_title())
         self.document.project_replaced.connect(self._update_title)
         self.document.project_replaced.connect(self._update_inspector_source)
@@ -274,7 +276,15 @@ class MainWindow(QMainWindow):
         self.document.push(command)
         self.canvas.select([command.node.id])
 
+    def _on_analysis_failed(self, message: str) -> None:
+        self.totals_label.setText(f"The model could not be analysed: {message}")
+        self.totals_label.setProperty("role", "error")
+        _restyle(self.totals_label)
+
     def _on_analysis_ready(self, analysis) -> None:
+        if self.totals_label.property("role") == "error":
+            self.totals_label.setProperty("role", None)
+            _restyle(self.totals_label)
         state = (
             "valid"
             if analysis.valid
@@ -473,6 +483,14 @@ class MainWindow(QMainWindow):
         except StudioError as error:
             QMessageBox.warning(self, "Cannot open the project", str(error))
             return False
+        except Exception as error:  # a bug of ours, but the user must hear of it, not a traceback
+            traceback.print_exc()
+            QMessageBox.warning(
+                self,
+                "Cannot open the project",
+                f"{folder}: {type(error).__name__}: {error}",
+            )
+            return False
         self._remember(str(self.document.project.path))
         return True
 
@@ -546,6 +564,14 @@ class MainWindow(QMainWindow):
 
 
 WARM_UP_DELAY_MS = 300
+
+
+def _restyle(widget) -> None:
+    """Apply the style sheet again after a property it selects on (``role``) changed."""
+    widget.style().unpolish(widget)
+    widget.style().polish(widget)
+
+
 DEFAULT_BOTTOM_HEIGHT = 320
 
 
