@@ -8,6 +8,7 @@ decoded on the fly. ``cnnstudio.batches`` feeds either to training.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,6 +137,13 @@ def _check_stats(mean: Any, std: Any, where: str) -> tuple[tuple[float, ...], tu
             raise ProjectError(
                 None,
                 f"must be a list of numbers, one per channel, got {values!r}",
+                f"{where}.{name}",
+            )
+        if not all(math.isfinite(v) for v in values):
+            raise ProjectError(
+                None,
+                f"must be finite numbers, got {values!r}: delete {where}.mean and "
+                f"{where}.std so that they are computed again",
                 f"{where}.{name}",
             )
     if len(mean) != len(std) or any(v <= 0 for v in std):

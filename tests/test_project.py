@@ -243,3 +243,19 @@ def test_json_nested_too_deeply_is_a_project_error(tmp_path: Path, where: str) -
     with pytest.raises(ProjectError, match="nested too deeply") as caught:
         load_project(tmp_path)
     assert caught.value.path == tmp_path / "project.json"
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize("name", ["mean", "std"])
+def test_stored_statistics_must_be_finite(tmp_path: Path, name: str, bad: str) -> None:
+    data = valid_data()
+    data["data"].update(mean=[0.5], std=[0.25], stats_key="k")
+    text = json.dumps(data).replace(
+        f'"{name}": [{0.5 if name == "mean" else 0.25}]', f'"{name}": [{bad}]'
+    )
+    assert bad in text
+    saved(tmp_path, text)
+    with pytest.raises(ProjectError, match="must be finite numbers") as caught:
+        load_project(tmp_path)
+    assert caught.value.where == f"data.{name}"
+    assert "delete data.mean and data.std" in str(caught.value)
