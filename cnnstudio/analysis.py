@@ -7,6 +7,7 @@ memory, and every problem attached to the layer it belongs to, in words a user c
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -19,50 +20,19 @@ from cnnstudio.spec import INPUT, ModelSpec, Node
 
 BYTES_PER_VALUE = 4  # activations are float32 unless mixed precision is on
 
-_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-# Attribute names of nn.Module and of the built model: a submodule may not shadow them.
-_RESERVED_IDS = frozenset(
-    {
-        INPUT,
-        "forward",
-        "training",
-        "to",
-        "cuda",
-        "cpu",
-        "eval",
-        "train",
-        "state_dict",
-        "parameters",
-        "modules",
-        "children",
-        "apply",
-        "half",
-        "float",
-        "double",
-        "type",
-        "zero_grad",
-        "register_buffer",
-        "add_module",
-        "get_submodule",
-        "named_modules",
-        "buffers",
-        "extra_repr",
-        "requires_grad_",
-        "share_memory",
-        "load_state_dict",
-        "bfloat16",
-        "ipu",
-        "xpu",
-        "mtia",
-        "compile",
-        "order",
-        "output_id",
-        "spec",
-        "dump_patches",
-        "call_super_init",
-        "T_destination",
-    }
-)
+# a letter first: torch keeps names that start with _ (and dunder names) for itself
+_ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# Names the built model (build.SpecModel) has besides nn.Module's: a submodule may not shadow them.
+_MODEL_ATTRIBUTES = frozenset({"training", "output_id", "spec", "order"})
+
+
+@functools.cache
+def _reserved_ids() -> frozenset[str]:
+    """Every attribute of nn.Module (read from torch, so a new torch's new methods are included)
+    and of the built model: a layer with such an id passes ``add_module`` or breaks the model."""
+    from torch import nn
+
+    return _MODEL_ATTRIBUTES | frozenset(dir(nn.Module))
 
 
 @dataclass(frozen=True)
@@ -241,7 +211,7 @@ def _check_model(spec: ModelSpec) -> list[SpecIssue]:
         issues.append(SpecIssue(None, "the model has no layers: add some from the palette"))
     seen: dict[str, int] = {}
     for index, node in enumerate(spec.nodes):
-        if not _ID_PATTERN.match(node.id):
+        if not _ID_PATTERN.fullmatch(node.id):
             issues.append(
                 SpecIssue(
                     node.id,
@@ -249,8 +219,22 @@ def _check_model(spec: ModelSpec) -> list[SpecIssue]:
                     "hold only letters, digits and _ (at most 64)",
                 )
             )
-        elif node.id in _RESERVED_IDS:
-            issues.append(SpecIssue(node.id, f"layer id {node.id!r} is reserved: choose another"))
+        elif node.id == INPUT:
+            issues.append(
+                SpecIssue(
+                    node.id,
+                    f"layer id {INPUT!r} is reserved: it names the model's input in a "
+                    "layer's inputs; choose another",
+                )
+            )
+        elif node.id in _reserved_ids():
+            issues.append(
+                SpecIssue(
+                    node.id,
+                    f"layer id {node.id!r} is a name torch's nn.Module uses itself: "
+                    f"choose another, such as {node.id}_1",
+                )
+            )
         if node.id in seen:
             issues.append(
                 SpecIssue(

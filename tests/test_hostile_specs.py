@@ -4,11 +4,14 @@ place, an engine error or an analysis issue on the layer, never a Python excepti
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import torch
 
-from cnnstudio import analyze
+from cnnstudio import analyze, build_model
+from cnnstudio.build import SpecModel
 from cnnstudio.errors import ProjectError
 from cnnstudio.project import load_project, new_project
 from tests.helpers import spec_of
@@ -49,3 +52,49 @@ def test_layer_number_too_large_for_a_float_is_an_issue_on_the_layer(value: int)
     assert (issue.layer, issue.param) == ("drop", "p")
     assert issue.message.startswith("p must be a number from 0 to 1, got a")
     assert issue.message.endswith("integer of 401 digits")
+
+
+def net_with_id(layer_id: str):
+    return spec_of(
+        (layer_id, "Conv2d", {"out_channels": 4, "kernel_size": 3}),
+        ("flat", "Flatten", {}),
+        ("head", "Linear", {"out_features": 10}),
+    )
+
+
+@pytest.mark.parametrize("layer_id", ["conv1\n", "conv1\r", "\nconv1", "_private", "__init__"])
+def test_layer_id_with_a_newline_or_leading_underscore_is_refused(layer_id: str) -> None:
+    (issue,) = analyze(net_with_id(layer_id)).errors
+    assert issue.layer == layer_id
+    assert issue.message == (
+        f"layer id {layer_id!r} must start with a letter and hold only letters, digits and _ "
+        "(at most 64)"
+    )
+
+
+def attribute_names() -> list[str]:
+    """Every attribute name of nn.Module and of the built model a layer id could spell."""
+    from torch import nn
+
+    names = set(dir(nn.Module)) | set(dir(SpecModel))
+    return sorted(n for n in names if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", n))
+
+
+@pytest.mark.parametrize("layer_id", attribute_names())
+def test_layer_id_that_is_a_module_attribute_is_flagged_or_builds(layer_id: str) -> None:
+    spec = net_with_id(layer_id)
+    analysis = analyze(spec)
+    if analysis.valid:
+        model = build_model(spec, analysis=analysis)
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    else:
+        (issue,) = analysis.errors
+        assert issue.layer == layer_id
+
+
+def test_layer_id_that_is_a_module_method_says_what_to_do() -> None:
+    (issue,) = analyze(net_with_id("named_children")).errors
+    assert issue.message == (
+        "layer id 'named_children' is a name torch's nn.Module uses itself: choose another, "
+        "such as named_children_1"
+    )

@@ -201,7 +201,10 @@ def test_duplicate_and_reserved_and_malformed_ids() -> None:
     analysis = analyze(spec)
     text = [str(e) for e in analysis.errors]
     assert "c: layer id 'c' is used by layers 1 and 2: ids must be unique" in text
-    assert "forward: layer id 'forward' is reserved: choose another" in text
+    assert (
+        "forward: layer id 'forward' is a name torch's nn.Module uses itself: choose another, "
+        "such as forward_1" in text
+    )
     assert any(t.startswith("2x: layer id '2x' must start with a letter") for t in text)
 
 
