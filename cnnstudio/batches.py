@@ -21,12 +21,53 @@ from cnnstudio.errors import DataError
 # Feeding training
 
 
+def batch_count(samples: int, batch_size: int, *, drop_last: bool, merge_single: bool) -> int:
+    """How many batches ``samples`` images make. With ``merge_single`` a last batch of one image
+    joins the batch before it: BatchNorm cannot train on a batch of one. The count depends on the
+    numbers alone, so every rank of a run and every resume of it agree on it."""
+    if drop_last:
+        return samples // batch_size
+    count = -(-samples // batch_size)
+    if merge_single and count > 1 and samples % batch_size == 1:
+        count -= 1
+    return count
+
+
+def batch_bounds(
+    samples: int, batch_size: int, count: int, *, drop_last: bool
+) -> Iterator[tuple[int, int]]:
+    """Start and end of each of ``count`` batches; unless ``drop_last`` the last one takes
+    whatever is left (one image more than a batch when a single image was merged into it)."""
+    for b in range(count):
+        start = b * batch_size
+        last = b == count - 1 and not drop_last
+        yield start, samples if last else min(samples, start + batch_size)
+
+
+def epoch_order(
+    count: int, *, shuffle: bool, seed: int, epoch: int, rank: int, world: int
+) -> torch.Tensor:
+    """The positions (0 to ``count``) this rank takes in ``epoch``: shuffled by (seed, epoch)
+    alone, and with ``world > 1`` a share of them, as DistributedSampler does (padded so every
+    rank gets the same number)."""
+    order = torch.arange(count)
+    if shuffle:
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed + epoch))
+    if world > 1:
+        total = -(-count // world) * world
+        if total > count:
+            order = torch.cat([order, order[: total - count]])
+        order = order[rank:total:world]
+    return order
+
+
 class TensorBatches:
     """Mini-batches from uint8 images held on the training device.
 
     Shuffling, augmentation and normalization happen on that device, a whole batch at a time.
     With ``world > 1`` each rank takes its share of every epoch's order, as DistributedSampler
-    does (padded so every rank gets the same number of batches).
+    does (padded so every rank gets the same number of batches). With ``merge_single`` a last
+    batch of one image joins the one before it.
     """
 
     def __init__(
@@ -41,6 +82,7 @@ class TensorBatches:
         augment: dict[str, Any] | None = None,
         shuffle: bool = False,
         drop_last: bool = False,
+        merge_single: bool = False,
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
@@ -58,6 +100,7 @@ class TensorBatches:
         self.augment = augment
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.merge_single = merge_single
         self.seed = seed
         self.rank, self.world = rank, world
         self.epoch = 0
@@ -67,23 +110,26 @@ class TensorBatches:
         return -(-len(self.indices) // self.world)
 
     def __len__(self) -> int:
-        n = self.num_samples
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batch_count(
+            self.num_samples,
+            self.batch_size,
+            drop_last=self.drop_last,
+            merge_single=self.merge_single,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def order(self) -> torch.Tensor:
-        indices = self.indices
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            indices = indices[torch.randperm(len(indices), generator=generator).to(indices.device)]
-        if self.world > 1:
-            total = self.num_samples * self.world
-            if total > len(indices):
-                indices = torch.cat([indices, indices[: total - len(indices)]])
-            indices = indices[self.rank : total : self.world]
-        return indices
+        positions = epoch_order(
+            len(self.indices),
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=self.epoch,
+            rank=self.rank,
+            world=self.world,
+        )
+        return self.indices[positions.to(self.indices.device)]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order()
@@ -91,8 +137,10 @@ class TensorBatches:
         if self.augment:
             generator = torch.Generator(device=self.images.device)
             generator.manual_seed((self.seed + 1) * 1_000_003 + self.epoch * 7919 + self.rank)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            batch = order[start : start + self.batch_size]
+        for start, end in batch_bounds(
+            len(order), self.batch_size, len(self), drop_last=self.drop_last
+        ):
+            batch = order[start:end]
             images = self.images[batch]
             if self.augment:
                 x = augment_batch(images, self.augment, generator)
@@ -129,8 +177,51 @@ class _FileImages(torch.utils.data.Dataset):
         raise DataError("no readable image left in the dataset")
 
 
+class _EpochBatches(torch.utils.data.Sampler):
+    """The batches of positions of one epoch, in the order and counts TensorBatches uses: a
+    function of (seed, epoch, rank, world) alone."""
+
+    def __init__(
+        self,
+        count: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        merge_single: bool,
+        seed: int,
+        rank: int,
+        world: int,
+    ) -> None:
+        self.count, self.batch_size = count, batch_size
+        self.shuffle, self.drop_last, self.merge_single = shuffle, drop_last, merge_single
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        samples = -(-self.count // self.world)
+        return batch_count(
+            samples, self.batch_size, drop_last=self.drop_last, merge_single=self.merge_single
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = epoch_order(
+            self.count,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=self.epoch,
+            rank=self.rank,
+            world=self.world,
+        ).tolist()
+        for start, end in batch_bounds(
+            len(order), self.batch_size, len(self), drop_last=self.drop_last
+        ):
+            yield order[start:end]
+
+
 class LoaderBatches:
-    """Mini-batches decoded by DataLoader workers with torchvision transforms (large folders)."""
+    """Mini-batches decoded by DataLoader workers with torchvision transforms (large folders).
+    The batches are those TensorBatches would make: the same order, counts and last batch."""
 
     def __init__(
         self,
@@ -148,6 +239,7 @@ class LoaderBatches:
         rank: int = 0,
         world: int = 1,
         drop_last: bool = False,
+        merge_single: bool = False,
     ) -> None:
         assert dataset.paths is not None
         channels, height, width = dataset.input_shape
@@ -158,33 +250,34 @@ class LoaderBatches:
         files = _FileImages(
             [dataset.paths[i] for i in indices], dataset.labels[indices], channels, transform
         )
-        sampler = None
-        if world > 1:
-            sampler = torch.utils.data.DistributedSampler(
-                files, world, rank, shuffle=shuffle, seed=seed
-            )
         workers = default_workers() if workers is None else workers
-        generator = torch.Generator().manual_seed(seed)
-        self.sampler = sampler
+        self.batches = _EpochBatches(
+            len(indices),
+            batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            merge_single=merge_single,
+            seed=seed,
+            rank=rank,
+            world=world,
+        )
         self.loader = torch.utils.data.DataLoader(
             files,
-            batch_size=batch_size,
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
+            batch_sampler=self.batches,
             num_workers=workers,
             pin_memory=device.type == "cuda",
-            drop_last=drop_last,
             persistent_workers=workers > 0,
-            generator=generator,
+            # its own generator: creating an epoch's iterator must not draw from torch's global
+            # one, which dropout uses and a checkpoint restores
+            generator=torch.Generator().manual_seed(seed),
         )
         self.device = device
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.batches)
 
     def set_epoch(self, epoch: int) -> None:
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
+        self.batches.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         non_blocking = self.device.type == "cuda"
@@ -215,7 +308,8 @@ def make_batches(
     workers: int | None = None,
 ) -> TensorBatches | LoaderBatches:
     """Batches of ``split`` on ``device``: from memory when the dataset is decoded, else through
-    DataLoader workers. Training batches are shuffled and augmented; validation ones are not."""
+    DataLoader workers. Training batches are shuffled and augmented, and never hold a single image
+    (it joins the batch before it: BatchNorm cannot train on one); validation ones are not."""
     device = torch.device(device)
     augment = augment if train else None
     if dataset.images is not None:
@@ -229,6 +323,7 @@ def make_batches(
             std,
             augment=augment,
             shuffle=train,
+            merge_single=train,
             seed=seed,
             rank=rank,
             world=world,
@@ -241,6 +336,7 @@ def make_batches(
         std,
         augment=augment,
         shuffle=train,
+        merge_single=train,
         device=device,
         seed=seed,
         rank=rank,
