@@ -5,18 +5,16 @@ path. Each ends in one clear outcome through the public interfaces."""
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from cnnstudio import Project
 from cnnstudio.data import DataSettings, load_dataset
-from cnnstudio.train import Failed, Finished, RunStarted, Trainer
+from cnnstudio.train import Finished, RunStarted, Trainer
 from cnnstudio.train_settings import check_training
 from tests.helpers import spec_of
-from tests.test_train import colour_folder, collect
+from tests.test_train import collect, colour_folder
 
 
 def batchnorm1d_model():
