@@ -3,13 +3,15 @@ what to do, never a traceback, and nothing already saved is lost."""
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
 
-from cnnstudio import cli
+from cnnstudio import cli, new_project
 from cnnstudio.data import DataSettings, load_dataset
 from cnnstudio.errors import DataError
 from cnnstudio.images import decode_image, decode_images, scan_folder
@@ -74,3 +76,30 @@ def test_cli_data_and_new_list_an_image_over_the_pixel_limit(tmp_path: Path, cap
     assert cli.main(["new", str(tmp_path / "proj"), "--data-folder", str(root)]) == 0
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
+
+
+# Files written atomically keep the permissions a user expects
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_new_file_gets_the_umask_default_mode(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        written = new_project(path=tmp_path).save()
+    finally:
+        os.umask(old)
+    assert mode_of(written) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o666])
+def test_a_replaced_file_keeps_its_mode(tmp_path: Path, mode: int) -> None:
+    project = new_project(path=tmp_path)
+    written = project.save()
+    written.chmod(mode)
+    project.name = "renamed"
+    assert project.save() == written
+    assert mode_of(written) == mode
