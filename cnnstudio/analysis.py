@@ -273,38 +273,51 @@ def _resolve_inputs(spec: ModelSpec, issues: list[SpecIssue]) -> dict[str, tuple
 def _topological_order(
     spec: ModelSpec, inputs: dict[str, tuple[str, ...]], issues: list[SpecIssue]
 ) -> list[str]:
-    """Layer ids in an order where every layer follows its inputs; cycles are reported."""
+    """Layer ids in an order where every layer follows its inputs; cycles are reported.
+
+    A depth-first walk against the data flow, with its own stack: a chain of thousands of layers
+    listed against the data order is as deep as it is long, too deep for Python's recursion."""
     order: list[str] = []
-    state: dict[str, int] = {}  # 1: visiting, 2: done
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
     in_cycle: set[str] = set()
-
-    def visit(node_id: str, path: list[str]) -> None:
-        if state.get(node_id) == 2 or node_id == INPUT:
-            return
-        if state.get(node_id) == 1:
-            # the walk goes against the data flow: reverse it to read as the data moves
-            cycle = [node_id, *reversed(path[path.index(node_id) :])]
-            for member in cycle[:-1]:
-                if member not in in_cycle:
-                    in_cycle.add(member)
-                    issues.append(
-                        SpecIssue(
-                            member,
-                            "is part of a cycle: " + " → ".join(cycle) + "; a layer cannot feed "
-                            "its own input",
-                            param="inputs",
-                        )
-                    )
-            return
-        state[node_id] = 1
-        for name in inputs.get(node_id, ()):
-            visit(name, [*path, node_id])
-        state[node_id] = 2
-        order.append(node_id)
-
-    for node in spec.nodes:
-        visit(node.id, [])
+    for root in spec.nodes:
+        if root.id in state:
+            continue
+        state[root.id] = 1
+        path = [root.id]
+        pending = [iter(inputs.get(root.id, ()))]
+        while pending:
+            name = next(pending[-1], None)
+            if name is None:
+                done = path.pop()
+                pending.pop()
+                state[done] = 2
+                order.append(done)
+            elif name == INPUT or state.get(name) == 2:
+                continue
+            elif state.get(name) == 1:
+                _report_cycle(path, name, in_cycle, issues)
+            else:
+                state[name] = 1
+                path.append(name)
+                pending.append(iter(inputs.get(name, ())))
     return [n for n in order if n not in in_cycle]
+
+
+def _report_cycle(path: list[str], again: str, in_cycle: set[str], issues: list[SpecIssue]) -> None:
+    # the walk goes against the data flow: reverse it to read as the data moves
+    cycle = [again, *reversed(path[path.index(again) :])]
+    for member in cycle[:-1]:
+        if member not in in_cycle:
+            in_cycle.add(member)
+            issues.append(
+                SpecIssue(
+                    member,
+                    "is part of a cycle: " + " → ".join(cycle) + "; a layer cannot feed "
+                    "its own input",
+                    param="inputs",
+                )
+            )
 
 
 def _check_params(kind: LayerKind, node: Node) -> tuple[dict[str, Any], list[tuple[str, str]]]:

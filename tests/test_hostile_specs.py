@@ -98,3 +98,26 @@ def test_layer_id_that_is_a_module_method_says_what_to_do() -> None:
         "layer id 'named_children' is a name torch's nn.Module uses itself: choose another, "
         "such as named_children_1"
     )
+
+
+def test_long_chain_listed_against_the_data_order_is_analysed() -> None:
+    n = 1500  # each layer's input is the next one in the list: a walk 1,500 deep
+    layers = [("flat", "Flatten", {}, ["r0"])]
+    layers += [(f"r{i}", "ReLU", {}, [f"r{i + 1}"]) for i in range(n - 1)]
+    layers += [
+        (f"r{n - 1}", "ReLU", {}, ["input"]),
+        ("head", "Linear", {"out_features": 10}, ["flat"]),
+    ]
+    spec = spec_of(*layers)
+    analysis = analyze(spec)
+    assert analysis.valid
+    assert analysis.order[0] == f"r{n - 1}" and analysis.order[-1] == "head"
+    assert analysis.output_shape == (10,)
+
+
+def test_long_cycle_is_reported_on_each_member() -> None:
+    n = 1500
+    layers = [(f"r{i}", "ReLU", {}, [f"r{(i + 1) % n}"]) for i in range(n)]
+    analysis = analyze(spec_of(*layers))
+    assert {e.layer for e in analysis.errors} == {f"r{i}" for i in range(n)}
+    assert analysis.errors[0].message.startswith("is part of a cycle: r0 → r")
