@@ -5,13 +5,16 @@ path. Each ends in one clear outcome through the public interfaces."""
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnstudio import Project
 from cnnstudio.data import DataSettings, load_dataset
-from cnnstudio.train import Finished, RunStarted, Trainer
+from cnnstudio.runs import load_checkpoint
+from cnnstudio.train import EpochEnded, Failed, Finished, RunStarted, Trainer
 from cnnstudio.train_settings import check_training
 from tests.helpers import spec_of
 from tests.test_train import collect, colour_folder
@@ -61,3 +64,66 @@ def test_a_last_batch_of_one_image_trains_batchnorm1d(tmp_path: Path, feeding: s
     assert isinstance(result, Finished) and result.state == "finished", result
     started = next(e for e in events if isinstance(e, RunStarted))
     assert started.train_images == 76 and started.steps_per_epoch == 3
+
+
+def tiny_bn_model():
+    return spec_of(
+        ("conv1", "Conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}),
+        ("bn1", "BatchNorm2d", {}),
+        ("relu1", "ReLU", {}),
+        ("pool1", "MaxPool2d", {"kernel_size": 4}),
+        ("flat", "Flatten", {}),
+        ("fc", "Linear", {"out_features": 4}),
+        input_shape=(3, 16, 16),
+        num_classes=4,
+    )
+
+
+def assert_kept_epoch_1(result: Failed) -> None:
+    last = Path(result.run_dir) / "last.pt"
+    assert f"the last good checkpoint is {last} (epoch 1)" in result.message
+    assert load_checkpoint(last)["progress"]["epoch"] == 1
+    state = json.loads((Path(result.run_dir) / "state.json").read_text())
+    assert state["state"] == "failed" and state["message"] == result.message
+
+
+def test_a_nan_validation_loss_stops_the_run(tmp_path: Path, monkeypatch) -> None:
+    project = make_project(tmp_path, tiny_bn_model())
+    original = torch.nn.functional.cross_entropy
+    calls = {"val": 0}
+
+    def poisoned(logits, target, *args, reduction="mean", **kwargs):
+        loss = original(logits, target, *args, reduction=reduction, **kwargs)
+        if reduction == "sum":  # validation sums; training takes the mean
+            calls["val"] += 1
+            return loss * float("nan") if calls["val"] == 2 else loss
+        return loss
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", poisoned)
+    events, result = collect(Trainer(project))
+    assert isinstance(result, Failed) and result.reason == "nan", result
+    assert result.message.startswith("the validation loss became NaN at the end of epoch 2 ")
+    assert "lower the learning rate" in result.message
+    assert [e.epoch for e in events if isinstance(e, EpochEnded)] == [1]
+    assert_kept_epoch_1(result)
+
+
+def test_an_infinite_batchnorm_buffer_stops_the_run_naming_it(tmp_path: Path, monkeypatch) -> None:
+    project = make_project(tmp_path, tiny_bn_model())
+    original = torch.nn.BatchNorm2d.forward
+    calls = {"n": 0}
+
+    def poisoned(self, x):
+        out = original(self, x)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 6:  # a step of epoch 2 (5 steps an epoch)
+                self.running_var.data[0] = float("inf")  # outside autograd's count
+        return out
+
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "forward", poisoned)
+    events, result = collect(Trainer(project))
+    assert isinstance(result, Failed) and result.reason == "nan", result
+    assert result.message.startswith("running_var of layer bn1 became infinite during epoch 2 ")
+    assert [e.epoch for e in events if isinstance(e, EpochEnded)] == [1]
+    assert_kept_epoch_1(result)

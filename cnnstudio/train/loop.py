@@ -128,7 +128,10 @@ class Loop:
             return outcome
         train_images = self.p.seen
         train_loss, train_acc = self._train_means()
-        val_loss, val_acc = self._validate()
+        val_loss, val_acc, val_images = self._validate()
+        failed = self._check_weights() or self._check_validation(val_loss, val_images)
+        if failed:
+            return failed
         self._next_epoch()
         improved = self._track_best(val_loss, val_acc)
         lr = self._lr()
@@ -277,18 +280,23 @@ class Loop:
         )
 
     def _nan(self, step: int, value: float) -> Failed:
+        return self._failed_nan(
+            f"the loss became {_word(value)} at step {step} (epoch {self.p.epoch + 1})", step
+        )
+
+    def _failed_nan(self, what: str, step: int) -> Failed:
+        """Failed("nan"): ``what`` happened, what to do, and which checkpoint is kept (the epoch
+        that went wrong is never saved)."""
         last = self.c.run_dir / runs.LAST
         kept = (
             f"the last good checkpoint is {last} (epoch {self.p.epoch})"
             if last.is_file()
             else "no checkpoint was written before it"
         )
-        word = "NaN" if math.isnan(value) else "infinite"
         return Failed(
             "nan",
-            f"the loss became {word} at step {step} (epoch {self.p.epoch + 1}) "
-            f"with learning rate {self._lr():.3g}: lower the learning rate or set grad_clip; "
-            f"{kept}",
+            f"{what} with learning rate {self._lr():.3g}: lower the learning rate or set "
+            f"grad_clip; {kept}",
             str(self.c.run_dir),
             step,
         )
@@ -313,7 +321,9 @@ class Loop:
         return total_loss / max(1, total), total_correct / max(1, total)
 
     @torch.no_grad()
-    def _validate(self) -> tuple[float, float]:
+    def _validate(self) -> tuple[float, float, int]:
+        """The validation loss and accuracy over every rank (NaN when there is no validation
+        image), and how many images they cover."""
         self.trained.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -330,8 +340,45 @@ class Loop:
             [float(loss_sum), float(correct), float(seen)], self.world, self.device
         )
         if total == 0:
-            return float("nan"), float("nan")
-        return total_loss / total, total_correct / total
+            return float("nan"), float("nan"), 0
+        return total_loss / total, total_correct / total, int(total)
+
+    def _check_validation(self, val_loss: float, val_images: int) -> Failed | None:
+        """Failed when the validation loss is NaN or infinite (an empty validation split, whose
+        loss is NaN by convention, goes on)."""
+        if math.isfinite(val_loss) or val_images == 0:
+            return None
+        return self._failed_nan(
+            f"the validation loss became {_word(val_loss)} at the end of epoch {self.p.epoch + 1}",
+            self.p.global_step,
+        )
+
+    @torch.no_grad()
+    def _check_weights(self) -> Failed | None:
+        """Failed when a weight or buffer (a BatchNorm's running_var, say) holds a NaN or an
+        infinite value, on any rank: such a model would go on "training" in silence."""
+        state = {k: v for k, v in self.model.state_dict().items() if torch.is_floating_point(v)}
+        if not state:
+            return None
+        bad = torch.stack([~torch.isfinite(v).all() for v in state.values()]).tolist()
+        first = next((key for key, b in zip(state, bad, strict=True) if b), None)
+        if self.world.distributed:
+            anywhere = all_sum([1.0 if first is not None else 0.0], self.world, self.device)
+            if anywhere[0] and first is None:
+                return self._failed_nan(
+                    f"a weight became NaN or infinite on another process during epoch "
+                    f"{self.p.epoch + 1}",
+                    self.p.global_step,
+                )
+        if first is None:
+            return None
+        layer, _, name = first.rpartition(".")
+        value = state[first][~torch.isfinite(state[first])].flatten()[0].item()
+        return self._failed_nan(
+            f"{name} of layer {layer or first} became {_word(value)} during epoch "
+            f"{self.p.epoch + 1}",
+            self.p.global_step,
+        )
 
     def _track_best(self, val_loss: float, val_acc: float) -> bool:
         p = self.p
@@ -406,3 +453,7 @@ class Loop:
         path = self.c.run_dir / (runs.BEST if kind == "best" else runs.LAST)
         runs.save_checkpoint(path, state)
         self.c.events(CheckpointSaved(str(path), self.p.epoch, kind))
+
+
+def _word(value: float) -> str:
+    return "NaN" if math.isnan(value) else "infinite"
