@@ -445,7 +445,13 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     if live:
         print(file=sys.stderr)
     target = args.csv or args.dir / "lr_find.csv"
-    result.save_csv(target)
+    try:
+        result.save_csv(target)
+    except OSError as error:
+        raise UsageError(
+            f"cannot write {target} ({error.strerror or error}): make its folder writable, or "
+            "give --csv a file in a folder you can write to"
+        ) from None
     print(f"suggested learning rate: {result.suggestion:.2e} (curve in {target})")
     return 0
 

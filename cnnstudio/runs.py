@@ -14,8 +14,10 @@ from a run folder can run code.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import pickle
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -195,14 +197,25 @@ def new_run_dir(runs: Path, suffix: str = "") -> Path:
     """A new, empty run folder in ``runs`` named by the time (``20261201-0930``, then ``-1``, ``-2``
     when that name is taken), with ``suffix`` appended."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    runs.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        candidate = runs / ((stamp if n == 0 else f"{stamp}-{n}") + suffix)
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
+    if runs.exists() and not runs.is_dir():
+        raise TrainingError(
+            f"{runs} is a file, not a folder: the project keeps its runs in a folder of that "
+            "name; rename or move the file"
+        )
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            candidate = runs / ((stamp if n == 0 else f"{stamp}-{n}") + suffix)
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise TrainingError(
+            f"cannot create a run folder in {runs} ({error.strerror or error}): make the project "
+            "folder writable, or save the project in a folder you can write to"
+        ) from None
     raise TrainingError(f"cannot create a run folder in {runs}")
 
 
@@ -234,7 +247,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write a checkpoint atomically: a killed run never leaves half a file."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise TrainingError(
+                f"no space left on the device while writing {path}: free space; the previous "
+                "checkpoint is kept"
+            ) from None
+        raise TrainingError(
+            f"cannot write the checkpoint {path} ({error.strerror or error}); the previous "
+            "checkpoint is kept"
+        ) from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -243,8 +267,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainingError(f"no checkpoint at {path}") from None
-    except Exception as error:
-        raise TrainingError(f"cannot read the checkpoint {path}: {error}") from None
+    except PermissionError as error:
+        raise TrainingError(f"cannot read the checkpoint {path} ({error.strerror})") from None
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" not in str(error).lower():
+            raise _damaged(path) from None
+        # torch's message advises weights_only=False, which would run code from the file
+        raise TrainingError(
+            f"the checkpoint {path} holds objects other than tensors and numbers (not written "
+            "by CNN Studio, or changed since): it is not loaded, so that no code in it runs; "
+            "delete the run or start a new one"
+        ) from None
+    except Exception:
+        # torch reports a truncated or foreign file as OSError, RuntimeError, EOFError, KeyError...
+        raise _damaged(path) from None
+
+
+def _damaged(path: Path) -> TrainingError:
+    return TrainingError(
+        f"the checkpoint {path} is damaged (truncated or not a checkpoint): delete the run or "
+        "start a new one"
+    )
 
 
 def checkpoint_path(folder: Path, which: str = "best") -> Path | None:

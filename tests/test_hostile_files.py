@@ -3,17 +3,24 @@ what to do, never a traceback, and nothing already saved is lost."""
 
 from __future__ import annotations
 
+import argparse
+import collections
+import errno
+import io
 import os
+import pickle
 import stat
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
 import pytest
+import torch
 
-from cnnstudio import cli, new_project
+from cnnstudio import cli, new_project, runs
 from cnnstudio.data import DataSettings, load_dataset
-from cnnstudio.errors import DataError
+from cnnstudio.errors import DataError, TrainingError
 from cnnstudio.images import decode_image, decode_images, scan_folder
 from cnnstudio.progress import quiet
 from tests import data_factory as make
@@ -103,3 +110,126 @@ def test_a_replaced_file_keeps_its_mode(tmp_path: Path, mode: int) -> None:
     project.name = "renamed"
     assert project.save() == written
     assert mode_of(written) == mode
+
+
+# Project folders the studio cannot write to
+
+
+def saved_project(folder: Path) -> Path:
+    new_project("lenet5", path=folder).save()
+    return folder
+
+
+def test_train_when_runs_is_a_file_names_it(tmp_path: Path, capsys) -> None:
+    folder = saved_project(tmp_path / "proj")
+    (folder / "runs").write_text("not a folder")
+    assert cli.main(["train", str(folder), "--epochs", "1", "--device", "cpu"]) == 1  # a failed run
+    err = capsys.readouterr().err
+    assert f"{folder / 'runs'} is a file, not a folder" in err
+    assert "rename or move the file" in err and "Traceback" not in err
+    assert (folder / "runs").read_text() == "not a folder"
+
+
+def read_only_below(monkeypatch, folder: Path, number: int) -> None:
+    """Writes below ``folder`` fail as on a read-only disk (chmod does not stop root)."""
+    real_mkdir, real_mkstemp = Path.mkdir, tempfile.mkstemp
+
+    def refuse(path) -> None:
+        if Path(path).is_relative_to(folder):
+            raise OSError(number, os.strerror(number), str(path))
+
+    def mkdir(self, *args, **kwargs):
+        if not self.is_dir():
+            refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def mkstemp(*args, dir=None, **kwargs):
+        refuse(dir)
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("number", [errno.EROFS, errno.EACCES])
+def test_train_in_a_read_only_folder_is_one_line(
+    tmp_path: Path, monkeypatch, capsys, number
+) -> None:
+    folder = saved_project(tmp_path / "proj")
+    read_only_below(monkeypatch, folder, number)
+    assert cli.main(["train", str(folder), "--epochs", "1", "--device", "cpu"]) == 1  # a failed run
+    err = capsys.readouterr().err
+    assert f"cannot create a run folder in {folder / 'runs'} ({os.strerror(number)})" in err
+    assert "make the project folder writable" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_lr_find_in_a_read_only_folder_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    folder = saved_project(tmp_path / "proj")
+    read_only_below(monkeypatch, folder, errno.EROFS)
+    assert cli.main(["lr-find", str(folder), "--steps", "3", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {folder / 'lr_find.csv'} (Read-only file system)" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+# Checkpoints: a full disk, a damaged file
+
+
+def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    path = tmp_path / "last.pt"
+    runs.save_checkpoint(path, {"epoch": 1, "model": {"w": torch.ones(3)}})
+    before = path.read_bytes()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(TrainingError) as caught:
+        runs.save_checkpoint(path, {"epoch": 2, "model": {"w": torch.zeros(3)}})
+    assert str(caught.value) == (
+        f"no space left on the device while writing {path}: free space; the previous "
+        "checkpoint is kept"
+    )
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+    assert runs.load_checkpoint(path)["epoch"] == 1
+
+
+def checkpoint_bytes() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"epoch": 1, "model": {"w": torch.zeros(64, 64)}}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],
+        lambda b: b[:10],
+        lambda b: b"",
+        lambda b: b"hello world" * 10,
+        lambda b: pickle.dumps(collections.OrderedDict(a=1)) + b"\0" * 8,
+    ],
+    ids=["half", "ten-bytes", "empty", "text", "pickle"],
+)
+def test_a_damaged_checkpoint_says_which_file_and_what_to_do(tmp_path: Path, damage) -> None:
+    path = tmp_path / "last.pt"
+    path.write_bytes(damage(checkpoint_bytes()))
+    with pytest.raises(TrainingError) as caught:
+        runs.load_checkpoint(path)
+    message = str(caught.value)
+    assert message == (
+        f"the checkpoint {path} is damaged (truncated or not a checkpoint): delete the run or "
+        "start a new one"
+    )
+
+
+def test_a_checkpoint_holding_code_is_refused_without_advice_to_run_it(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    torch.save({"epoch": 1, "extra": argparse.Namespace(a=1)}, path)
+    with pytest.raises(TrainingError, match="holds objects other than tensors") as caught:
+        runs.load_checkpoint(path)
+    assert str(path) in str(caught.value) and "weights_only" not in str(caught.value)
