@@ -410,3 +410,21 @@ def _broken_load(src: ModelSource) -> ModelSource:
 
 def _no_subprocess(*args, **kwargs):
     raise AssertionError("no interpreter to start inside the standalone program")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format, name", [("python", "model.py"), ("training-script", "train.py")])
+def test_cli_export_to_a_relative_path(
+    format: str, name: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    project = Project(model=tiny_model(), name="fresh", path=tmp_path / "fresh")
+    project.save()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = Path("rel") / name
+    args = ["export", str(project.path), "--format", format, "--out", str(out), "--untrained"]
+    assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert f"wrote {elsewhere / out} (" in printed and "checked: max difference" in printed
+    assert (elsewhere / out).is_file()

@@ -126,7 +126,8 @@ def export(
         )
     if format in ("training-script", "project") and src.project is None:
         raise ExportError(f"{format} export needs the project", format)
-    path = Path(path)
+    # absolute: the check loads the files back from another working folder
+    path = Path(path).absolute()
     check_writable(path, format)
     check_model(src)
     started = time.perf_counter()
