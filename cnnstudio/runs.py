@@ -17,8 +17,11 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 import pickle
 import shutil
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +51,7 @@ class RunInfo:
     name: str
     folder: Path
     started: str
-    state: str  # running, finished, stopped, failed, unknown
+    state: str  # running, finished, stopped, failed, interrupted (killed while running), unknown
     message: str
     epochs_done: int | None
     epochs: int | None
@@ -100,12 +103,15 @@ def run_info(folder: Path) -> RunInfo:
     epochs = training.get("epochs") if isinstance(training.get("epochs"), int) else None
     best = state.get("best_val_accuracy")
     done = state.get("epochs_done")
+    name, message = str(state.get("state", "unknown")), str(state.get("message") or "")
+    if name == "running" and not _trainer_alive(state):
+        name, message = "interrupted", _interrupted_message(folder)
     return RunInfo(
         name=folder.name,
         folder=folder,
         started=str(settings.get("started", "")),
-        state=str(state.get("state", "unknown")),
-        message=str(state.get("message") or ""),
+        state=name,
+        message=message,
         epochs_done=done if isinstance(done, int) else None,
         epochs=epochs,
         best_val_accuracy=float(best) if isinstance(best, (int, float)) else None,
@@ -115,6 +121,61 @@ def run_info(folder: Path) -> RunInfo:
             else settings_summary(training)
         ),
         has_checkpoint=(folder / LAST).is_file() or (folder / BEST).is_file(),
+    )
+
+
+def trainer_process() -> dict[str, Any]:
+    """What a running run's state.json says of the process training it (its pid and host), so
+    that the run list can tell a run killed without a word from one still training."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _trainer_alive(state: dict[str, Any]) -> bool:
+    """Whether the process a 'running' state.json names still runs: True unless it is known to
+    have ended (a state without a pid, as older runs wrote, or from another host, counts as
+    alive)."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return True
+    if state.get("host") != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return True
+    return _process_exists(pid)
+
+
+def _process_exists(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process there
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() == 5  # access denied: it exists
+        code = ctypes.c_ulong()
+        try:
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        finally:
+            kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, run by someone else
+        return True
+    return True
+
+
+def _interrupted_message(folder: Path) -> str:
+    if (folder / LAST).is_file():
+        return (
+            "the training process ended without saving its state (killed or crashed): "
+            "resume the run to go on from its last checkpoint"
+        )
+    return (
+        "the training process ended without saving its state (killed or crashed) before its "
+        "first checkpoint: train again"
     )
 
 

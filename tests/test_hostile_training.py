@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import torch
 
 from cnnstudio import Project
 from cnnstudio.data import DataSettings, load_dataset
-from cnnstudio.runs import load_checkpoint
+from cnnstudio.runs import list_runs, load_checkpoint
 from cnnstudio.train import EpochEnded, Failed, Finished, RunStarted, Trainer
 from cnnstudio.train_settings import check_training
 from tests.helpers import spec_of
@@ -127,3 +129,34 @@ def test_an_infinite_batchnorm_buffer_stops_the_run_naming_it(tmp_path: Path, mo
     assert result.message.startswith("running_var of layer bn1 became infinite during epoch 2 ")
     assert [e.epoch for e in events if isinstance(e, EpochEnded)] == [1]
     assert_kept_epoch_1(result)
+
+
+def run_state(run: Path) -> dict:
+    return json.loads((run / "state.json").read_text())
+
+
+def test_a_run_whose_trainer_is_gone_lists_as_interrupted(tmp_path: Path) -> None:
+    project = make_project(tmp_path, tiny_bn_model(), epochs=1)
+    listed, running = [], []
+
+    def on_event(event) -> None:
+        if isinstance(event, RunStarted):  # while training: state.json says running, pid ours
+            running.append(run_state(Path(event.run_dir)))
+            listed.append(list_runs(project.runs_dir)[0].state)
+
+    result = Trainer(project).run(on_event)
+    assert listed == ["running"]
+    run = Path(result.run_dir)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # a pid whose process has ended, as a trainer killed with -9 leaves
+    state = {**running[0], "pid": ended.pid}
+    (run / "state.json").write_text(json.dumps(state))
+    info = list_runs(project.runs_dir)[0]
+    assert info.state == "interrupted" and info.has_checkpoint
+    assert info.message == (
+        "the training process ended without saving its state (killed or crashed): "
+        "resume the run to go on from its last checkpoint"
+    )
+    del state["pid"], state["host"]  # as runs before this change wrote it: nothing to check
+    (run / "state.json").write_text(json.dumps(state))
+    assert list_runs(project.runs_dir)[0].state == "running"

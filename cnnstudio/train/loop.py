@@ -433,6 +433,7 @@ class Loop:
                 best_val_accuracy=self.p.best_val_accuracy,
                 best_epoch=self.p.best_epoch,
                 message="",
+                **runs.trainer_process(),
             )
 
     # Between steps

@@ -324,6 +324,7 @@ class Trainer:
                 epochs_done=progress.epoch,
                 best_val_accuracy=progress.best_val_accuracy,
                 message="",
+                **runs.trainer_process(),
             )
         self._events(
             RunStarted(
