@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -43,7 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # the reader left (`| head`): Python's documented way to stop quietly, with stdout
+        # pointed at devnull so that the exit's own flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (StudioError, UsageError) as error:
         print(f"cnnstudio {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -374,7 +383,6 @@ class _TrainPrinter:
 
 
 def _train_exit(result, received: list[int]) -> int:
-    import os
     import signal
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks for the run

@@ -103,3 +103,19 @@ def test_new_never_overwrites_a_project(tmp_path: Path) -> None:
     again = cli("new", str(tmp_path), "--template", "lenet5")
     assert again.returncode == 2 and "already holds a project" in again.stderr
     assert (tmp_path / "project.json").read_bytes() == before
+
+
+def test_output_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    folder = tmp_path / "proj"
+    assert cli("new", str(folder), "--template", "simple-cnn").returncode == 0
+    # the reader leaves before the first line is written, as `| head -1` does after it
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "cnnstudio", "summary", str(folder), "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=300)
+    assert err.decode() == ""
+    assert reader.returncode == 1
