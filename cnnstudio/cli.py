@@ -59,6 +59,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cnnstudio {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # a file the engine did not wrap: still one line naming it
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"cnnstudio {args.command}: error: {where}{error.strerror or error}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    except Exception as error:  # a bug of ours: one line for the user, the traceback in a file
+        report = _write_traceback()
+        print(
+            f"cnnstudio {args.command}: internal error: {type(error).__name__}: {error} (a bug in "
+            f"CNN Studio; please report it with {report})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+def _write_traceback() -> str:
+    """The current exception's traceback in a new file in the temporary folder; its path."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="cnnstudio-error-", suffix=".txt", delete=False, encoding="utf-8"
+    ) as file:
+        traceback.print_exc(file=file)
+    return file.name
 
 
 def _build_parser() -> argparse.ArgumentParser:
