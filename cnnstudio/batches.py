@@ -152,16 +152,35 @@ class TensorBatches:
 
 class _FileImages(torch.utils.data.Dataset):
     """Decodes image files on the fly (DataLoader workers); a file that turns out damaged is
-    replaced by the next readable one so that a run never stops on it."""
+    replaced by the next readable one so that a run never stops on it.
 
-    def __init__(self, paths: list[Path], labels: torch.Tensor, channels: int, transform) -> None:
+    Items are asked for as (position, epoch). With a ``seed`` the random transforms of an item
+    draw from a generator seeded by (seed, epoch, position) alone, not from torch's global one:
+    whichever worker decodes it, and whether the batches before it were decoded (a resumed run
+    skips them), it comes out the same."""
+
+    def __init__(
+        self, paths: list[Path], labels: torch.Tensor, channels: int, transform, seed: int | None
+    ) -> None:
         self.paths, self.labels = paths, labels
-        self.channels, self.transform = channels, transform
+        self.channels, self.transform, self.seed = channels, transform, seed
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
+        if self.seed is None:
+            return self._load(index)
+        generator = torch.default_generator  # what torchvision's random transforms draw from
+        saved = generator.get_state()
+        generator.manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_003 + index) % 2**63)
+        try:
+            return self._load(index)
+        finally:
+            generator.set_state(saved)
+
+    def _load(self, index: int):
         from PIL import Image
 
         for attempt in range(len(self.paths)):
@@ -204,7 +223,7 @@ class _EpochBatches(torch.utils.data.Sampler):
             samples, self.batch_size, drop_last=self.drop_last, merge_single=self.merge_single
         )
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = epoch_order(
             self.count,
             shuffle=self.shuffle,
@@ -216,7 +235,7 @@ class _EpochBatches(torch.utils.data.Sampler):
         for start, end in batch_bounds(
             len(order), self.batch_size, len(self), drop_last=self.drop_last
         ):
-            yield order[start:end]
+            yield [(position, self.epoch) for position in order[start:end]]
 
 
 class LoaderBatches:
@@ -248,7 +267,11 @@ class LoaderBatches:
             augment or {}, (height, width), mean, std, train=bool(augment)
         )
         files = _FileImages(
-            [dataset.paths[i] for i in indices], dataset.labels[indices], channels, transform
+            [dataset.paths[i] for i in indices],
+            dataset.labels[indices],
+            channels,
+            transform,
+            seed if augment else None,
         )
         workers = default_workers() if workers is None else workers
         self.batches = _EpochBatches(

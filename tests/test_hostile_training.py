@@ -16,7 +16,7 @@ import torch
 from cnnstudio import Project
 from cnnstudio.data import DataSettings, load_dataset
 from cnnstudio.runs import list_runs, load_checkpoint
-from cnnstudio.train import EpochEnded, Failed, Finished, RunStarted, Trainer
+from cnnstudio.train import EpochEnded, Failed, Finished, RunStarted, StepLogged, Trainer
 from cnnstudio.train_settings import check_training
 from tests.helpers import spec_of
 from tests.test_train import collect, colour_folder
@@ -160,3 +160,30 @@ def test_a_run_whose_trainer_is_gone_lists_as_interrupted(tmp_path: Path) -> Non
     del state["pid"], state["host"]  # as runs before this change wrote it: nothing to check
     (run / "state.json").write_text(json.dumps(state))
     assert list_runs(project.runs_dir)[0].state == "running"
+
+
+@pytest.mark.slow
+def test_resume_on_the_dataloader_path_gives_the_same_weights_as_one_run(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(
+        "cnnstudio.train.run_data.load_dataset", functools.partial(load_dataset, memory_limit=0)
+    )
+    project = make_project(tmp_path, tiny_bn_model())  # augmented: the default data settings
+    straight = Trainer(project).run()
+    assert isinstance(straight, Finished)
+
+    def stop_midway(event) -> None:
+        if isinstance(event, StepLogged) and event.epoch == 2 and event.step == 2:
+            trainer.stop()
+
+    trainer = Trainer(project)
+    _, stopped = collect(trainer, stop_midway)
+    assert isinstance(stopped, Finished) and stopped.state == "stopped"
+    assert load_checkpoint(Path(stopped.run_dir) / "last.pt")["progress"]["batch"] == 2
+    resumed = Trainer(project, resume=True).run()
+    assert isinstance(resumed, Finished) and resumed.state == "finished"
+    a = load_checkpoint(Path(straight.run_dir) / "last.pt")["model"]
+    b = load_checkpoint(Path(resumed.run_dir) / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
