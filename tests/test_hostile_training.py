@@ -187,3 +187,14 @@ def test_resume_on_the_dataloader_path_gives_the_same_weights_as_one_run(
     b = load_checkpoint(Path(resumed.run_dir) / "last.pt")["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_batch_size_one_with_batchnorm1d_fails_with_advice(tmp_path: Path) -> None:
+    project = make_project(tmp_path, batchnorm1d_model(), batch_size=1)
+    result = Trainer(project).run()
+    assert isinstance(result, Failed) and result.reason == "settings", result
+    assert result.message == (
+        "a batch of one image cannot train BatchNorm (it needs more than one value per channel): "
+        "use batch size 2 or more (it is 1), with at least two training images"
+    )
+    assert run_state(Path(result.run_dir))["state"] == "failed"

@@ -134,9 +134,19 @@ class Trainer:
         except torch.OutOfMemoryError:
             result = self._out_of_memory()
         except Exception as error:
-            self._finish_state("failed", f"{type(error).__name__}: {error}")
-            self._events(Failed("error", f"{type(error).__name__}: {error}", _str(self.run_dir)))
-            raise
+            if not (isinstance(error, ValueError) and _ONE_VALUE_PER_CHANNEL in str(error)):
+                self._finish_state("failed", f"{type(error).__name__}: {error}")
+                self._events(
+                    Failed("error", f"{type(error).__name__}: {error}", _str(self.run_dir))
+                )
+                raise
+            result = Failed(
+                "settings",
+                "a batch of one image cannot train BatchNorm (it needs more than one value per "
+                f"channel): use batch size 2 or more (it is {self.settings.batch_size}), "
+                "with at least two training images",
+                _str(self.run_dir),
+            )
         if isinstance(result, Failed):
             self._finish_state("failed", result.message)
         leave_world(self.world)
@@ -411,6 +421,10 @@ class Trainer:
             torch.cuda.empty_cache()
         message = out_of_memory_message(self.project.model, self.settings, self.device)
         return Failed("out_of_memory", message, _str(self.run_dir))
+
+
+# what torch's batch_norm says of a training batch of one
+_ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
 
 
 def _str(path: Path | None) -> str | None:
