@@ -103,7 +103,7 @@ class TensorBatches:
         self.merge_single = merge_single
         self.seed = seed
         self.rank, self.world = rank, world
-        self.epoch = 0
+        self.epoch = self.first = 0
 
     @property
     def num_samples(self) -> int:
@@ -117,8 +117,9 @@ class TensorBatches:
             merge_single=self.merge_single,
         )
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, first: int = 0) -> None:
+        """Feed ``epoch`` from its batch ``first`` on (a resumed run starts where it stopped)."""
+        self.epoch, self.first = epoch, first
 
     def order(self) -> torch.Tensor:
         positions = epoch_order(
@@ -137,13 +138,16 @@ class TensorBatches:
         if self.augment:
             generator = torch.Generator(device=self.images.device)
             generator.manual_seed((self.seed + 1) * 1_000_003 + self.epoch * 7919 + self.rank)
-        for start, end in batch_bounds(
-            len(order), self.batch_size, len(self), drop_last=self.drop_last
-        ):
+        bounds = batch_bounds(len(order), self.batch_size, len(self), drop_last=self.drop_last)
+        for index, (start, end) in enumerate(bounds):
+            if index < self.first and not self.augment:
+                continue
             batch = order[start:end]
             images = self.images[batch]
             if self.augment:
                 x = augment_batch(images, self.augment, generator)
+                if index < self.first:
+                    continue  # augmented all the same: the batches after it draw the same
                 x = torch.addcmul(self._shift, x, self._scale01)
             else:
                 x = torch.addcmul(self._shift, images.float(), self._scale255)
@@ -215,7 +219,7 @@ class _EpochBatches(torch.utils.data.Sampler):
         self.count, self.batch_size = count, batch_size
         self.shuffle, self.drop_last, self.merge_single = shuffle, drop_last, merge_single
         self.seed, self.rank, self.world = seed, rank, world
-        self.epoch = 0
+        self.epoch = self.first = 0
 
     def __len__(self) -> int:
         samples = -(-self.count // self.world)
@@ -232,10 +236,10 @@ class _EpochBatches(torch.utils.data.Sampler):
             rank=self.rank,
             world=self.world,
         ).tolist()
-        for start, end in batch_bounds(
-            len(order), self.batch_size, len(self), drop_last=self.drop_last
-        ):
-            yield [(position, self.epoch) for position in order[start:end]]
+        bounds = batch_bounds(len(order), self.batch_size, len(self), drop_last=self.drop_last)
+        for index, (start, end) in enumerate(bounds):
+            if index >= self.first:  # the batches before it are not decoded at all
+                yield [(position, self.epoch) for position in order[start:end]]
 
 
 class LoaderBatches:
@@ -299,8 +303,9 @@ class LoaderBatches:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.batches.epoch = epoch
+    def set_epoch(self, epoch: int, first: int = 0) -> None:
+        """Feed ``epoch`` from its batch ``first`` on (a resumed run starts where it stopped)."""
+        self.batches.epoch, self.batches.first = epoch, first
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         non_blocking = self.device.type == "cuda"

@@ -158,13 +158,12 @@ class Loop:
         """The epoch's steps from where it stands (a resumed run skips those trained before its
         stop): how the run ends here (None: it goes on), and the seconds spent training."""
         p, control = self.p, self.c.control
-        self.train_batches.set_epoch(p.epoch)
+        # resumed mid-epoch: the batches trained before the stop are skipped
+        self.train_batches.set_epoch(p.epoch, first=p.batch)
         self.trained.train()
         window = _Window(self.settings.log_every, self.device)
         train_time = 0.0
-        for index, (x, y) in enumerate(self.train_batches):
-            if index < p.batch:
-                continue  # resumed mid-epoch: these batches were trained before the stop
+        for x, y in self.train_batches:
             self._serve_snapshots()
             if control.paused:
                 train_time += time.perf_counter() - window.start
