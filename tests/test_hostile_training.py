@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,22 @@ def test_batch_size_one_with_batchnorm1d_fails_with_advice(tmp_path: Path) -> No
         "use batch size 2 or more (it is 1), with at least two training images"
     )
     assert run_state(Path(result.run_dir))["state"] == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_run_killed_with_sigkill_lists_as_interrupted_and_resumes(tmp_path: Path) -> None:
+    project = make_project(tmp_path, tiny_bn_model(), epochs=200)
+    command = [sys.executable, "-m", "cnnstudio", "train", str(project.path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("epoch 2/"):  # epoch 1's checkpoint is written
+            break
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    info = list_runs(project.runs_dir)[0]
+    assert info.state == "interrupted" and info.has_checkpoint, info
+    done = load_checkpoint(info.folder / "last.pt")["progress"]["epoch"]
+    resumed = Trainer(project, resume=True, epochs=done + 1).run()
+    assert isinstance(resumed, Finished) and resumed.state == "finished", resumed
+    assert list_runs(project.runs_dir)[0].state == "finished"
