@@ -19,6 +19,9 @@ from cnnstudio.shapes import RULES, Shape, Unfit, format_shape
 from cnnstudio.spec import INPUT, ModelSpec, Node
 
 BYTES_PER_VALUE = 4  # activations are float32 unless mixed precision is on
+MAX_LAYERS = 10_000
+"""More layers than any network the studio is for (ResNet-152 has about 500): past this a project
+is refused with one message instead of an editor and a build that take minutes."""
 
 # a letter first: torch keeps names that start with _ (and dunder names) for itself
 _ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
@@ -92,10 +95,15 @@ class Analysis:
         return not self.errors
 
     def layer(self, layer_id: str) -> LayerInfo:
-        for info in self.layers:
-            if info.id == layer_id:
-                return info
-        raise KeyError(f"no layer with id {layer_id!r}")
+        try:
+            return self._by_id[layer_id]
+        except KeyError:
+            raise KeyError(f"no layer with id {layer_id!r}") from None
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, LayerInfo]:
+        # callers look layers up one by one, for every layer: a scan each would be quadratic
+        return {info.id: info for info in self.layers}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``cnnstudio summary --json``."""
@@ -130,6 +138,8 @@ def analyze(spec: ModelSpec) -> Analysis:
     Never raises for a bad spec: problems are returned as issues attached to their layer. Layers
     downstream of a broken one get no shape and no further errors of their own.
     """
+    if len(spec.nodes) > MAX_LAYERS:
+        return _too_many_layers(spec)
     issues: list[SpecIssue] = []
     issues += _check_model(spec)
     inputs = _resolve_inputs(spec, issues)
@@ -139,8 +149,11 @@ def analyze(spec: ModelSpec) -> Analysis:
     shapes: dict[str, Shape | None] = {INPUT: None if model_broken else tuple(spec.input_shape)}
     infos: dict[str, LayerInfo] = {}
     bad_ids = {i.layer for i in issues if i.layer is not None}
+    first_nodes: dict[str, Node] = {}
+    for node in spec.nodes:
+        first_nodes.setdefault(node.id, node)
     for node_id in order:
-        node = _first_node(spec, node_id)
+        node = first_nodes[node_id]
         in_shapes = [shapes.get(name) for name in inputs[node_id]]
         if node_id in bad_ids or any(s is None for s in in_shapes):
             infos[node_id] = LayerInfo(node_id, node.kind, inputs[node_id], (), None)
@@ -154,13 +167,14 @@ def analyze(spec: ModelSpec) -> Analysis:
         if node.id not in infos:
             infos[node.id] = LayerInfo(node.id, node.kind, inputs.get(node.id, ()), (), None)
 
+    needed = _reaching_output(spec, inputs)
     output_shape = None
     if spec.nodes:
         last = spec.nodes[-1]
         output_shape = shapes.get(last.id)
         if output_shape is not None:
             _check_output(spec, last, output_shape, issues)
-        _warn_unused(spec, inputs, order, issues)
+        _warn_unused(spec, inputs, order, needed, issues)
 
     errors_by_layer: dict[str, list[str]] = {}
     for issue in issues:
@@ -173,21 +187,38 @@ def analyze(spec: ModelSpec) -> Analysis:
             continue
         seen.add(node.id)
         layers.append(replace(infos[node.id], errors=tuple(errors_by_layer.get(node.id, ()))))
+    built = [i for i in layers if i.id in needed]  # the totals are those of the built model
     return Analysis(
         layers=tuple(layers),
         issues=tuple(issues),
         order=tuple(order),
         input_shape=tuple(spec.input_shape),
         output_shape=output_shape,
-        total_params=sum(i.params for i in layers),
-        trainable_params=sum(i.trainable_params for i in layers),
-        flops=sum(i.flops for i in layers),
-        activation_bytes=sum(i.activation_bytes for i in layers),
+        total_params=sum(i.params for i in built),
+        trainable_params=sum(i.trainable_params for i in built),
+        flops=sum(i.flops for i in built),
+        activation_bytes=sum(i.activation_bytes for i in built),
     )
 
 
-def _first_node(spec: ModelSpec, node_id: str) -> Node:
-    return next(n for n in spec.nodes if n.id == node_id)
+def _too_many_layers(spec: ModelSpec) -> Analysis:
+    issue = SpecIssue(
+        None,
+        f"the model has {len(spec.nodes):,} layers, more than the {MAX_LAYERS:,} CNN Studio "
+        "works with: remove layers, or start from a Backbone, which counts as one",
+    )
+    layers = {n.id: LayerInfo(n.id, n.kind, n.inputs, (), None) for n in reversed(spec.nodes)}
+    return Analysis(
+        layers=tuple(reversed(layers.values())),
+        issues=(issue,),
+        order=(),
+        input_shape=tuple(spec.input_shape),
+        output_shape=None,
+        total_params=0,
+        trainable_params=0,
+        flops=0,
+        activation_bytes=0,
+    )
 
 
 def _check_model(spec: ModelSpec) -> list[SpecIssue]:
@@ -429,14 +460,41 @@ def _check_output(spec: ModelSpec, last: Node, shape: Shape, issues: list[SpecIs
         )
 
 
+def _reaching_output(spec: ModelSpec, inputs: dict[str, tuple[str, ...]]) -> set[str]:
+    """The layers the output layer depends on (itself included): only these are built."""
+    seen: set[str] = set()
+    stack = [spec.nodes[-1].id] if spec.nodes else []
+    while stack:
+        current = stack.pop()
+        if current in seen or current == INPUT:
+            continue
+        seen.add(current)
+        stack.extend(inputs.get(current, ()))
+    return seen
+
+
 def _warn_unused(
-    spec: ModelSpec, inputs: dict[str, tuple[str, ...]], order: list[str], issues: list[SpecIssue]
+    spec: ModelSpec,
+    inputs: dict[str, tuple[str, ...]],
+    order: list[str],
+    needed: set[str],
+    issues: list[SpecIssue],
 ) -> None:
     used = {name for names in inputs.values() for name in names}
+    in_order = set(order)
     for node in spec.nodes[:-1]:
-        if node.id not in used and node.id in order:
-            issues.append(
-                SpecIssue(
-                    node.id, "its output goes nowhere: no later layer uses it", severity="warning"
-                )
+        if node.id in needed or node.id not in in_order:
+            continue
+        why = (
+            "only layers that do not reach the output use it"
+            if node.id in used
+            else "no later layer uses it"
+        )
+        issues.append(
+            SpecIssue(
+                node.id,
+                f"its output goes nowhere: {why}; it is left out of the built model and its "
+                "parameters are not counted",
+                severity="warning",
             )
+        )

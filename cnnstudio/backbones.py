@@ -129,6 +129,12 @@ def default_weights(name: str) -> Any:
     return get_model_weights(name).DEFAULT
 
 
+def trained_size(name: str) -> int:
+    """The image side the DEFAULT weights of ``name`` were trained at (224, or 518 for vit_h_14)."""
+    crop = getattr(default_weights(name).transforms(), "crop_size", [224])
+    return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
+
+
 def starting_weights(spec) -> Any:
     """The torchvision weights of the pretrained Backbone a model starts with, or None; its
     preprocessing is what 'auto' normalization uses."""
@@ -192,8 +198,9 @@ def _probe(name: str, input_shape: tuple[int, ...], pretrained: bool) -> Probe:
     from torch.utils.flop_counter import FlopCounterMode
     from torchvision.models import get_model
 
-    with torch.device("meta"):
+    with _weights_on_meta():
         model = get_model(name, weights=None, **_builder_kwargs(name, pretrained))
+    model.to("meta")  # the few buffers a builder computed on the CPU (swin_v2's coordinate tables)
     _remove_head(model)
     model.eval()
     params = sum(p.numel() for p in model.parameters())
@@ -204,11 +211,36 @@ def _probe(name: str, input_shape: tuple[int, ...], pretrained: bool) -> Probe:
     except Exception as error:  # torchvision's own checks (ViT image size, VGG too small, ...)
         size = "×".join(str(v) for v in input_shape)
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        trained = trained_size(name)
         raise ProbeError(
             f"Backbone {name} cannot take a {size} input ({detail}); try the "
-            f"size it was trained on, 3×224×224"
+            f"size it was trained on, 3×{trained}×{trained}"
         ) from None
     return Probe(tuple(out.shape[1:]), params, counter.get_total_flops())
+
+
+def _weights_on_meta() -> Any:
+    """Like ``torch.device("meta")``, but only for the functions layers make their weights with.
+
+    A builder's own arithmetic stays on the CPU: regnet works out its block widths with
+    ``torch.arange`` and reads them back with ``.tolist()``, which a meta tensor cannot do. What it
+    leaves on the CPU is small and moved to meta after the build.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    factories = {torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn}
+
+    class WeightsOnMeta(TorchFunctionMode):
+        def __torch_function__(
+            self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+        ) -> Any:
+            kwargs = kwargs or {}
+            if func in factories and kwargs.get("device") is None:
+                kwargs["device"] = "meta"
+            return func(*args, **kwargs)
+
+    return WeightsOnMeta()
 
 
 def _builder_kwargs(name: str, pretrained: bool) -> dict[str, Any]:
@@ -312,7 +344,6 @@ def backbone_catalog() -> list[BackboneInfo]:
         weights = default_weights(name)
         meta = weights.meta
         metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
-        crop = getattr(weights.transforms(), "crop_size", [224])
         rows.append(
             BackboneInfo(
                 name=name,
@@ -320,7 +351,7 @@ def backbone_catalog() -> list[BackboneInfo]:
                 params=int(meta["num_params"]),
                 top1=metrics.get("acc@1"),
                 top5=metrics.get("acc@5"),
-                input_size=int(crop[0] if isinstance(crop, (list, tuple)) else crop),
+                input_size=trained_size(name),
                 gflops=meta.get("_ops"),
                 file_mb=meta.get("_file_size"),
                 cached=weights_cached(name),

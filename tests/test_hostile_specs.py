@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from cnnstudio import analyze, build_model
+from cnnstudio.analysis import MAX_LAYERS
+from cnnstudio.backbones import BACKBONES, trained_size
 from cnnstudio.build import SpecModel
-from cnnstudio.errors import ProjectError
+from cnnstudio.errors import ModelError, ProjectError
 from cnnstudio.project import load_project, new_project
 from tests.helpers import spec_of
 
@@ -121,3 +123,88 @@ def test_long_cycle_is_reported_on_each_member() -> None:
     analysis = analyze(spec_of(*layers))
     assert {e.layer for e in analysis.errors} == {f"r{i}" for i in range(n)}
     assert analysis.errors[0].message.startswith("is part of a cycle: r0 → r")
+
+
+@pytest.mark.slow  # every backbone is built on the meta device: about 30 s for all
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_is_analysed(name: str) -> None:
+    size = trained_size(name)
+    spec = spec_of(
+        ("backbone", "Backbone", {"name": name}),
+        ("head", "Linear", {"out_features": 10}),
+        input_shape=(3, size, size),
+    )
+    analysis = analyze(spec)
+    assert analysis.valid, analysis.errors
+    assert analysis.layer("backbone").params > 0
+
+
+@pytest.mark.slow  # builds a real regnet on the CPU: 2-6 s
+def test_regnet_backbone_is_analysed_as_built() -> None:
+    spec = spec_of(
+        ("backbone", "Backbone", {"name": "regnet_x_400mf", "weights": "none"}),
+        ("head", "Linear", {"out_features": 10}),
+        input_shape=(3, 64, 64),
+    )
+    analysis = analyze(spec)
+    model = build_model(spec, analysis=analysis)
+    assert analysis.total_params == sum(p.numel() for p in model.parameters())
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_layers_that_do_not_reach_the_output_are_warned_and_not_counted() -> None:
+    spec = spec_of(
+        ("side", "Conv2d", {"out_channels": 8, "kernel_size": 3}),
+        ("side_bn", "BatchNorm2d", {}),
+        ("main", "Conv2d", {"out_channels": 4, "kernel_size": 3}, ["input"]),
+        ("flat", "Flatten", {}),
+        ("head", "Linear", {"out_features": 10}),
+        input_shape=(3, 8, 8),
+    )
+    analysis = analyze(spec)
+    assert [str(w) for w in analysis.warnings] == [
+        "side: its output goes nowhere: only layers that do not reach the output use it; it is "
+        "left out of the built model and its parameters are not counted",
+        "side_bn: its output goes nowhere: no later layer uses it; it is left out of the built "
+        "model and its parameters are not counted",
+    ]
+    model = build_model(spec, analysis=analysis)
+    assert analysis.total_params == sum(p.numel() for p in model.parameters())
+    assert analysis.trainable_params == analysis.total_params
+
+
+def test_backbone_too_small_input_names_the_size_it_was_trained_on() -> None:
+    spec = spec_of(
+        ("backbone", "Backbone", {"name": "vit_h_14"}),
+        ("head", "Linear", {"out_features": 10}),
+        input_shape=(3, 224, 224),
+    )
+    (issue,) = analyze(spec).errors
+    assert issue.layer == "backbone"
+    assert issue.message.endswith("try the size it was trained on, 3×518×518")
+
+
+def relu_chain(n: int):
+    layers = [(f"r{i}", "ReLU", {}) for i in range(n - 2)]
+    return spec_of(*layers, ("flat", "Flatten", {}), ("head", "Linear", {"out_features": 10}))
+
+
+def test_largest_allowed_model_is_analysed_in_full() -> None:
+    spec = relu_chain(MAX_LAYERS)
+    analysis = analyze(spec)
+    assert analysis.valid and analysis.output_shape == (10,)
+    assert analysis.order == tuple(node.id for node in spec.nodes)
+    assert analysis.layer("r9000").output_shape == (3, 32, 32)
+    assert analysis.total_params == 3 * 32 * 32 * 10 + 10
+
+
+def test_model_with_too_many_layers_gets_one_message() -> None:
+    spec = relu_chain(MAX_LAYERS + 1)
+    analysis = analyze(spec)
+    assert [str(e) for e in analysis.errors] == [
+        "the model has 10,001 layers, more than the 10,000 CNN Studio works with: remove layers, "
+        "or start from a Backbone, which counts as one"
+    ]
+    assert len(analysis.layers) == MAX_LAYERS + 1
+    with pytest.raises(ModelError):
+        build_model(spec)

@@ -228,7 +228,8 @@ def test_unused_branch_is_a_warning_and_is_not_built() -> None:
     analysis = analyze(spec)
     assert analysis.valid
     assert [str(w) for w in analysis.warnings] == [
-        "side: its output goes nowhere: no later layer uses it"
+        "side: its output goes nowhere: no later layer uses it; it is left out of the built "
+        "model and its parameters are not counted"
     ]
     model = build_model(spec)
     assert not hasattr(model, "side") and hasattr(model, "main")
