@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -188,6 +189,7 @@ def analyze(spec: ModelSpec) -> Analysis:
         seen.add(node.id)
         layers.append(replace(infos[node.id], errors=tuple(errors_by_layer.get(node.id, ()))))
     built = [i for i in layers if i.id in needed]  # the totals are those of the built model
+    _check_memory(built, issues)
     return Analysis(
         layers=tuple(layers),
         issues=tuple(issues),
@@ -199,6 +201,37 @@ def analyze(spec: ModelSpec) -> Analysis:
         flops=sum(i.flops for i in built),
         activation_bytes=sum(i.activation_bytes for i in built),
     )
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory of this machine (1 TiB where the system cannot say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf on Windows
+        return 2**40
+
+
+def _check_memory(built: list[LayerInfo], issues: list[SpecIssue]) -> None:
+    """An error on the largest layer when the weights alone do not fit in this machine's memory:
+    building the model would die in the allocator."""
+    needed = sum(i.params for i in built) * BYTES_PER_VALUE
+    available = machine_memory()
+    if needed <= available:
+        return
+    largest = max(built, key=lambda i: i.params)
+    share = _bytes(largest.params * BYTES_PER_VALUE)
+    issues.append(
+        SpecIssue(
+            largest.id,
+            f"the model's weights need {_bytes(needed)} ({needed // BYTES_PER_VALUE:,} "
+            f"parameters), more than this machine's {_bytes(available)} of memory; "
+            f"{largest.id} alone has {largest.params:,} ({share}): make it smaller",
+        )
+    )
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**40:,.1f} TiB" if n >= 2**40 else f"{n / 2**30:,.1f} GiB"
 
 
 def _too_many_layers(spec: ModelSpec) -> Analysis:

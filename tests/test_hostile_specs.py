@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cnnstudio import analyze, build_model
-from cnnstudio.analysis import MAX_LAYERS
+from cnnstudio.analysis import MAX_LAYERS, machine_memory
 from cnnstudio.backbones import BACKBONES, trained_size
 from cnnstudio.build import SpecModel
 from cnnstudio.errors import ModelError, ProjectError
@@ -206,5 +206,23 @@ def test_model_with_too_many_layers_gets_one_message() -> None:
         "or start from a Backbone, which counts as one"
     ]
     assert len(analysis.layers) == MAX_LAYERS + 1
+    with pytest.raises(ModelError):
+        build_model(spec)
+
+
+def test_model_larger_than_the_memory_names_its_largest_layer() -> None:
+    spec = spec_of(
+        ("wide", "Conv2d", {"out_channels": 65536, "kernel_size": 1}),
+        ("huge", "Conv2d", {"out_channels": 65536, "kernel_size": 64}),
+        ("flat", "Flatten", {}),
+        ("head", "Linear", {"out_features": 10}),
+        input_shape=(3, 64, 64),
+    )
+    analysis = analyze(spec)
+    (issue,) = analysis.errors
+    assert issue.layer == "huge"
+    assert issue.message.startswith("the model's weights need 64.0 TiB (17,592,202,756,106 ")
+    assert "more than this machine's " in issue.message and machine_memory() < 2**40 * 64
+    assert issue.message.endswith("huge alone has 17,592,186,109,952 (64.0 TiB): make it smaller")
     with pytest.raises(ModelError):
         build_model(spec)
