@@ -15,11 +15,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnnstudio.layers import LAYER_KINDS, LayerKind, unknown_kind_message
-from cnnstudio.params import close_name
+from cnnstudio.params import close_name, show_value
 from cnnstudio.shapes import RULES, Shape, Unfit, format_shape
 from cnnstudio.spec import INPUT, ModelSpec, Node
 
 BYTES_PER_VALUE = 4  # activations are float32 unless mixed precision is on
+_MAX_CLASSES = int(
+    next(p.maximum for p in LAYER_KINDS["Linear"].params if p.name == "out_features")
+)
 MAX_LAYERS = 10_000
 """More layers than any network the studio is for (ResNet-152 has about 500): past this a project
 is refused with one message instead of an editor and a build that take minutes."""
@@ -258,17 +261,27 @@ def _check_model(spec: ModelSpec) -> list[SpecIssue]:
     issues = []
     c, h, w = spec.input_shape
     if not 1 <= c <= 4096 or not 1 <= h <= 8192 or not 1 <= w <= 8192:
+        shown = "×".join(show_value(v) for v in (c, h, w))
         issues.append(
             SpecIssue(
                 None,
-                f"the input shape must be channels 1-4096 and height and width "
-                f"1-8192, got {c}×{h}×{w}",
+                f"the input shape must be channels 1-4096 and height and width 1-8192, got {shown}",
             )
         )
     if spec.num_classes < 2:
         issues.append(
             SpecIssue(
-                None, f"a classifier needs at least 2 classes, got num_classes={spec.num_classes}"
+                None,
+                "a classifier needs at least 2 classes, got num_classes="
+                + show_value(spec.num_classes),
+            )
+        )
+    elif spec.num_classes > _MAX_CLASSES:
+        issues.append(
+            SpecIssue(
+                None,
+                f"num_classes must be at most {_MAX_CLASSES:,} (the most outputs a Linear layer "
+                f"has), got {show_value(spec.num_classes)}",
             )
         )
     if not spec.nodes:

@@ -80,12 +80,12 @@ class Param:
             "text": isinstance(value, str) and re.fullmatch(self.pattern, value) is not None,
         }[self.type]
         if not ok_type:
-            return f"must be {self.describe()}, got {_show(value)}"
+            return f"must be {self.describe()}, got {show_value(value)}"
         if self.type in ("int", "float"):
             if self.minimum is not None and value < self.minimum:
-                return f"must be {self.describe()}, got {_show(value)}"
+                return f"must be {self.describe()}, got {show_value(value)}"
             if self.maximum is not None and value > self.maximum:
-                return f"must be {self.describe()}, got {_show(value)}"
+                return f"must be {self.describe()}, got {show_value(value)}"
         return None
 
 
@@ -110,7 +110,7 @@ def _range_phrase(minimum: float | None, maximum: float | None, type_: str) -> s
     return ""
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     if isinstance(value, str):
         return f"{value!r} (text)"
     if isinstance(value, bool):

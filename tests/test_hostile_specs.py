@@ -226,3 +226,17 @@ def test_model_larger_than_the_memory_names_its_largest_layer() -> None:
     assert issue.message.endswith("huge alone has 17,592,186,109,952 (64.0 TiB): make it smaller")
     with pytest.raises(ModelError):
         build_model(spec)
+
+
+def test_huge_class_count_and_input_shape_get_short_messages() -> None:
+    layers = (("flat", "Flatten", {}), ("head", "Linear", {"out_features": 10}))
+    classes = analyze(spec_of(*layers, num_classes=HUGE))
+    assert [str(e) for e in classes.errors] == [
+        "num_classes must be at most 1,000,000 (the most outputs a Linear layer has), got an "
+        "integer of 401 digits"
+    ]
+    shape = analyze(spec_of(*layers, input_shape=(HUGE, 32, 32)))
+    assert [str(e) for e in shape.errors] == [
+        "the input shape must be channels 1-4096 and height and width 1-8192, got an integer of "
+        "401 digits×32×32"
+    ]
