@@ -52,7 +52,11 @@ class SpecIssue:
     severity: str = "error"
 
     def __str__(self) -> str:
-        return f"{self.layer}: {self.message}" if self.layer else self.message
+        if not self.layer:
+            return self.message
+        # an id with a newline or other control character would break the one line a user reads
+        name = self.layer if self.layer.isprintable() else repr(self.layer)
+        return f"{name}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ def test_layer_id_with_a_newline_or_leading_underscore_is_refused(layer_id: str)
         f"layer id {layer_id!r} must start with a letter and hold only letters, digits and _ "
         "(at most 64)"
     )
+    assert "\n" not in str(issue) and "\r" not in str(issue)
 
 
 def attribute_names() -> list[str]:
