@@ -1,7 +1,9 @@
 """How long analyze() takes on a 50-layer spec: it runs on every edit in the editor.
 
 Target: under 50 ms on the development machine (2 CPU cores). Prints the median and the worst of
-many runs, for a plain 50-layer stack and for the same stack with residual Add merges.
+many runs, for a plain 50-layer stack and for the same stack with residual Add merges; then how the
+time grows with the layer count (1,000 to 8,000 layers): a ratio near 2 per doubling is linear,
+near 4 quadratic (it was 3-3.5 before the analysis stopped scanning the layer list per layer).
 
     .venv/bin/python benchmarks/analyze_speed.py
 """
@@ -70,6 +72,13 @@ def main() -> None:
             f"{name:<22}{len(spec.nodes):>7}{median:>11.2f}{worst:>10.2f}"
             f"{TARGET_MS / median:>14.0f}x"
         )
+    print(f"\n{'layers':>7}{'median ms':>11}{'x previous':>12}")
+    previous = None
+    for layers in (1000, 2000, 4000, 8000):
+        median, _worst = measure(plain_stack(layers), repeats=5)
+        ratio = f"{median / previous:>11.2f}x" if previous else f"{'':>12}"
+        print(f"{layers:>7}{median:>11.1f}{ratio}")
+        previous = median
 
 
 if __name__ == "__main__":
