@@ -8,6 +8,7 @@ atomic, so a crash mid-save leaves the previous file intact.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,12 @@ def load_project(path: Path | str) -> Project:
     except RecursionError:
         raise ProjectError(
             file, "nested too deeply (lists or objects inside each other thousands of levels deep)"
+        ) from None
+    except ValueError as error:
+        if "digits" not in str(error):  # Python's limit on integer digits; anything else is ours
+            raise
+        raise ProjectError(
+            file, f"holds a number of more than {sys.get_int_max_str_digits():,} digits: correct it"
         ) from None
 
 

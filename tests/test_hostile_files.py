@@ -233,3 +233,18 @@ def test_a_checkpoint_holding_code_is_refused_without_advice_to_run_it(tmp_path:
     with pytest.raises(TrainingError, match="holds objects other than tensors") as caught:
         runs.load_checkpoint(path)
     assert str(path) in str(caught.value) and "weights_only" not in str(caught.value)
+
+
+def test_a_number_of_more_digits_than_python_reads_is_a_project_error(tmp_path) -> None:
+    """Python refuses integers of more than 4,300 digits with a ValueError of its own."""
+    from cnnstudio import ProjectError, load_project, new_project
+
+    project = new_project()
+    project.path = tmp_path / "p"
+    project.save()
+    file = tmp_path / "p" / "project.json"
+    file.write_text(file.read_text().replace('"epochs": 10', '"epochs": 1' + "0" * 5000))
+    with pytest.raises(
+        ProjectError, match=r"project.json: holds a number of more than 4,300 digits"
+    ):
+        load_project(tmp_path / "p")
