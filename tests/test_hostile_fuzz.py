@@ -44,6 +44,21 @@ def _base_project() -> dict[str, Any]:
 
 
 BASE = _base_project()
+SMALL_BACKBONES = ["resnet18", "mobilenet_v3_small", "squeezenet1_0", "regnet_x_400mf", "alexnet"]
+
+
+@st.composite
+def backbone_projects(draw) -> dict[str, Any]:
+    """The base project with a Backbone (random weights: nothing to download) in front."""
+    data = json.loads(json.dumps(BASE))
+    name = draw(st.sampled_from(SMALL_BACKBONES))
+    freeze = draw(st.booleans())
+    backbone = {"name": name, "weights": "none", "freeze": freeze}
+    data["model"]["nodes"][:5] = [{"id": "backbone1", "kind": "Backbone", "params": backbone}]
+    side = draw(st.sampled_from([8, 32, 64, 224]))
+    data["model"]["input_shape"] = [3, side, side]
+    return data
+
 
 json_leaves = st.one_of(
     st.none(),
@@ -112,10 +127,10 @@ def _new_value(draw, old: Any, path: tuple) -> Any:
 
 
 @st.composite
-def damaged_projects(draw) -> str:
-    """project.json text: the base project with a few places replaced (ids by nn.Module
-    attributes among others), or (rarely) its text cut short or nested very deeply."""
-    data = BASE
+def damaged_projects(draw, base: Any = BASE) -> str:
+    """project.json text: ``base`` with a few places replaced (ids by nn.Module attributes among
+    others), or (rarely) its text cut short or nested very deeply."""
+    data = draw(base) if isinstance(base, st.SearchStrategy) else base
     for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
         paths = _paths(data)
         leaves = [p for p in paths if not isinstance(_get(data, p), (dict, list))]
@@ -162,6 +177,17 @@ def test_a_damaged_project_file_ends_in_the_engines_own_error_or_trains(
     except StudioError as error:
         event(type(error).__name__)
         assert str(error)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=damaged_projects(backbone_projects()))
+def test_a_damaged_project_with_a_backbone_ends_in_the_engines_own_error_or_trains(
+    text: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    test_a_damaged_project_file_ends_in_the_engines_own_error_or_trains.hypothesis.inner_test(
+        text, tmp_path_factory
+    )
 
 
 def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
