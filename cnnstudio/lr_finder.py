@@ -18,7 +18,7 @@ from cnnstudio.errors import ModelError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.normalization import normalization
 from cnnstudio.progress import TaskState, quiet
-from cnnstudio.train import make_optimizer, pick_device
+from cnnstudio.train import batch_of_one, make_optimizer, pick_device
 from cnnstudio.train_settings import TrainSettings
 
 
@@ -96,7 +96,6 @@ def find_lr(
     model = build_model(project.model, analysis=analysis).to(target)
     model.train()
     optimizer = make_optimizer(model, replace(settings, lr=start_lr, backbone_lr="same"))
-    criterion = nn.CrossEntropyLoss()
     batches = make_batches(
         dataset,
         "train",
@@ -116,11 +115,7 @@ def find_lr(
             lr = start_lr * ratio**sweep.step
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = criterion(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sweep.record(lr, loss.item())
+            sweep.record(lr, _step(model, optimizer, x, y, settings.batch_size))
             state.report(sweep.step, steps, "learning rate", (lr, sweep.smoothed[-1]))
             if sweep.done:
                 break
@@ -128,6 +123,21 @@ def find_lr(
     return LRFinderResult(
         sweep.lrs, sweep.smoothed, sweep.raw, suggest_lr(sweep.lrs, sweep.smoothed), sweep.diverged
     )
+
+
+def _step(model: nn.Module, optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """One optimizer step; its loss."""
+    try:
+        loss = nn.functional.cross_entropy(model(x), y)
+    except ValueError as error:
+        problem = batch_of_one(error, batch_size)
+        if problem is None:
+            raise
+        raise problem from None
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 class _Sweep:

@@ -218,3 +218,12 @@ def test_a_run_killed_with_sigkill_lists_as_interrupted_and_resumes(tmp_path: Pa
     resumed = Trainer(project, resume=True, epochs=done + 1).run()
     assert isinstance(resumed, Finished) and resumed.state == "finished", resumed
     assert list_runs(project.runs_dir)[0].state == "finished"
+
+
+def test_the_lr_finder_with_a_batch_of_one_gives_the_same_advice(tmp_path: Path) -> None:
+    from cnnstudio.errors import TrainingError
+    from cnnstudio.lr_finder import find_lr
+
+    project = make_project(tmp_path, batchnorm1d_model(), batch_size=1)
+    with pytest.raises(TrainingError, match=r"^a batch of one image cannot train BatchNorm .* 1\)"):
+        find_lr(project, steps=3)

@@ -49,7 +49,7 @@ from cnnstudio.train.events import (
 )
 from cnnstudio.train.memory import MemoryEstimate, estimate_memory
 from cnnstudio.train.optim import make_optimizer, make_scheduler
-from cnnstudio.train.trainer import Trainer
+from cnnstudio.train.trainer import Trainer, batch_of_one
 from cnnstudio.train_settings import TrainSettings
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "Warned",
     "autocast",
     "available_devices",
+    "batch_of_one",
     "device_name",
     "estimate_memory",
     "evaluate_run",

@@ -134,19 +134,14 @@ class Trainer:
         except torch.OutOfMemoryError:
             result = self._out_of_memory()
         except Exception as error:
-            if not (isinstance(error, ValueError) and _ONE_VALUE_PER_CHANNEL in str(error)):
+            problem = batch_of_one(error, self.settings.batch_size)
+            if problem is None:
                 self._finish_state("failed", f"{type(error).__name__}: {error}")
                 self._events(
                     Failed("error", f"{type(error).__name__}: {error}", _str(self.run_dir))
                 )
                 raise
-            result = Failed(
-                "settings",
-                "a batch of one image cannot train BatchNorm (it needs more than one value per "
-                f"channel): use batch size 2 or more (it is {self.settings.batch_size}), "
-                "with at least two training images",
-                _str(self.run_dir),
-            )
+            result = Failed("settings", str(problem), _str(self.run_dir))
         if isinstance(result, Failed):
             self._finish_state("failed", result.message)
         leave_world(self.world)
@@ -425,6 +420,17 @@ class Trainer:
 
 # what torch's batch_norm says of a training batch of one
 _ONE_VALUE_PER_CHANNEL = "Expected more than 1 value per channel when training"
+
+
+def batch_of_one(error: BaseException, batch_size: int) -> TrainingError | None:
+    """The user's version of torch's error for a BatchNorm fed one image in training mode, or None
+    when ``error`` is another one."""
+    if not (isinstance(error, ValueError) and _ONE_VALUE_PER_CHANNEL in str(error)):
+        return None
+    return TrainingError(
+        "a batch of one image cannot train BatchNorm (it needs more than one value per channel): "
+        f"use batch size 2 or more (it is {batch_size}), with at least two training images"
+    )
 
 
 def _str(path: Path | None) -> str | None:
