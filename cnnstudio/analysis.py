@@ -153,6 +153,45 @@ def analyze(spec: ModelSpec) -> Analysis:
     inputs = _resolve_inputs(spec, issues)
     order = _topological_order(spec, inputs, issues)
 
+    infos, shapes = _analyze_nodes(spec, inputs, order, issues)
+
+    for node in spec.nodes:
+        if node.id not in infos:
+            infos[node.id] = LayerInfo(node.id, node.kind, inputs.get(node.id, ()), (), None)
+
+    needed = _reaching_output(spec, inputs)
+    output_shape = None
+    if spec.nodes:
+        last = spec.nodes[-1]
+        output_shape = shapes.get(last.id)
+        if output_shape is not None:
+            _check_output(spec, last, output_shape, issues)
+        _warn_unused(spec, inputs, order, needed, issues)
+
+    layers = _with_errors(spec, infos, issues)
+    built = [i for i in layers if i.id in needed]  # the totals are those of the built model
+    _check_memory(built, issues)
+    return Analysis(
+        layers=tuple(layers),
+        issues=tuple(issues),
+        order=tuple(order),
+        input_shape=tuple(spec.input_shape),
+        output_shape=output_shape,
+        total_params=sum(i.params for i in built),
+        trainable_params=sum(i.trainable_params for i in built),
+        flops=sum(i.flops for i in built),
+        activation_bytes=sum(i.activation_bytes for i in built),
+    )
+
+
+def _analyze_nodes(
+    spec: ModelSpec,
+    inputs: dict[str, tuple[str, ...]],
+    order: list[str],
+    issues: list[SpecIssue],
+) -> tuple[dict[str, LayerInfo], dict[str, Shape | None]]:
+    """Every layer in data order, from the shapes of its inputs; a layer after a broken one (or
+    with an issue of its own) gets no shape."""
     model_broken = any(i.layer is None for i in issues)
     shapes: dict[str, Shape | None] = {INPUT: None if model_broken else tuple(spec.input_shape)}
     infos: dict[str, LayerInfo] = {}
@@ -170,20 +209,13 @@ def analyze(spec: ModelSpec) -> Analysis:
         info = _analyze_node(node, inputs[node_id], tuple(in_shapes), issues)  # type: ignore[arg-type]
         infos[node_id] = info
         shapes[node_id] = info.output_shape
+    return infos, shapes
 
-    for node in spec.nodes:
-        if node.id not in infos:
-            infos[node.id] = LayerInfo(node.id, node.kind, inputs.get(node.id, ()), (), None)
 
-    needed = _reaching_output(spec, inputs)
-    output_shape = None
-    if spec.nodes:
-        last = spec.nodes[-1]
-        output_shape = shapes.get(last.id)
-        if output_shape is not None:
-            _check_output(spec, last, output_shape, issues)
-        _warn_unused(spec, inputs, order, needed, issues)
-
+def _with_errors(
+    spec: ModelSpec, infos: dict[str, LayerInfo], issues: list[SpecIssue]
+) -> list[LayerInfo]:
+    """The layers in display order (the first of a repeated id), each with its error messages."""
     errors_by_layer: dict[str, list[str]] = {}
     for issue in issues:
         if issue.layer is not None and issue.severity == "error":
@@ -195,19 +227,7 @@ def analyze(spec: ModelSpec) -> Analysis:
             continue
         seen.add(node.id)
         layers.append(replace(infos[node.id], errors=tuple(errors_by_layer.get(node.id, ()))))
-    built = [i for i in layers if i.id in needed]  # the totals are those of the built model
-    _check_memory(built, issues)
-    return Analysis(
-        layers=tuple(layers),
-        issues=tuple(issues),
-        order=tuple(order),
-        input_shape=tuple(spec.input_shape),
-        output_shape=output_shape,
-        total_params=sum(i.params for i in built),
-        trainable_params=sum(i.trainable_params for i in built),
-        flops=sum(i.flops for i in built),
-        activation_bytes=sum(i.activation_bytes for i in built),
-    )
+    return layers
 
 
 def machine_memory() -> int:
@@ -290,6 +310,12 @@ def _check_model(spec: ModelSpec) -> list[SpecIssue]:
         )
     if not spec.nodes:
         issues.append(SpecIssue(None, "the model has no layers: add some from the palette"))
+    return issues + _check_ids(spec)
+
+
+def _check_ids(spec: ModelSpec) -> list[SpecIssue]:
+    """Every layer id well-formed, not a name the built module uses itself, and unique."""
+    issues = []
     seen: dict[str, int] = {}
     for index, node in enumerate(spec.nodes):
         if not _ID_PATTERN.fullmatch(node.id):
