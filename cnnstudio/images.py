@@ -193,6 +193,8 @@ def _open_image(path: Path) -> tuple[Any, str | None]:
         return None, too_large_reason(error)
     except OSError as error:
         return None, f"cannot read: {error}"
+    except (SyntaxError, ValueError) as error:  # PIL's word for a damaged header
+        return None, f"damaged image: {error}"
 
 
 def _verify_image(path: Path) -> tuple[Any, str | None]:

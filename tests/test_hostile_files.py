@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from cnnstudio import cli, new_project, runs
 from cnnstudio.data import DataSettings, load_dataset
@@ -248,3 +249,20 @@ def test_a_number_of_more_digits_than_python_reads_is_a_project_error(tmp_path) 
         ProjectError, match=r"project.json: holds a number of more than 4,300 digits"
     ):
         load_project(tmp_path / "p")
+
+
+def test_a_png_with_an_empty_header_chunk_is_skipped_not_a_crash(tmp_path) -> None:
+    """Found by the image fuzz: PIL's header reader raises ValueError('Truncated IHDR chunk')."""
+    good = io.BytesIO()
+    Image.new("RGB", (12, 12)).save(good, format="PNG")
+    bad = bytearray(good.getvalue())
+    bad[8:12] = b"\x00\x00\x00\x00"  # the IHDR chunk claims a length of 0
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            (tmp_path / label / f"good{i}.png").write_bytes(good.getvalue())
+    (tmp_path / "b" / "bad.png").write_bytes(bytes(bad))
+    dataset = load_dataset(DataSettings(source="folder", path=str(tmp_path)), (3, 8, 8))
+    assert len(dataset) == 4
+    ((path, reason),) = [(s.path, s.reason) for s in dataset.skipped]
+    assert path.endswith("bad.png") and reason == "damaged image: Truncated IHDR chunk"
