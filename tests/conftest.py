@@ -12,6 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# The property tests draw the same examples on every run, so that CI is never a lottery; to look
+# for new failures, run them with HYPOTHESIS_PROFILE=explore (fresh random examples each time).
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
