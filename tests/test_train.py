@@ -143,7 +143,9 @@ def final_weights(run_dir: str) -> dict[str, torch.Tensor]:
     return load_checkpoint(Path(run_dir) / "last.pt")["model"]
 
 
-def test_resume_after_a_stop_gives_the_same_weights_as_one_run(project: Project) -> None:
+def stop_and_resume(project: Project):
+    """A straight run, and the same run stopped at epoch 2 step 2 and resumed; both results, the
+    resumed run's events, and the checkpoint the stop wrote."""
     straight = Trainer(project).run()
     assert isinstance(straight, Finished)
 
@@ -155,15 +157,20 @@ def test_resume_after_a_stop_gives_the_same_weights_as_one_run(project: Project)
     _, stopped = collect(trainer, stop_midway)
     assert isinstance(stopped, Finished) and stopped.state == "stopped"
     checkpoint = load_checkpoint(Path(stopped.run_dir) / "last.pt")
-    assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 2
     events, resumed = collect(Trainer(project, resume=True))
     assert isinstance(resumed, Finished) and resumed.state == "finished"
     assert resumed.run_dir == stopped.run_dir
-    assert next(e for e in events if isinstance(e, RunStarted)).resumed
     a, b = final_weights(straight.run_dir), final_weights(resumed.run_dir)
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    return resumed, events, checkpoint
+
+
+def test_resume_after_a_stop_gives_the_same_weights_as_one_run(project: Project) -> None:
+    resumed, events, checkpoint = stop_and_resume(project)
+    assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 2
+    assert next(e for e in events if isinstance(e, RunStarted)).resumed
     lines = (Path(resumed.run_dir) / "metrics.jsonl").read_text().splitlines()
     steps = [json.loads(line)["global_step"] for line in lines if '"step"' in line[:16]]
     assert steps == sorted(steps) and len(steps) == len(set(steps))
