@@ -25,6 +25,7 @@ from cnnstudio.export import FORMATS, ExportResult, default_file_name, export, e
 from cnnstudio.progress import TaskState
 from cnnstudio.runs import list_runs
 from ui.background import Jobs
+from ui.theme import set_role
 
 
 def _export_job(
@@ -145,16 +146,14 @@ class ExportDialog(QDialog):
             self._show_error("Choose where to save the export.")
             return
         self.export_button.setEnabled(False)
-        self.result_label.setProperty("role", "muted")
-        self._restyle()
+        set_role(self.result_label, "muted")
         self.result_label.setText(f"Exporting and checking {FORMATS[self.format].title}…")
         path = Path(text).expanduser()
         self._jobs.submit(_export_job, self.project, self.run_box.currentData(), self.format, path)
 
     def _on_job_finished(self, _number: int, result: ExportResult) -> None:
         self.export_button.setEnabled(True)
-        self.result_label.setProperty("role", "")
-        self._restyle()
+        set_role(self.result_label, "")
         names = ", ".join(p.name for p in result.files)
         self.result_label.setText(
             f"Written {names} ({_size_text(result.size)}), checked: max difference "
@@ -168,13 +167,8 @@ class ExportDialog(QDialog):
         self.failed.emit(message)
 
     def _show_error(self, message: str) -> None:
-        self.result_label.setProperty("role", "error")
-        self._restyle()
+        set_role(self.result_label, "error")
         self.result_label.setText(message)
-
-    def _restyle(self) -> None:
-        self.result_label.style().unpolish(self.result_label)
-        self.result_label.style().polish(self.result_label)
 
     def done(self, result: int) -> None:
         self._jobs.shutdown()  # join the export thread before the dialog goes

@@ -46,7 +46,7 @@ from ui.export_dialog import ExportDialog
 from ui.icons import clear_cache, icon
 from ui.inspector import InspectorView
 from ui.inspector.sources import live_source, run_source
-from ui.theme import THEMES, apply_theme
+from ui.theme import THEMES, apply_theme, set_role
 from ui.training.panel import TrainPanel
 
 
@@ -278,13 +278,11 @@ class MainWindow(QMainWindow):
 
     def _on_analysis_failed(self, message: str) -> None:
         self.totals_label.setText(f"The model could not be analysed: {message}")
-        self.totals_label.setProperty("role", "error")
-        _restyle(self.totals_label)
+        set_role(self.totals_label, "error")
 
     def _on_analysis_ready(self, analysis) -> None:
         if self.totals_label.property("role") == "error":
-            self.totals_label.setProperty("role", None)
-            _restyle(self.totals_label)
+            set_role(self.totals_label, None)
         state = (
             "valid"
             if analysis.valid
@@ -564,12 +562,6 @@ class MainWindow(QMainWindow):
 
 
 WARM_UP_DELAY_MS = 300
-
-
-def _restyle(widget) -> None:
-    """Apply the style sheet again after a property it selects on (``role``) changed."""
-    widget.style().unpolish(widget)
-    widget.style().polish(widget)
 
 
 DEFAULT_BOTTOM_HEIGHT = 320

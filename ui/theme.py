@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 THEMES = ("system", "light", "dark")
 
@@ -50,6 +50,14 @@ DARK = Colours(
 )  # fmt: skip
 
 _current = LIGHT
+
+
+def set_role(widget: QWidget, role: str | None) -> None:
+    """Give ``widget`` the style sheet's ``role`` (error, muted, heading; None: plain) and apply
+    the sheet again: a changed property does not restyle a widget by itself."""
+    widget.setProperty("role", role)
+    widget.style().unpolish(widget)
+    widget.style().polish(widget)
 
 
 def colours() -> Colours:

@@ -39,7 +39,7 @@ from cnnstudio.shapes import format_shape
 from ui.background import Jobs
 from ui.icons import icon
 from ui.inspector.requests import Answer, InspectRequests, answer
-from ui.theme import colours
+from ui.theme import colours, set_role
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
 MAX_MAPS = 256  # a grid of more maps is unreadable in a dock; the heading says how many are shown
@@ -386,9 +386,7 @@ class InspectorView(QWidget):
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setProperty("role", "error" if error else "muted")
-        self.message.style().unpolish(self.message)
-        self.message.style().polish(self.message)
+        set_role(self.message, "error" if error else "muted")
         self.message.setVisible(bool(text))
 
     def _fill_targets(self, classes: list[str]) -> None:
