@@ -1,14 +1,14 @@
-"""The analysis of a model spec: every layer's output shape, parameters, FLOPs and activation
-memory, and every problem attached to the layer it belongs to, in words a user can act on.
+"""The analysis of a model spec: every layer's output shape, parameters and FLOPs, and every
+problem attached to the layer it belongs to, in words a user can act on.
 
 ``analyze(spec)`` builds nothing; it runs on every edit in the editor. The per-kind arithmetic is in
-``cnnstudio.shapes``.
+``cnnstudio.shapes``. Activation memory is measured on the built model instead
+(``cnnstudio.activation_memory``): no per-layer formula knows what autograd keeps.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -19,7 +19,7 @@ from cnnstudio.params import close_name, show_value
 from cnnstudio.shapes import RULES, Shape, Unfit, format_shape
 from cnnstudio.spec import INPUT, ModelSpec, Node
 
-BYTES_PER_VALUE = 4  # activations are float32 unless mixed precision is on
+BYTES_PER_VALUE = 4  # weights are float32
 _MAX_CLASSES = int(
     next(p.maximum for p in LAYER_KINDS["Linear"].params if p.name == "out_features")
 )
@@ -71,7 +71,6 @@ class LayerInfo:
     params: int = 0
     trainable_params: int = 0
     flops: int = 0
-    activation_bytes: int = 0
     resolved: dict[str, Any] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
 
@@ -88,7 +87,6 @@ class Analysis:
     total_params: int
     trainable_params: int
     flops: int
-    activation_bytes: int
 
     @property
     def errors(self) -> tuple[SpecIssue, ...]:
@@ -122,7 +120,6 @@ class Analysis:
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
             "flops": self.flops,
-            "activation_bytes": self.activation_bytes,
             "layers": [
                 {
                     "id": info.id,
@@ -141,7 +138,7 @@ class Analysis:
 
 
 def analyze(spec: ModelSpec) -> Analysis:
-    """Shapes, parameters, FLOPs and activation memory of every layer, and every problem found.
+    """Shapes, parameters and FLOPs of every layer, and every problem found.
 
     Never raises for a bad spec: problems are returned as issues attached to their layer. Layers
     downstream of a broken one get no shape and no further errors of their own.
@@ -180,7 +177,6 @@ def analyze(spec: ModelSpec) -> Analysis:
         total_params=sum(i.params for i in built),
         trainable_params=sum(i.trainable_params for i in built),
         flops=sum(i.flops for i in built),
-        activation_bytes=sum(i.activation_bytes for i in built),
     )
 
 
@@ -277,7 +273,6 @@ def _too_many_layers(spec: ModelSpec) -> Analysis:
         total_params=0,
         trainable_params=0,
         flops=0,
-        activation_bytes=0,
     )
 
 
@@ -499,7 +494,6 @@ def _analyze_node(
         params=n_params,
         trainable_params=trainable,
         flops=flops,
-        activation_bytes=math.prod(out) * BYTES_PER_VALUE,
         resolved=resolved,
     )
 

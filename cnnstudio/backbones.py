@@ -168,6 +168,7 @@ def create_backbone(
     inception_v3 normalise their input the ImageNet way) and, when ``load``, the ImageNet weights
     are read from torch's cache, downloaded there first when missing, and always loaded with
     ``weights_only=True``. ``load=False`` is for weights that come from a checkpoint instead.
+    On ``device="meta"`` nothing is allocated and no weights are loaded.
     """
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}")
@@ -178,8 +179,14 @@ def create_backbone(
 
     pretrained = weights == "DEFAULT"
     kwargs = _builder_kwargs(name, pretrained)
-    with torch.device(device or "cpu"):
-        model = get_model(name, weights=None, **kwargs)
+    if str(device) == "meta":  # the architecture alone: measured, never trained
+        with _weights_on_meta():
+            model = get_model(name, weights=None, **kwargs)
+        model.to("meta")
+        load = False
+    else:
+        with torch.device(device or "cpu"):
+            model = get_model(name, weights=None, **kwargs)
     head = _remove_head(model)
     if pretrained and load:
         _load_default_weights(model, name, head)

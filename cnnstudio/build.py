@@ -40,12 +40,17 @@ class Backbone(nn.Module):
     statistics stay as loaded (it stays in eval mode)."""
 
     def __init__(
-        self, name: str, weights: str = "none", freeze: bool = False, load: bool = True
+        self,
+        name: str,
+        weights: str = "none",
+        freeze: bool = False,
+        load: bool = True,
+        device: str | None = None,
     ) -> None:
         super().__init__()
         self.name = name
         self.frozen = freeze
-        self.net = backbones.create_backbone(name, weights, load=load)
+        self.net = backbones.create_backbone(name, weights, device=device, load=load)
         if freeze:
             self.net.requires_grad_(False)
             self.net.eval()
@@ -99,8 +104,11 @@ class SpecModel(nn.Module):
         return values[self._output_slot]
 
 
-def make_layer(kind: str, params: dict[str, Any], pretrained: bool = True) -> nn.Module:
-    """One layer from its catalogue kind and resolved parameters (no "auto" left)."""
+def make_layer(
+    kind: str, params: dict[str, Any], pretrained: bool = True, device: str | None = None
+) -> nn.Module:
+    """One layer from its catalogue kind and resolved parameters (no "auto" left); on
+    ``device="meta"`` its weights take no memory (for measuring the model, not running it)."""
     if kind == "Add":
         return Add()
     if kind == "Concat":
@@ -108,16 +116,26 @@ def make_layer(kind: str, params: dict[str, Any], pretrained: bool = True) -> nn
     if kind == "Backbone":
         # without pretrained, the architecture is still the one those weights need (googlenet's
         # transform_input): a checkpoint trained from them is loaded next
-        return Backbone(params["name"], params["weights"], params["freeze"], load=pretrained)
-    return getattr(nn, kind)(**params)
+        return Backbone(
+            params["name"], params["weights"], params["freeze"], load=pretrained, device=device
+        )
+    if device is None:
+        return getattr(nn, kind)(**params)
+    with torch.device(device):
+        return getattr(nn, kind)(**params)
 
 
 def build_model(
-    spec: ModelSpec, *, pretrained: bool = True, analysis: Analysis | None = None
+    spec: ModelSpec,
+    *,
+    pretrained: bool = True,
+    analysis: Analysis | None = None,
+    device: str | None = None,
 ) -> SpecModel:
     """The ``nn.Module`` for ``spec``. ModelError (listing every problem) when the spec is invalid.
 
     ``pretrained=False`` skips loading backbone weights, for when a checkpoint will be loaded next.
+    ``device="meta"`` builds the architecture alone, allocating nothing (to measure it).
     Only layers that lead to the output are built; an unused branch is left out.
     """
     analysis = analysis or analyze(spec)
@@ -133,7 +151,7 @@ def build_model(
     steps = []
     for node_id in order:
         info = infos[node_id]
-        modules[node_id] = make_layer(info.kind, info.resolved, pretrained)
+        modules[node_id] = make_layer(info.kind, info.resolved, pretrained, device)
         steps.append((node_id, tuple(slots[name] for name in info.inputs)))
     return SpecModel(modules, steps, slots, spec.nodes[-1].id)
 

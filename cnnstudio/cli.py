@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.analysis import Analysis, analyze
 from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
 from cnnstudio.errors import StudioError
@@ -294,11 +295,22 @@ def _cmd_new(args: argparse.Namespace) -> int:
 def _cmd_summary(args: argparse.Namespace) -> int:
     project = load_project(args.dir)
     analysis = analyze(project.model)
+    saved = activation_memory(project.model) if analysis.valid else None
     if args.json:
-        print(json.dumps(analysis.to_dict(), indent=2))
+        print(json.dumps(_summary_dict(analysis, saved), indent=2))
     else:
-        print(format_summary(analysis))
+        print(format_summary(analysis, saved))
     return 0 if analysis.valid else EXIT_INVALID
+
+
+def _summary_dict(analysis: Analysis, saved: ActivationMemory | None) -> dict:
+    """The analysis as JSON, with the measured activation bytes per image (None: not measured,
+    the model is not valid), in total and per layer."""
+    summary = analysis.to_dict()
+    summary["activation_bytes"] = saved.per_image_bytes if saved else None
+    for layer in summary["layers"]:
+        layer["activation_bytes"] = saved.layer(layer["id"]) if saved else None
+    return summary
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -572,9 +584,10 @@ def format_data_summary(summary: DataSummary) -> str:
     return "\n".join(out)
 
 
-def format_summary(analysis: Analysis) -> str:
-    """The per-layer table, the totals, and the problems, as ``summary`` prints them."""
-    header = ("id", "kind", "output", "params", "FLOPs")
+def format_summary(analysis: Analysis, saved: ActivationMemory | None = None) -> str:
+    """The per-layer table, the totals, and the problems, as ``summary`` prints them; with
+    ``saved``, each layer's activation memory per image (what autograd keeps for backward)."""
+    header = ("id", "kind", "output", "params", "FLOPs", "activations")
     rows = [
         (
             info.id,
@@ -582,6 +595,7 @@ def format_summary(analysis: Analysis) -> str:
             format_shape(info.output_shape),
             f"{info.params:,}" if info.output_shape else "-",
             human(info.flops) if info.output_shape else "-",
+            f"{human(saved.layer(info.id), binary=True)}B" if saved else "-",
         )
         for info in analysis.layers
     ]
@@ -606,9 +620,10 @@ def format_summary(analysis: Analysis) -> str:
         f"parameters: {analysis.total_params:,} ({analysis.trainable_params:,} trainable"
         + (f", {frozen:,} frozen)" if frozen else ")")
     )
+    kept = f"{human(saved.per_image_bytes, binary=True)}B" if saved else "-"
     out.append(
-        f"FLOPs per image: {human(analysis.flops)}; activations per image: "
-        f"{human(analysis.activation_bytes, binary=True)}B"
+        f"FLOPs per image: {human(analysis.flops)}; activations per image: {kept} "
+        "(what autograd keeps for the backward pass, measured)"
     )
     for issue in analysis.errors:
         out.append(f"error: {issue}")

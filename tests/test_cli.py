@@ -34,9 +34,14 @@ def test_new_then_summary(tmp_path: Path) -> None:
     shown = cli("summary", str(folder))
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert lines[0].split() == ["id", "kind", "output", "params", "FLOPs"]
+    assert lines[0].split() == ["id", "kind", "output", "params", "FLOPs", "activations"]
     assert any(line.split()[:4] == ["fc1", "Linear", "512", "2,097,664"] for line in lines)
+    # the first conv keeps its 3×32×32 input image for backward: 12 KiB
+    assert any(
+        line.split()[:2] == ["conv1", "Conv2d"] and line.endswith("12.00 KiB") for line in lines
+    )
     assert "parameters: 2,169,770 (2,169,770 trainable)" in shown.stdout
+    assert "activations per image: 980.00 KiB" in shown.stdout
 
 
 def test_summary_json(tmp_path: Path) -> None:
@@ -51,6 +56,8 @@ def test_summary_json(tmp_path: Path) -> None:
     assert data["output_shape"] == [4] and data["errors"] == []
     assert {"id", "kind", "output_shape", "params", "flops", "error"} <= set(data["layers"][0])
     assert data["total_params"] == sum(layer["params"] for layer in data["layers"])
+    assert data["activation_bytes"] == sum(layer["activation_bytes"] for layer in data["layers"])
+    assert data["layers"][0]["activation_bytes"] >= 4 * 32 * 32  # conv1 keeps its input
 
 
 def test_summary_of_invalid_model_lists_errors_and_exits_1(tmp_path: Path) -> None:
@@ -67,6 +74,7 @@ def test_summary_of_invalid_model_lists_errors_and_exits_1(tmp_path: Path) -> No
     as_json = json.loads(cli("summary", str(tmp_path / "p"), "--json").stdout)
     assert as_json["valid"] is False
     assert as_json["errors"][0]["layer"] == "fc1"
+    assert as_json["activation_bytes"] is None  # an invalid model is not built, not measured
 
 
 @pytest.mark.parametrize(

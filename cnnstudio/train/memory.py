@@ -1,16 +1,18 @@
-"""How much device memory a training step needs (estimated from the model's analysis, before
-anything is built), and what to tell a user whose run did not fit."""
+"""How much device memory a training step needs (the weights' share from the model's analysis,
+the activations' as measured by ``cnnstudio.activation_memory``), and what to tell a user whose
+run did not fit."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from cnnstudio.activation_memory import activation_memory
 from cnnstudio.analysis import analyze
+from cnnstudio.errors import ModelError
 from cnnstudio.spec import ModelSpec
 from cnnstudio.train.devices import device_name, free_memory
 from cnnstudio.train_settings import TrainSettings
@@ -32,10 +34,11 @@ class MemoryEstimate:
         return max(0, room // max(1, self.per_image_bytes))
 
 
-# Activations are kept for backward and mirrored by their gradients; mixed precision halves them.
-_ACTIVATION_FACTOR = {"fp32": 3.0, "bf16": 1.75, "fp16": 1.75}
+# Mixed precision keeps most activations in 16 bits (autocast's float32 exceptions aside): half.
+_ACTIVATION_SHARE = {"fp32": 1.0, "bf16": 0.5, "fp16": 0.5}
 _OPTIMIZER_SLOTS = {"adamw": 2, "adam": 2, "sgd": 1}
 _WORKSPACE = 256 << 20  # cuDNN workspace and allocator slack
+_GRADIENTS_IN_FLIGHT = 2  # backward holds the gradients of about two of the largest activations
 
 
 def estimate_memory(
@@ -43,20 +46,25 @@ def estimate_memory(
     settings: TrainSettings | Mapping[str, Any],
     precision: str = "fp32",
 ) -> MemoryEstimate:
-    """Estimate from the analysis (parameters, activation memory per image). ``settings`` may
-    also be the project's plain training dict, as the Train view has it while the user edits it
-    (a missing optimizer counts as AdamW)."""
+    """Weights, their gradients and the optimizer's state (AdamW: two values per trainable
+    weight), plus the activations autograd keeps, measured on the model as built (frozen layers
+    keep none), plus the gradients the backward pass holds at a time and a workspace margin.
+    ``settings`` may also be the project's plain training dict, as the Train view has it while
+    the user edits it (a missing optimizer counts as AdamW). ModelError for an invalid model."""
     if isinstance(settings, TrainSettings):
         optimizer = settings.optimizer
     else:
         optimizer = settings.get("optimizer", "adamw")
     analysis = analyze(project_model)
+    if not analysis.valid:
+        raise ModelError(analysis.errors)
     params, trainable = analysis.total_params, analysis.trainable_params
     slots = _OPTIMIZER_SLOTS.get(optimizer, 2)
-    fixed = 4 * params + 4 * trainable + 4 * slots * trainable + _WORKSPACE
-    input_bytes = 4 * math.prod(analysis.input_shape)
-    per_image = int(analysis.activation_bytes * _ACTIVATION_FACTOR.get(precision, 3.0))
-    return MemoryEstimate(int(fixed), per_image + input_bytes)
+    saved = activation_memory(project_model)
+    share = _ACTIVATION_SHARE.get(precision, 1.0)
+    fixed = 4 * params + 4 * trainable + 4 * slots * trainable + _WORKSPACE + saved.fixed_bytes
+    per_image = saved.per_image_bytes + _GRADIENTS_IN_FLIGHT * saved.largest_bytes
+    return MemoryEstimate(int(fixed), int(per_image * share))
 
 
 def out_of_memory_message(
