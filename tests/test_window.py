@@ -129,6 +129,17 @@ def test_a_layer_that_does_not_fit_turns_red_with_the_message(qtbot, window: Mai
     assert "1 problem" in window.totals_label.text()
 
 
+def test_activation_memory_is_shown_per_layer_and_in_total(qtbot, window: MainWindow) -> None:
+    settle(qtbot, window)
+    assert "980.00 KiB activations per image" in window.totals_label.text()
+    window.canvas.select(["conv1"])  # keeps its 3×32×32 input image for backward
+    assert "this layer keeps 12.00 KiB per image" in window.property_panel.memory.text()
+    window.property_panel.editors["out_channels"].setValue(16)
+    settle(qtbot, window)
+    assert "980.00 KiB" not in window.totals_label.text()
+    window.property_panel.grab().save("/tmp/numbers-properties.png")
+
+
 def test_a_refused_value_says_why_and_changes_nothing(window: MainWindow) -> None:
     window.canvas.select(["conv1"])
     before = window.document.spec

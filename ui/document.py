@@ -2,7 +2,8 @@
 
 Every edit of the model goes through ``push`` as one QUndoCommand. After each change the analysis
 runs on a pool thread (``ui.background.Jobs``; the newest request wins) and arrives through
-``analysis_ready``.
+``analysis_ready``; the activation memory of a valid model is measured in the same job (a backbone
+takes a few tenths of a second) and is ``activations`` when the analysis arrives.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from cnnstudio import Analysis, ModelSpec, Project, analyze, load_project, new_project
+from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.progress import TaskState
 from ui.background import Jobs
 
 
-def _analyse(_state: TaskState, spec: ModelSpec) -> Analysis:
-    return analyze(spec)
+def _analyse(_state: TaskState, spec: ModelSpec) -> tuple[Analysis, ActivationMemory | None]:
+    analysis = analyze(spec)
+    return analysis, activation_memory(spec) if analysis.valid else None
 
 
 class ProjectDocument(QObject):
@@ -36,6 +39,7 @@ class ProjectDocument(QObject):
         self.project = project or new_project()
         self.undo_stack = QUndoStack(self)
         self.analysis: Analysis | None = None
+        self.activations: ActivationMemory | None = None  # of ``analysis``'s model, when valid
         self._analysed = -1  # the number of the analysis job that gave ``analysis``
         self._analyses = Jobs(self, newest_wins=True)
         self._analyses.finished.connect(self._on_analysis_finished)
@@ -85,10 +89,14 @@ class ProjectDocument(QObject):
 
     def _on_analysis_failed(self, _number: int, message: str) -> None:
         self.analysis = None  # no verdict on this model: nothing may pass it as valid
+        self.activations = None
         self.analysis_failed.emit(message)
 
-    def _on_analysis_finished(self, number: int, analysis: Analysis) -> None:
-        self.analysis = analysis  # the newest request's: older answers never arrive
+    def _on_analysis_finished(
+        self, number: int, result: tuple[Analysis, ActivationMemory | None]
+    ) -> None:
+        analysis, self.activations = result  # the newest request's: older answers never arrive
+        self.analysis = analysis
         self._analysed = number
         self.analysis_ready.emit(analysis)
 

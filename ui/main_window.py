@@ -290,9 +290,11 @@ class MainWindow(QMainWindow):
         )
         frozen = analysis.total_params - analysis.trainable_params
         frozen_text = f" ({human(frozen)} frozen)" if frozen else ""
+        saved = self.document.activations
+        kept = f"{human(saved.per_image_bytes, binary=True)}B" if saved else "-"
         self.totals_label.setText(
             f"{analysis.total_params:,} parameters{frozen_text} · {human(analysis.flops)} FLOPs "
-            f"· {human(analysis.activation_bytes, binary=True)}B activations per image · input "
+            f"· {kept} activations per image · input "
             f"{format_shape(analysis.input_shape)} → {format_shape(analysis.output_shape)} · "
             f"{state}"
         )

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cnnstudio.cli import human
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.params import AUTO, Param
 from ui.editor.commands import SetModelShapeCommand, SetParamCommand
@@ -109,7 +110,11 @@ class PropertyPanel(QWidget):
         self.problems = QLabel(self)
         self.problems.setWordWrap(True)
         self.problems.setProperty("role", "error")
-        for widget in (self.title, self.help, self.form_host, self.message, self.problems):
+        self.memory = QLabel(self)
+        self.memory.setWordWrap(True)
+        self.memory.setProperty("role", "muted")
+        widgets = (self.title, self.help, self.form_host, self.memory, self.message, self.problems)
+        for widget in widgets:
             self.layout_.addWidget(widget)
         self.layout_.addStretch(1)
 
@@ -199,6 +204,7 @@ class PropertyPanel(QWidget):
         self.show_node(self.node_id)
 
     def _show_problems(self) -> None:
+        self._show_memory()
         analysis = self.document.analysis
         if analysis is None:
             self.problems.clear()
@@ -208,3 +214,19 @@ class PropertyPanel(QWidget):
         else:
             texts = [e.message for e in analysis.errors if e.layer == self.node_id]
         self.problems.setText("\n".join(texts))
+
+    def _show_memory(self) -> None:
+        """What autograd keeps of the selected layer (or of the whole model) per image for the
+        backward pass, as measured on the current model."""
+        saved = self.document.activations
+        if saved is None or not self.document.analysis_is_current:
+            self.memory.clear()
+            return
+        if self.node_id is None:
+            kept, whose = saved.per_image_bytes, "the model keeps"
+        else:
+            kept, whose = saved.layer(self.node_id), "this layer keeps"
+        self.memory.setText(
+            f"Activation memory: {whose} {human(kept, binary=True)}B per image for the "
+            "backward pass while training"
+        )
