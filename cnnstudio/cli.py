@@ -20,6 +20,7 @@ from cnnstudio.analysis import Analysis, analyze
 from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
+from cnnstudio.params import format_rate
 from cnnstudio.progress import Progress, TaskState
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
 from cnnstudio.shapes import format_shape
@@ -184,7 +185,23 @@ def _add_lr_find(commands) -> None:
         help="where to write the curve (default: DIR/lr_find.csv)",
     )
     lr_find.add_argument("--device", metavar="DEVICE")
+    lr_find.add_argument(
+        "--start-lr", type=_positive_float, default=1e-7, metavar="LR", help="default: 1e-7"
+    )
+    lr_find.add_argument(
+        "--end-lr", type=_positive_float, default=10.0, metavar="LR", help="default: 10"
+    )
     lr_find.set_defaults(handler=_cmd_lr_find)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 1e-4, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
 
 
 def _add_inspect(commands) -> None:
@@ -480,13 +497,25 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
         if live:
             lr, loss = report.detail
             print(
-                f"\rstep {report.done}/{report.total} lr {lr:.2e} loss {loss:.4f}  ",
+                f"\rstep {report.done}/{report.total} lr {format_rate(lr)} loss {loss:.4f}  ",
                 end="",
                 file=sys.stderr,
                 flush=True,
             )
 
-    result = find_lr(project, steps=args.steps, device=args.device, state=TaskState(progress))
+    if args.start_lr >= args.end_lr:
+        raise UsageError(
+            f"--start-lr ({format_rate(args.start_lr)}) must be below --end-lr "
+            f"({format_rate(args.end_lr)})"
+        )
+    result = find_lr(
+        project,
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        steps=args.steps,
+        device=args.device,
+        state=TaskState(progress),
+    )
     if live:
         print(file=sys.stderr)
     target = args.csv or args.dir / "lr_find.csv"
@@ -497,7 +526,9 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
             f"cannot write {target} ({error.strerror or error}): make its folder writable, or "
             "give --csv a file in a folder you can write to"
         ) from None
-    print(f"suggested learning rate: {result.suggestion:.2e} (curve in {target})")
+    print(f"suggested learning rate: {format_rate(result.suggestion)} (curve in {target})")
+    if result.note:
+        print(f"note: {result.note}")
     return 0
 
 

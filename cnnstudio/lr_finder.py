@@ -1,5 +1,6 @@
 """The learning-rate range test: train a copy of the model for a short while with the learning
-rate growing exponentially, watch the loss, and suggest the rate where it falls fastest."""
+rate growing exponentially, watch the loss, and suggest the rate where it falls fastest: always a
+rate inside the range tested, with a note when the curve says the best rate may lie outside it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cnnstudio.data import load_dataset
 from cnnstudio.errors import ModelError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.normalization import normalization
+from cnnstudio.params import format_rate
 from cnnstudio.progress import TaskState, quiet
 from cnnstudio.train import batch_of_one, make_optimizer, pick_device
 from cnnstudio.train_settings import TrainSettings
@@ -24,13 +26,15 @@ from cnnstudio.train_settings import TrainSettings
 
 @dataclass(frozen=True)
 class LRFinderResult:
-    """Learning rates tried, the smoothed loss at each, and the suggested rate."""
+    """Learning rates tried, the smoothed loss at each, and the suggested rate (one of the range
+    tested); ``note`` says, in words, why the suggestion is uncertain ("" when it is not)."""
 
     lrs: list[float]
     losses: list[float]
     raw_losses: list[float]
     suggestion: float
     diverged: bool
+    note: str = ""
 
     def to_csv(self) -> str:
         rows = ["lr,loss,raw_loss"]
@@ -47,9 +51,35 @@ class LRFinderResult:
 def suggest_lr(lrs: list[float], losses: list[float]) -> float:
     """The rate where the smoothed loss falls fastest against log(lr), looked for between a
     hundredth of the rate at the lowest loss and that rate; the classic "a tenth of the rate at the
-    minimum" when the curve is too noisy to show a slope there."""
+    minimum" when the curve is too noisy to show a slope there. Never outside the rates tested:
+    a tenth of a minimum at the start would be a rate nobody tried."""
+    if not lrs:
+        return 1e-3
+    return min(max(_steepest(lrs, losses), lrs[0]), lrs[-1])
+
+
+def suggestion_note(lrs: list[float], losses: list[float], diverged: bool) -> str:
+    """Why a suggestion from this curve is uncertain, for the user: too few steps, or the lowest
+    loss at an edge of the range tested ("" when the curve dips inside the range)."""
+    lowest = min(range(len(losses)), key=losses.__getitem__) if losses else 0
+    if len(lrs) > 1 and (lowest == 0 or _steepest(lrs, losses) < lrs[0]):
+        return (
+            f"the loss was lowest at or near the smallest rate tested ({format_rate(lrs[0])}): "
+            "the best rate may be lower still; try a lower start"
+        )
     if len(lrs) < 5:
-        return lrs[0] if lrs else 1e-3
+        return f"only {len(lrs)} steps, too few to read the curve: run more steps"
+    if lowest == len(lrs) - 1 and not diverged:
+        return (
+            f"the loss still fell at the largest rate tested ({format_rate(lrs[-1])}): the best "
+            "rate may be higher; try a higher end"
+        )
+    return "stopped when the loss diverged" if diverged else ""
+
+
+def _steepest(lrs: list[float], losses: list[float]) -> float:
+    if len(lrs) < 5:
+        return lrs[0]
     lowest = min(range(len(losses)), key=losses.__getitem__)
     at_min = lrs[lowest]
     span = max(1, len(lrs) // 20)  # slope over a few points: single steps are noise
@@ -120,8 +150,14 @@ def find_lr(
             if sweep.done:
                 break
         batches.set_epoch(sweep.step)
+    lrs, losses = sweep.lrs, sweep.smoothed
     return LRFinderResult(
-        sweep.lrs, sweep.smoothed, sweep.raw, suggest_lr(sweep.lrs, sweep.smoothed), sweep.diverged
+        lrs,
+        losses,
+        sweep.raw,
+        suggest_lr(lrs, losses),
+        sweep.diverged,
+        suggestion_note(lrs, losses, sweep.diverged),
     )
 
 

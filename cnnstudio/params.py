@@ -126,6 +126,20 @@ def show_value(value: Any) -> str:
     return repr(value)
 
 
+def format_rate(value: float, digits: int = 3) -> str:
+    """A learning rate (or a weight decay) as people write it, with at most ``digits``
+    significant digits: 3e-4, 1.25e-3, 0.01, 0.3, 10. Never "0.000000": the small values these
+    settings take get an exponent."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    if 1e-2 <= abs(value) < 1e4:
+        return f"{value:.{digits}g}"
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def close_name(name: str, names: tuple[str, ...] | list[str]) -> str | None:
     """The nearest of ``names`` to a misspelt ``name``, for "did you mean" hints."""
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)

@@ -136,3 +136,19 @@ def test_the_accuracy_plot_ticks_whole_epochs(window: MainWindow) -> None:
         ticks = [float(v) for _spacing, values in axis.tickValues(low, high, 300) for v in values]
         assert ticks and all(v.is_integer() for v in ticks)
     assert 1.0 in [float(v) for _s, values in axis.tickValues(0.8, 3.2, 300) for v in values]
+
+
+def test_learning_rates_are_shown_as_people_write_them(qtbot, window: MainWindow) -> None:
+    from PySide6.QtCore import Qt
+
+    form = window.train_panel.form
+    editor = form.editors["lr"]
+    form.show_value("lr", 1e-8)  # the finder's smallest rate: once shown as 0.000000
+    assert editor.text() == "1e-8"
+    editor.lineEdit().selectAll()
+    qtbot.keyClicks(editor.lineEdit(), "3e-4")
+    qtbot.keyClick(editor.lineEdit(), Qt.Key.Key_Return)
+    assert window.document.project.training["lr"] == pytest.approx(3e-4)
+    assert editor.text() == "3e-4"
+    assert form.editors["weight_decay"].text() == "5e-4"
+    form.grab().save("/tmp/numbers-train-form.png")

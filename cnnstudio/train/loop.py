@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstudio import runs
+from cnnstudio.params import format_rate
 from cnnstudio.spec import ModelSpec
 from cnnstudio.train.checkpoint import Progress, TrainingParts, checkpoint_state
 from cnnstudio.train.devices import autocast
@@ -294,7 +295,7 @@ class Loop:
         )
         return Failed(
             "nan",
-            f"{what} with learning rate {self._lr():.3g}: lower the learning rate or set "
+            f"{what} with learning rate {format_rate(self._lr())}: lower the learning rate or set "
             f"grad_clip; {kept}",
             str(self.c.run_dir),
             step,

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -19,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.cli import human
 from cnnstudio.layers import LAYER_KINDS
-from cnnstudio.params import AUTO, Param
+from cnnstudio.params import AUTO, Param, format_rate
 from ui.editor.commands import SetModelShapeCommand, SetParamCommand
 
 
@@ -36,7 +38,7 @@ def make_editor(param: Param, value: Any, on_change) -> QWidget:
         combo.setEditable(param.type != "choice")
         options = list(param.choices) + [w for w in param.words if w not in param.choices]
         combo.addItems(options)
-        combo.setCurrentText(str(value))
+        combo.setCurrentText(format_rate(value) if isinstance(value, float) else str(value))
 
         def commit(text: str) -> None:
             parsed = _parse(param, text)
@@ -59,14 +61,43 @@ def make_editor(param: Param, value: Any, on_change) -> QWidget:
             lambda v: on_change(AUTO if param.allows_auto and v == low else v)
         )
         return spin
-    spin = QDoubleSpinBox()
     tiny = isinstance(param.default, float) and 0 < abs(param.default) < 0.01
-    spin.setDecimals(6 if tiny else 3)
+    spin = RateSpinBox() if tiny else QDoubleSpinBox()
+    if not tiny:
+        spin.setDecimals(3)
+        spin.setSingleStep(0.05 if (param.maximum or 1) <= 1 else 1.0)
     spin.setRange(float(param.minimum), float(param.maximum))
-    spin.setSingleStep(0.05 if (param.maximum or 1) <= 1 else 1.0)
     spin.setValue(float(value))
     spin.valueChanged.connect(on_change)
     return spin
+
+
+class RateSpinBox(QDoubleSpinBox):
+    """A spin box for values that span decades (learning rates, weight decay): shows them as
+    people write them (3e-4, not 0.000300; 1e-8, not 0.000000), takes typed exponents, and steps
+    by a tenth of the value's decade."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setDecimals(14)  # no rounding of a 1e-9 away; the text is format_rate's
+        self.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
+
+    def textFromValue(self, value: float) -> str:
+        return format_rate(value)
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int) -> object:
+        try:
+            value = float(text)
+        except ValueError:
+            return QValidator.State.Intermediate, text, pos
+        inside = self.minimum() <= value <= self.maximum()
+        return (QValidator.State.Acceptable if inside else QValidator.State.Intermediate), text, pos
 
 
 def _parse(param: Param, text: str) -> Any:

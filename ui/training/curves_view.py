@@ -18,6 +18,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from cnnstudio.files import atomic_write_text
+from cnnstudio.params import format_rate
 from cnnstudio.runs import RunInfo, read_history
 from ui.icons import icon
 from ui.theme import colours
@@ -219,7 +220,7 @@ class CurvesView(QWidget):
                 lr = next((v for s, v in self.lrs if s == step), None)
                 text = f"step {step:,}: loss {loss:.4f}"
                 if lr is not None:
-                    text += f", lr {lr:.3g}"
+                    text += f", lr {format_rate(lr)}"
                 self.hover_label.setText(text)
             elif plot is self.acc_plot and self.epochs:
                 e = min(self.epochs, key=lambda e: abs(e.epoch - x))

@@ -12,6 +12,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from cnnstudio.lr_finder import LRFinderResult, find_lr
+from cnnstudio.params import format_rate
 from cnnstudio.progress import Progress, TaskState
 from ui.background import Jobs
 from ui.icons import icon
@@ -106,7 +107,7 @@ class LRFinderView(QWidget):
         if math.isfinite(loss):
             self._points.append((lr, loss))
             self.curve.setData([p[0] for p in self._points], [p[1] for p in self._points])
-        self.status.setText(f"step {step}/{total} · lr {lr:.2e}")
+        self.status.setText(f"step {step}/{total} · lr {format_rate(lr)}")
 
     def _on_finished(self, number: int, result: LRFinderResult) -> None:
         self.result = result
@@ -116,9 +117,9 @@ class LRFinderView(QWidget):
         self.marker.setValue(math.log10(result.suggestion))
         self.marker.setVisible(True)
         self.apply_button.setEnabled(True)
-        self.apply_button.setText(f"Apply lr = {result.suggestion:.2g}")
-        note = " (stopped when the loss diverged)" if result.diverged else ""
-        self.status.setText(f"suggested learning rate {result.suggestion:.2g}{note}")
+        self.apply_button.setText(f"Apply lr = {format_rate(result.suggestion, 2)}")
+        note = f" ({result.note})" if result.note else ""
+        self.status.setText(f"suggested learning rate {format_rate(result.suggestion, 2)}{note}")
         self.ended.emit()
 
     def _on_failed(self, number: int, message: str) -> None:
@@ -129,9 +130,9 @@ class LRFinderView(QWidget):
     def _on_apply_clicked(self) -> None:
         if self.result is None:
             return
-        value = float(f"{self.result.suggestion:.2g}")
+        value = float(format_rate(self.result.suggestion, 2))  # the rate the button shows
         self.document.set_training("lr", value)
-        self.status.setText(f"learning rate set to {value:g}")
+        self.status.setText(f"learning rate set to {format_rate(value)}")
         self.applied.emit(value)
 
     def busy(self) -> bool:

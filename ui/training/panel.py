@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cnnstudio.params import format_rate
 from cnnstudio.runs import RunInfo, read_evaluation, read_settings
 from cnnstudio.train import Failed
 from ui.icons import icon
@@ -173,7 +174,7 @@ class TrainPanel(QWidget):
 
     def _on_lr_applied(self, value: float) -> None:
         self.form.show_value("lr", value)
-        self.message.setText(f"Learning rate set to {value:g} by the finder.")
+        self.message.setText(f"Learning rate set to {format_rate(value)} by the finder.")
 
     # Starting and stopping
 
