@@ -21,6 +21,11 @@ from cnnstudio.errors import DataError
 # Feeding training
 
 
+def shard_size(count: int, rank: int, world: int, *, pad: bool) -> int:
+    """How many of ``count`` positions ``epoch_order`` gives this rank."""
+    return -(-count // world) if pad else len(range(rank, count, world))
+
+
 def batch_count(samples: int, batch_size: int, *, drop_last: bool, merge_single: bool) -> int:
     """How many batches ``samples`` images make. With ``merge_single`` a last batch of one image
     joins the batch before it: BatchNorm cannot train on a batch of one. The count depends on the
@@ -45,14 +50,17 @@ def batch_bounds(
 
 
 def epoch_order(
-    count: int, *, shuffle: bool, seed: int, epoch: int, rank: int, world: int
+    count: int, *, shuffle: bool, seed: int, epoch: int, rank: int, world: int, pad: bool = True
 ) -> torch.Tensor:
     """The positions (0 to ``count``) this rank takes in ``epoch``: shuffled by (seed, epoch)
-    alone, and with ``world > 1`` a share of them, as DistributedSampler does (padded so every
-    rank gets the same number)."""
+    alone, and with ``world > 1`` a share of them, as DistributedSampler does: padded with
+    repeats so every rank gets the same number (training: DDP's ranks step together), or with
+    ``pad=False`` each position on exactly one rank (validation counts each image once)."""
     order = torch.arange(count)
     if shuffle:
         order = torch.randperm(count, generator=torch.Generator().manual_seed(seed + epoch))
+    if world > 1 and not pad:
+        return order[rank::world]
     if world > 1:
         total = -(-count // world) * world
         if total > count:
@@ -66,8 +74,8 @@ class TensorBatches:
 
     Shuffling, augmentation and normalization happen on that device, a whole batch at a time.
     With ``world > 1`` each rank takes its share of every epoch's order, as DistributedSampler
-    does (padded so every rank gets the same number of batches). With ``merge_single`` a last
-    batch of one image joins the one before it.
+    does (padded so every rank gets the same number of batches, unless ``pad`` is False). With
+    ``merge_single`` a last batch of one image joins the one before it.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        pad: bool = True,
     ) -> None:
         device = images.device
         self.images = images
@@ -102,12 +111,12 @@ class TensorBatches:
         self.drop_last = drop_last
         self.merge_single = merge_single
         self.seed = seed
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.pad = rank, world, pad
         self.epoch = self.first = 0
 
     @property
     def num_samples(self) -> int:
-        return -(-len(self.indices) // self.world)
+        return shard_size(len(self.indices), self.rank, self.world, pad=self.pad)
 
     def __len__(self) -> int:
         return batch_count(
@@ -129,6 +138,7 @@ class TensorBatches:
             epoch=self.epoch,
             rank=self.rank,
             world=self.world,
+            pad=self.pad,
         )
         return self.indices[positions.to(self.indices.device)]
 
@@ -215,14 +225,15 @@ class _EpochBatches(torch.utils.data.Sampler):
         seed: int,
         rank: int,
         world: int,
+        pad: bool = True,
     ) -> None:
         self.count, self.batch_size = count, batch_size
         self.shuffle, self.drop_last, self.merge_single = shuffle, drop_last, merge_single
-        self.seed, self.rank, self.world = seed, rank, world
+        self.seed, self.rank, self.world, self.pad = seed, rank, world, pad
         self.epoch = self.first = 0
 
     def __len__(self) -> int:
-        samples = -(-self.count // self.world)
+        samples = shard_size(self.count, self.rank, self.world, pad=self.pad)
         return batch_count(
             samples, self.batch_size, drop_last=self.drop_last, merge_single=self.merge_single
         )
@@ -235,6 +246,7 @@ class _EpochBatches(torch.utils.data.Sampler):
             epoch=self.epoch,
             rank=self.rank,
             world=self.world,
+            pad=self.pad,
         ).tolist()
         bounds = batch_bounds(len(order), self.batch_size, len(self), drop_last=self.drop_last)
         for index, (start, end) in enumerate(bounds):
@@ -263,6 +275,7 @@ class LoaderBatches:
         world: int = 1,
         drop_last: bool = False,
         merge_single: bool = False,
+        pad: bool = True,
     ) -> None:
         assert dataset.paths is not None
         channels, height, width = dataset.input_shape
@@ -287,6 +300,7 @@ class LoaderBatches:
             seed=seed,
             rank=rank,
             world=world,
+            pad=pad,
         )
         self.loader = torch.utils.data.DataLoader(
             files,
@@ -337,7 +351,10 @@ def make_batches(
 ) -> TensorBatches | LoaderBatches:
     """Batches of ``split`` on ``device``: from memory when the dataset is decoded, else through
     DataLoader workers. Training batches are shuffled and augmented, and never hold a single image
-    (it joins the batch before it: BatchNorm cannot train on one); validation ones are not."""
+    (it joins the batch before it: BatchNorm cannot train on one); validation ones are not. With
+    ``world > 1`` every rank gets as many training batches as the others (the shares are padded
+    with repeats, as DistributedSampler does); the validation shares are not padded, so that the
+    ranks together see each image once."""
     device = torch.device(device)
     augment = augment if train else None
     if dataset.images is not None:
@@ -355,6 +372,7 @@ def make_batches(
             seed=seed,
             rank=rank,
             world=world,
+            pad=train,
         )
     return LoaderBatches(
         dataset,
@@ -370,4 +388,5 @@ def make_batches(
         rank=rank,
         world=world,
         workers=workers,
+        pad=train,
     )

@@ -136,7 +136,7 @@ class Loop:
         self._next_epoch()
         improved = self._track_best(val_loss, val_acc)
         lr = self._lr()
-        self._record(train_loss, train_acc, val_loss, val_acc, lr)
+        self._record(train_loss, train_acc, val_loss, val_acc, lr, val_images)
         self.c.events(
             EpochEnded(
                 self.p.epoch,
@@ -323,7 +323,7 @@ class Loop:
     @torch.no_grad()
     def _validate(self) -> tuple[float, float, int]:
         """The validation loss and accuracy over every rank (NaN when there is no validation
-        image), and how many images they cover."""
+        image), and how many images they cover: each rank has its own images, none repeated."""
         self.trained.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -397,9 +397,16 @@ class Loop:
         return better
 
     def _record(
-        self, train_loss: float, train_acc: float, val_loss: float, val_acc: float, lr: float
+        self,
+        train_loss: float,
+        train_acc: float,
+        val_loss: float,
+        val_acc: float,
+        lr: float,
+        val_images: int,
     ) -> None:
-        """The epoch in metrics.jsonl and in the progress's history."""
+        """The epoch in metrics.jsonl (with how many validation images its figures cover, each
+        counted once over all ranks) and in the progress's history."""
         p = self.p
         record = {
             "type": "epoch",
@@ -409,6 +416,7 @@ class Loop:
             "train_accuracy": train_acc,
             "val_loss": val_loss,
             "val_accuracy": val_acc,
+            "val_images": val_images,
             "lr": lr,
             "time": time.time(),
         }

@@ -83,7 +83,7 @@ def val_batches(
     world: World,
 ) -> Batches:
     """The validation split, in order, shared among the ranks of ``world`` (all of it for a
-    world of one)."""
+    world of one): each image on exactly one rank, so that their sums count it once."""
     return make_batches(
         dataset,
         "val",
