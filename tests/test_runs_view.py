@@ -181,8 +181,9 @@ def test_lr_finder_plots_and_applies_its_suggestion(opened: MainWindow, qtbot) -
     assert opened.document.dirty
 
 
-def test_memory_hint_follows_the_batch_size(opened: MainWindow) -> None:
+def test_memory_hint_follows_the_batch_size(opened: MainWindow, qtbot) -> None:
     panel = opened.train_panel
+    qtbot.waitUntil(lambda: opened.document.activations is not None, timeout=60000)
     first = panel.form.memory_hint.text()
     assert "batch 16" in first and "MB" in first
     panel.form.editors["batch_size"].setValue(512)

@@ -129,14 +129,27 @@ def test_a_layer_that_does_not_fit_turns_red_with_the_message(qtbot, window: Mai
     assert "1 problem" in window.totals_label.text()
 
 
-def test_activation_memory_is_shown_per_layer_and_in_total(qtbot, window: MainWindow) -> None:
+def measured(qtbot, window: MainWindow) -> None:
     settle(qtbot, window)
+    # the first measurement in a process loads torch's meta kernels: seconds on a busy machine
+    qtbot.waitUntil(lambda: window.document.activations is not None, timeout=60000)
+
+
+def test_activation_memory_is_shown_per_layer_and_in_total(qtbot, window: MainWindow) -> None:
+    measured(qtbot, window)
     assert "980.00 KiB activations per image" in window.totals_label.text()
     window.canvas.select(["conv1"])  # keeps its 3×32×32 input image for backward
     assert "this layer keeps 12.00 KiB per image" in window.property_panel.memory.text()
     window.property_panel.editors["out_channels"].setValue(16)
-    settle(qtbot, window)
+    measured(qtbot, window)
+    assert "activations per image" in window.totals_label.text()
     assert "980.00 KiB" not in window.totals_label.text()
+    window.canvas.select(["fc1"])
+    window.property_panel.editors["in_features"].setValue(1000)  # no longer fits: not built
+    settle(qtbot, window)
+    assert window.document.activations is None
+    assert "activations not measured (the model is not valid)" in window.totals_label.text()
+    assert window.property_panel.memory.text() == ""
     window.property_panel.grab().save("/tmp/numbers-properties.png")
 
 

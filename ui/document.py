@@ -2,8 +2,9 @@
 
 Every edit of the model goes through ``push`` as one QUndoCommand. After each change the analysis
 runs on a pool thread (``ui.background.Jobs``; the newest request wins) and arrives through
-``analysis_ready``; the activation memory of a valid model is measured in the same job (a backbone
-takes a few tenths of a second) and is ``activations`` when the analysis arrives.
+``analysis_ready``. Then the activation memory of a valid model is measured in a job of its own
+(a backbone takes a few tenths of a second, and the first measurement in a process seconds: the
+analysis does not wait for it) and arrives through ``activations_ready``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from cnnstudio.progress import TaskState
 from ui.background import Jobs
 
 
-def _analyse(_state: TaskState, spec: ModelSpec) -> tuple[Analysis, ActivationMemory | None]:
-    analysis = analyze(spec)
-    return analysis, activation_memory(spec) if analysis.valid else None
+def _analyse(_state: TaskState, spec: ModelSpec) -> Analysis:
+    return analyze(spec)
+
+
+def _measure(_state: TaskState, spec: ModelSpec) -> tuple[ModelSpec, ActivationMemory]:
+    return spec, activation_memory(spec)
 
 
 class ProjectDocument(QObject):
@@ -30,6 +34,7 @@ class ProjectDocument(QObject):
     spec_changed = Signal(object)  # ModelSpec
     analysis_ready = Signal(object)  # Analysis
     analysis_failed = Signal(str)  # what went wrong, for the user
+    activations_ready = Signal(object)  # ActivationMemory, or None: not measured (see why)
     project_replaced = Signal()
     dirty_changed = Signal(bool)
     data_changed = Signal()
@@ -39,11 +44,15 @@ class ProjectDocument(QObject):
         self.project = project or new_project()
         self.undo_stack = QUndoStack(self)
         self.analysis: Analysis | None = None
-        self.activations: ActivationMemory | None = None  # of ``analysis``'s model, when valid
+        self.activations: ActivationMemory | None = None  # of the current model, once measured
+        self.activations_error = ""  # why the current model's activations are not measured
         self._analysed = -1  # the number of the analysis job that gave ``analysis``
         self._analyses = Jobs(self, newest_wins=True)
         self._analyses.finished.connect(self._on_analysis_finished)
         self._analyses.failed.connect(self._on_analysis_failed)
+        self._measures = Jobs(self, newest_wins=True)
+        self._measures.finished.connect(self._on_measure_finished)
+        self._measures.failed.connect(self._on_measure_failed)
         self.undo_stack.cleanChanged.connect(lambda clean: self.dirty_changed.emit(not clean))
         self._data_dirty = False
 
@@ -80,6 +89,7 @@ class ProjectDocument(QObject):
         self.dirty_changed.emit(True)
 
     def request_analysis(self) -> None:
+        self.activations, self.activations_error = None, ""
         self._analyses.submit(_analyse, self.project.model)
 
     @property
@@ -92,13 +102,27 @@ class ProjectDocument(QObject):
         self.activations = None
         self.analysis_failed.emit(message)
 
-    def _on_analysis_finished(
-        self, number: int, result: tuple[Analysis, ActivationMemory | None]
-    ) -> None:
-        analysis, self.activations = result  # the newest request's: older answers never arrive
-        self.analysis = analysis
+    def _on_analysis_finished(self, number: int, analysis: Analysis) -> None:
+        self.analysis = analysis  # the newest request's: older answers never arrive
         self._analysed = number
         self.analysis_ready.emit(analysis)
+        if analysis.valid:
+            self._measures.submit(_measure, self.project.model)
+        else:
+            self.activations_error = "the model is not valid"
+            self.activations_ready.emit(None)
+
+    def _on_measure_finished(
+        self, _number: int, result: tuple[ModelSpec, ActivationMemory]
+    ) -> None:
+        spec, measured = result
+        if spec is self.project.model:  # not an edit ago (an invalid model measures nothing)
+            self.activations = measured
+            self.activations_ready.emit(measured)
+
+    def _on_measure_failed(self, _number: int, message: str) -> None:
+        self.activations, self.activations_error = None, message
+        self.activations_ready.emit(None)
 
     # Files
 
@@ -128,7 +152,8 @@ class ProjectDocument(QObject):
         self.dirty_changed.emit(False)
 
     def busy(self) -> bool:
-        return self._analyses.busy()
+        return self._analyses.busy() or self._measures.busy()
 
     def shutdown(self) -> None:
         self._analyses.shutdown(30000)
+        self._measures.shutdown(30000)

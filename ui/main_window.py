@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
         self.palette_panel.kind_activated.connect(self._on_palette_kind_activated)
         self.document.analysis_ready.connect(self._on_analysis_ready)
         self.document.analysis_failed.connect(self._on_analysis_failed)
+        self.document.activations_ready.connect(self._on_activations_ready)
         self.document.dirty_changed.connect(lambda _d: self._update_title())
         self.document.project_replaced.connect(self._update_title)
         self.document.project_replaced.connect(self._update_inspector_source)
@@ -290,14 +291,23 @@ class MainWindow(QMainWindow):
         )
         frozen = analysis.total_params - analysis.trainable_params
         frozen_text = f" ({human(frozen)} frozen)" if frozen else ""
-        saved = self.document.activations
-        kept = f"{human(saved.per_image_bytes, binary=True)}B" if saved else "-"
         self.totals_label.setText(
             f"{analysis.total_params:,} parameters{frozen_text} · {human(analysis.flops)} FLOPs "
-            f"· {kept} activations per image · input "
+            f"· {self._activations_text()} · input "
             f"{format_shape(analysis.input_shape)} → {format_shape(analysis.output_shape)} · "
             f"{state}"
         )
+
+    def _on_activations_ready(self, _measured) -> None:
+        if self.document.analysis is not None and self.document.analysis_is_current:
+            self._on_analysis_ready(self.document.analysis)
+
+    def _activations_text(self) -> str:
+        """The activation memory per image (what autograd keeps for backward), once measured."""
+        saved, error = self.document.activations, self.document.activations_error
+        if saved is not None:
+            return f"{human(saved.per_image_bytes, binary=True)}B activations per image"
+        return f"activations not measured ({error})" if error else "measuring activations…"
 
     # Edits
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from cnnstudio.activation_memory import activation_memory
+from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.analysis import analyze
 from cnnstudio.errors import ModelError
 from cnnstudio.spec import ModelSpec
@@ -45,12 +45,15 @@ def estimate_memory(
     project_model: ModelSpec,
     settings: TrainSettings | Mapping[str, Any],
     precision: str = "fp32",
+    saved: ActivationMemory | None = None,
 ) -> MemoryEstimate:
     """Weights, their gradients and the optimizer's state (AdamW: two values per trainable
     weight), plus the activations autograd keeps, measured on the model as built (frozen layers
     keep none), plus the gradients the backward pass holds at a time and a workspace margin.
     ``settings`` may also be the project's plain training dict, as the Train view has it while
-    the user edits it (a missing optimizer counts as AdamW). ModelError for an invalid model."""
+    the user edits it (a missing optimizer counts as AdamW). ``saved`` is the model's activation
+    memory when it has been measured already (the window measures it off the GUI thread).
+    ModelError for an invalid model."""
     if isinstance(settings, TrainSettings):
         optimizer = settings.optimizer
     else:
@@ -60,7 +63,7 @@ def estimate_memory(
         raise ModelError(analysis.errors)
     params, trainable = analysis.total_params, analysis.trainable_params
     slots = _OPTIMIZER_SLOTS.get(optimizer, 2)
-    saved = activation_memory(project_model)
+    saved = saved or activation_memory(project_model)
     share = _ACTIVATION_SHARE.get(precision, 1.0)
     fixed = 4 * params + 4 * trainable + 4 * slots * trainable + _WORKSPACE + saved.fixed_bytes
     per_image = saved.per_image_bytes + _GRADIENTS_IN_FLIGHT * saved.largest_bytes

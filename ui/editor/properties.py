@@ -151,6 +151,7 @@ class PropertyPanel(QWidget):
 
     def _connect(self) -> None:
         self.document.analysis_ready.connect(lambda _a: self._show_problems())
+        self.document.activations_ready.connect(lambda _m: self._show_memory())
         self.document.spec_changed.connect(lambda _s: self._on_spec_changed())
 
     def _clear_form(self) -> None:
@@ -250,7 +251,7 @@ class PropertyPanel(QWidget):
         """What autograd keeps of the selected layer (or of the whole model) per image for the
         backward pass, as measured on the current model."""
         saved = self.document.activations
-        if saved is None or not self.document.analysis_is_current:
+        if saved is None:
             self.memory.clear()
             return
         if self.node_id is None:

@@ -42,7 +42,7 @@ class TrainSettingsForm(QWidget):
         self.form = QFormLayout(self)
         self.form.setContentsMargins(0, 4, 8, 4)
         self.refresh()
-        self.document.analysis_ready.connect(lambda _a: self.update_memory_hint())
+        self.document.activations_ready.connect(lambda _m: self.update_memory_hint())
 
     def refresh(self) -> None:
         """Show the project's training settings (after another project was opened)."""
@@ -113,15 +113,19 @@ class TrainSettingsForm(QWidget):
     def update_memory_hint(self) -> None:
         """The engine's memory estimate for the chosen batch, and the largest batch that fits the
         chosen device when its free memory is known."""
-        analysis = self.document.analysis
+        analysis, saved = self.document.analysis, self.document.activations
         if analysis is None or not analysis.valid or not self.document.analysis_is_current:
             self.memory_hint.setText("")
+            return
+        if saved is None:  # being measured (a job of the document's): never on this thread
+            error = self.document.activations_error
+            self.memory_hint.setText(f"no memory estimate: {error}" if error else "")
             return
         settings = self.document.project.training
         batch = settings.get("batch_size", 64)
         precision = settings.get("precision", "fp32")
         precision = "fp32" if precision in ("auto", "fp32") else precision
-        estimate = estimate_memory(self.document.spec, settings, precision)
+        estimate = estimate_memory(self.document.spec, settings, precision, saved)
         text = f"≈ {_megabytes(estimate.total(batch))} for a step at batch {batch}"
         try:
             device = pick_device(str(settings.get("device", "auto")))
