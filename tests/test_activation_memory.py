@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 
 from cnnstudio.activation_memory import activation_memory
+from cnnstudio.analysis import analyze
 from cnnstudio.build import build_model
 from cnnstudio.spec import ModelSpec, Node
 from cnnstudio.templates import create_model_spec, list_templates
 from cnnstudio.train import estimate_memory
 from cnnstudio.train_settings import TrainSettings
+from tests.test_spec_properties import specs
 
 BACKBONES = ("resnet18", "efficientnet_b0", "mobilenet_v3_small", "densenet121", "convnext_tiny")
 BATCH = 3  # neither of the batch sizes the estimate measures: its extrapolation is tested too
@@ -65,6 +68,15 @@ def test_the_estimate_is_within_a_quarter_of_what_autograd_saves(spec: ModelSpec
     estimate = activation_memory(spec).total(BATCH)
     print(f"estimate {estimate:,} bytes, saved {real:,} bytes, ratio {estimate / real:.3f}")
     assert abs(estimate - real) <= 0.25 * real
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs())
+def test_any_valid_model_is_measured_as_autograd_saves(spec: ModelSpec) -> None:
+    if not analyze(spec).valid:
+        return
+    assert activation_memory(spec).total(BATCH) == really_saved(spec, BATCH)
 
 
 def test_efficientnet_keeps_tens_of_megabytes_per_image_at_224() -> None:
