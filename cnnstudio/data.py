@@ -37,7 +37,8 @@ DATA_PARAMS: tuple[Param, ...] = (
         "val_fraction",
         "float",
         0.2,
-        "Share of each class held out for validation when the source has no validation split.",
+        "Share of each class's training images held out for validation when the source has "
+        "no validation split (a standard set's official test split is kept for evaluation).",
         0.01,
         0.9,
     ),
@@ -154,7 +155,8 @@ def _check_stats(mean: Any, std: Any, where: str) -> tuple[tuple[float, ...], tu
 @dataclass
 class Dataset:
     """A loaded dataset. ``images`` (N×C×H×W uint8 at the model's input size) when it fits in
-    memory, else ``paths`` to decode on the fly. ``splits`` maps "train"/"val" to indices."""
+    memory, else ``paths`` to decode on the fly. ``splits`` maps "train"/"val" to indices, and
+    "test" to a standard set's official test split (evaluation only: never seen in training)."""
 
     source: str
     classes: list[str]
@@ -234,7 +236,7 @@ def load_dataset(
     dataset = _from_arrays(
         settings.source,
         classes,
-        {"train": splits["train"], "val": splits["test"]},
+        {"train": splits["train"], "test": splits["test"]},
         input_shape,
         settings,
     )
@@ -252,17 +254,19 @@ def _from_arrays(
     images = np.concatenate([p[0] for p in parts.values()])
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts.values()]))
     tensor = _fit_tensor(torch.from_numpy(images), input_shape)
-    if "all" in parts:
-        train, val = stratified_split(labels, settings.val_fraction, settings.split_seed)
-    else:
-        n_train = len(parts["train"][1])
-        train, val = torch.arange(n_train), torch.arange(n_train, len(labels))
+    # validation is always held out of the training images: a set's official test split stays
+    # unseen by training and checkpoint choice, for evaluating the finished model
+    n_train = len(parts["all" if "all" in parts else "train"][1])
+    train, val = stratified_split(labels[:n_train], settings.val_fraction, settings.split_seed)
+    splits = {"train": train, "val": val}
+    if "test" in parts:
+        splits["test"] = torch.arange(n_train, len(labels))
     size = (images.shape[3], images.shape[2])
     return Dataset(
         source=source,
         classes=classes,
         labels=labels,
-        splits={"train": train, "val": val},
+        splits=splits,
         input_shape=input_shape,
         images=tensor,
         image_sizes=(size, size),
