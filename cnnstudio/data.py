@@ -20,7 +20,14 @@ import torch
 from cnnstudio import standard_sets
 from cnnstudio.augment import AUGMENT_PARAMS, augment_batch
 from cnnstudio.errors import DataError, ProjectError
-from cnnstudio.images import FolderScan, Skipped, decode_image, decode_images, scan_folder
+from cnnstudio.images import (
+    FolderScan,
+    Skipped,
+    decode_image,
+    decode_images,
+    held_out_folder,
+    scan_folder,
+)
 from cnnstudio.params import Param, check_settings
 from cnnstudio.progress import TaskState, quiet
 from cnnstudio.recipe import stratified_split
@@ -321,6 +328,50 @@ def _load_folder(
         root=scan.root,
         skipped=list(scan.skipped),
         image_sizes=_size_range(sizes),
+    )
+    if len(files) * int(np.prod(input_shape)) <= memory_limit:
+        _decode_into_memory(dataset, state)
+    return dataset
+
+
+def load_labelled_folder(
+    path: Path | str,
+    classes: list[str] | tuple[str, ...],
+    input_shape: tuple[int, int, int],
+    *,
+    state: TaskState | None = None,
+    memory_limit: int = MEMORY_LIMIT,
+) -> Dataset:
+    """A labelled image folder to evaluate a model on, all of it in a "test" split: one subfolder
+    per class (or its val/ or test/ part, see ``held_out_folder``), each matched BY NAME to
+    ``classes``, the model's class (folder) names, and labelled with that class's index. A class
+    of the model the folder lacks just has no images; a folder class the model does not know is
+    a DataError (the model can never predict it, and a misspelt folder is the likelier cause).
+    Unreadable images are listed in ``skipped``."""
+    state = state or quiet()
+    folder = held_out_folder(path)
+    scan = scan_folder(folder, state=state, training=False)
+    unknown = [name for name in scan.classes if name not in classes]
+    if unknown:
+        raise DataError(
+            f"{folder}: the model does not know the classes {', '.join(map(repr, unknown))}; "
+            f"it knows {', '.join(map(repr, classes))}: rename or remove those folders",
+            folder,
+        )
+    files = scan.files["train"]
+    if not files:
+        raise DataError(f"no readable images in {folder}", folder)
+    index = [list(classes).index(name) for name in scan.classes]
+    dataset = Dataset(
+        source="folder",
+        classes=list(classes),
+        labels=torch.tensor([index[label] for _, label in files], dtype=torch.int64),
+        splits={"test": torch.arange(len(files))},
+        input_shape=input_shape,
+        paths=[p for p, _ in files],
+        root=folder,
+        skipped=list(scan.skipped),
+        image_sizes=_size_range(scan.sizes),
     )
     if len(files) * int(np.prod(input_shape)) <= memory_limit:
         _decode_into_memory(dataset, state)
