@@ -183,3 +183,73 @@ def test_cli_evaluate_help_says_which_split(capsys) -> None:
         cli.main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "official test split" in text and "evaluation-<FOLDER name>.json" in text
+
+
+# The window
+
+
+@pytest.fixture
+def opened(window, project: Path, qtbot):
+    assert window.open_project(project)
+    qtbot.waitUntil(lambda: getattr(window.data_panel.dataset, "source", "") == "folder",
+                    timeout=60000)  # fmt: skip
+    panel = window.train_panel
+    panel.tabs.setCurrentWidget(panel.results_view)
+    panel.runs_view.select_runs([panel.runs_view.runs[0].name])
+    return window
+
+
+@pytest.mark.slow
+def test_the_evaluate_button_evaluates_a_stopped_run(opened, qtbot) -> None:
+    from PySide6.QtCore import Qt
+
+    results = opened.train_panel.results_view
+    bar = results.evaluate_bar
+    assert "no evaluation yet (stopped): press Evaluate" in results.title.text()
+    assert bar.evaluate_button.isEnabled() and bar.folder_button.isEnabled()
+    qtbot.mouseClick(bar.evaluate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "accuracy" in results.title.text(), timeout=60000)
+    (run,) = opened.train_panel.runs_view.runs
+    saved = read_evaluation(run.folder)
+    assert saved is not None and saved.checkpoint == "last.pt"
+    assert f"accuracy {saved.accuracy:.2%}" in results.title.text()
+    assert "(last.pt)" in results.title.text() and "validation split" in results.title.text()
+    assert results.confusion.rowCount() == 4 and not bar.busy()
+    results.window().resize(1300, 800)
+    results.grab().save("/tmp/evaluate-stopped-run.png")
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_folder_shows_it_by_name(opened, qtbot, tmp_path, monkeypatch) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    folder = write_test_folder(tmp_path / "holdout", classes=("c0", "c1", "c3"), per_class=4)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    results = opened.train_panel.results_view
+    qtbot.mouseClick(results.evaluate_bar.folder_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "accuracy" in results.title.text(), timeout=60000)
+    assert "12 images of the folder holdout" in results.title.text()
+    assert [m.support for m in results.evaluation.per_class] == [4, 4, 0, 4]
+    (run,) = opened.train_panel.runs_view.runs
+    assert read_evaluation(run.folder) is None  # a folder's evaluation is shown, not saved
+    off = [(m.true, m.predicted) for m in results.evaluation.mistakes]
+    if off:  # a model stopped after one step makes mistakes: the gallery shows their files
+        results.confusion.cellClicked.emit(*off[0])
+        qtbot.waitUntil(lambda: results.gallery.count() > 0, timeout=10000)
+        assert results.gallery.item(0).toolTip().endswith(")")
+        assert ".png: true" in results.gallery.item(0).toolTip()
+    results.window().resize(1300, 800)
+    results.grab().save("/tmp/evaluate-folder.png")
+
+
+@pytest.mark.slow
+def test_cancel_ends_an_evaluation(opened, qtbot, tmp_path) -> None:
+    bar = opened.train_panel.results_view.evaluate_bar
+    folder = write_test_folder(tmp_path / "big", classes=("c0",), per_class=400)
+    assert bar.evaluate(folder)
+    assert bar.cancel_button.isVisible()
+    bar.cancel_button.click()
+    qtbot.waitUntil(lambda: not bar.busy(), timeout=60000)
+    assert bar.status.text() == "Evaluation cancelled." and bar.evaluate_button.isEnabled()
+    assert not bar.cancel_button.isVisible()
