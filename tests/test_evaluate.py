@@ -176,6 +176,9 @@ def test_cli_evaluate_refuses_unknown_classes_in_one_line(project, tmp_path, cap
     assert cli.main(["evaluate", str(project), "--data", str(folder)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not know the classes 'tench'" in err
+    assert cli.main(["evaluate", str(project), "--split", "test"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no test split" in err
 
 
 def test_cli_evaluate_help_says_which_split(capsys) -> None:

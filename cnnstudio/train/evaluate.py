@@ -120,7 +120,10 @@ def evaluate_source(
         dataset = load_dataset(source.data, source.input_shape, state=state, data_root=data_root)
         split = split or ("test" if "test" in dataset.splits else "val")
         if split not in dataset.splits:
-            raise TrainingError(f"{source.label}: its data has no {split} split")
+            raise TrainingError(
+                f"{source.label}: its data has no {split} split (only the standard sets have an "
+                "official test split): evaluate on a labelled folder with --data instead"
+            )
         words = SPLIT_WORDS[split]
     target = pick_device(device or "auto")
     settings = (runs.read_settings(source.run_folder) if source.run_folder else None) or {}

@@ -127,7 +127,7 @@ class ResultsView(QWidget):
         # narrow columns: "triang…" with the whole name as a tooltip, not a name cut at both ends
         self.confusion.horizontalHeader().setTextElideMode(Qt.TextElideMode.ElideRight)
         self.confusion.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.confusion.setToolTip("Click a cell to see those validation images")
+        self.confusion.setToolTip("Click a cell to see those images")
         left_layout.addWidget(self.confusion, 1)
         middle = QWidget(splitter)
         middle_layout = QVBoxLayout(middle)
@@ -244,7 +244,7 @@ class ResultsView(QWidget):
     # The gallery
 
     def show_cell(self, true: int, predicted: int) -> None:
-        """Show the validation images of one cell: the mistakes, most confident first."""
+        """Show the images of one cell: the mistakes, most confident first."""
         evaluation = self.evaluation
         if evaluation is None:
             return
