@@ -193,6 +193,7 @@ def test_cli_evaluate_help_says_which_split(capsys) -> None:
 
 @pytest.fixture
 def opened(window, project: Path, qtbot):
+    window.resize(1500, 900)  # room for the results view's three panes in the screenshots
     assert window.open_project(project)
     qtbot.waitUntil(lambda: getattr(window.data_panel.dataset, "source", "") == "folder",
                     timeout=60000)  # fmt: skip
@@ -210,6 +211,7 @@ def test_the_evaluate_button_evaluates_a_stopped_run(opened, qtbot) -> None:
     bar = results.evaluate_bar
     assert "no evaluation yet (stopped): press Evaluate" in results.title.text()
     assert bar.evaluate_button.isEnabled() and bar.folder_button.isEnabled()
+    results.grab().save("/tmp/evaluate-stopped-run-before.png")
     qtbot.mouseClick(bar.evaluate_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "accuracy" in results.title.text(), timeout=60000)
     (run,) = opened.train_panel.runs_view.runs
@@ -218,7 +220,6 @@ def test_the_evaluate_button_evaluates_a_stopped_run(opened, qtbot) -> None:
     assert f"accuracy {saved.accuracy:.2%}" in results.title.text()
     assert "(last.pt)" in results.title.text() and "validation split" in results.title.text()
     assert results.confusion.rowCount() == 4 and not bar.busy()
-    results.window().resize(1300, 800)
     results.grab().save("/tmp/evaluate-stopped-run.png")
 
 
@@ -242,7 +243,6 @@ def test_evaluate_on_a_folder_shows_it_by_name(opened, qtbot, tmp_path, monkeypa
         qtbot.waitUntil(lambda: results.gallery.count() > 0, timeout=10000)
         assert results.gallery.item(0).toolTip().endswith(")")
         assert ".png: true" in results.gallery.item(0).toolTip()
-    results.window().resize(1300, 800)
     results.grab().save("/tmp/evaluate-folder.png")
 
 
