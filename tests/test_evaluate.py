@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnstudio import cli
@@ -81,6 +84,23 @@ def test_a_folder_class_the_model_does_not_know_is_one_clear_error(tmp_path: Pat
     with pytest.raises(DataError, match="does not know the classes 'c9', 'zebra'") as caught:
         load_labelled_folder(folder, CLASSES, (3, 16, 16))
     assert str(folder) in str(caught.value) and "'c3'" in str(caught.value)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(st.sampled_from([*CLASSES, "c9", "Zebra", "c0 "]), min_size=1, max_size=4, unique=True)
+)
+def test_any_folder_classes_are_matched_or_refused_by_name(names: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = write_test_folder(Path(scratch) / "t", classes=names, per_class=1)
+        unknown = sorted(set(names) - set(CLASSES))
+        if unknown:
+            with pytest.raises(DataError, match="does not know the classes"):
+                load_labelled_folder(folder, CLASSES, (3, 8, 8))
+            return
+        dataset = load_labelled_folder(folder, CLASSES, (3, 8, 8))
+        assert sorted(CLASSES[i] for i in dataset.labels) == sorted(names)
+        assert [p.parent.name for p in dataset.paths] == [CLASSES[i] for i in dataset.labels]
 
 
 def test_the_test_part_of_a_split_folder_is_read(tmp_path: Path) -> None:
