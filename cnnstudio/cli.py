@@ -166,9 +166,39 @@ def _add_train(commands) -> None:
 
 
 def _add_evaluate(commands) -> None:
-    evaluate_cmd = commands.add_parser("evaluate", help="accuracy, confusion matrix, per class")
+    evaluate_cmd = commands.add_parser(
+        "evaluate",
+        help="accuracy, confusion matrix, per class, mistakes",
+        description=(
+            "Evaluate a run from its best checkpoint (its last when it has no best yet, as a "
+            "stopped run may). Without --data: on the run's own data, a standard set's official "
+            "test split (never used in training: validation is held out of the training "
+            "images), else the validation split. With --data: on a labelled image folder."
+        ),
+    )
     evaluate_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     evaluate_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
+    evaluate_cmd.add_argument(
+        "--data",
+        type=Path,
+        metavar="FOLDER",
+        help="a labelled image folder never used for training: one subfolder per class, named "
+        "as the run's class folders (a class it lacks is fine; one the model does not know is "
+        "an error), or a folder with train/ and val/ or test/, whose val/ or test/ is read; "
+        "unreadable images are listed and skipped",
+    )
+    evaluate_cmd.add_argument(
+        "--split",
+        choices=("val", "test"),
+        help="without --data: the split of the run's data (test: standard sets only)",
+    )
+    evaluate_cmd.add_argument(
+        "--save",
+        action="store_true",
+        help="also write the result into the run folder: evaluation-<FOLDER name>.json for "
+        "--data, evaluation-test.json for the test split, evaluation.json for the validation "
+        "split (what a finished run writes)",
+    )
     evaluate_cmd.add_argument("--device", metavar="DEVICE")
     evaluate_cmd.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate_cmd.set_defaults(handler=_cmd_evaluate)
@@ -462,17 +492,47 @@ def _train_exit(result, received: list[int]) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from cnnstudio.train import evaluate_run
+    from cnnstudio.runs import find_run
+    from cnnstudio.train import evaluate_run_folder
 
     project = load_project(args.dir)
-    result = evaluate_run(project, args.run, device=args.device)
+    if args.data is not None and args.split is not None:
+        raise UsageError("--split is for the run's own data: leave it out with --data")
+    folder = find_run(project.runs_dir, args.run)
+    result, dataset = evaluate_run_folder(
+        folder, project=project, data=args.data, split=args.split, device=args.device,
+        state=TaskState(_stderr_progress()), save=args.save,
+    )  # fmt: skip
+    for skipped in dataset.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        shown = result.to_dict()
+        shown["skipped"] = [{"path": s.path, "reason": s.reason} for s in dataset.skipped]
+        print(json.dumps(shown, indent=2))
         return 0
     print(
-        f"accuracy {result.accuracy:.4f}, loss {result.loss:.4f} on "
-        f"{int(result.confusion.sum())} validation images"
+        f"run {folder.name} ({result.checkpoint}): accuracy {result.accuracy:.4f}, loss "
+        f"{result.loss:.4f} on {int(result.confusion.sum())} images of the {result.data}"
     )
+    _print_evaluation(result)
+    return 0
+
+
+def _stderr_progress():
+    """A progress outlet printing a live line on stderr when it is a terminal."""
+    live = sys.stderr.isatty()
+
+    def progress(report: Progress) -> None:
+        if live and report.total:
+            end = "\n" if report.done >= report.total else ""
+            share = f"{report.what}: {report.done}/{report.total}"
+            print(f"\r{share}  ", end=end, file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _print_evaluation(result, mistakes: int = 10) -> None:
+    """The confusion matrix, the per-class table and the most confident mistakes."""
     width = max(len(c) for c in [*result.classes, "class"])
     print("\nconfusion matrix (rows: true class, columns: predicted)")
     cell = max(5, len(str(int(result.confusion.max(initial=0)))) + 1)
@@ -484,7 +544,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(
             f"{m.name:<{width}}  {m.precision:9.4f}  {m.recall:6.4f}  {m.f1:6.4f}  {m.support:7d}"
         )
-    return 0
+    if result.mistakes:
+        print(f"\nmost confident mistakes ({min(mistakes, len(result.mistakes))} shown)")
+    for m in result.mistakes[:mistakes]:
+        where = m.path or f"image {m.index}"
+        print(
+            f"  {where}: true {result.classes[m.true]}, predicted "
+            f"{result.classes[m.predicted]} ({m.confidence:.1%})"
+        )
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:

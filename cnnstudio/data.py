@@ -20,7 +20,14 @@ import torch
 from cnnstudio import standard_sets
 from cnnstudio.augment import AUGMENT_PARAMS, augment_batch
 from cnnstudio.errors import DataError, ProjectError
-from cnnstudio.images import FolderScan, Skipped, decode_image, decode_images, scan_folder
+from cnnstudio.images import (
+    FolderScan,
+    Skipped,
+    decode_image,
+    decode_images,
+    held_out_folder,
+    scan_folder,
+)
 from cnnstudio.params import Param, check_settings
 from cnnstudio.progress import TaskState, quiet
 from cnnstudio.recipe import stratified_split
@@ -37,7 +44,8 @@ DATA_PARAMS: tuple[Param, ...] = (
         "val_fraction",
         "float",
         0.2,
-        "Share of each class held out for validation when the source has no validation split.",
+        "Share of each class's training images held out for validation when the source has "
+        "no validation split (a standard set's official test split is kept for evaluation).",
         0.01,
         0.9,
     ),
@@ -154,7 +162,8 @@ def _check_stats(mean: Any, std: Any, where: str) -> tuple[tuple[float, ...], tu
 @dataclass
 class Dataset:
     """A loaded dataset. ``images`` (N×C×H×W uint8 at the model's input size) when it fits in
-    memory, else ``paths`` to decode on the fly. ``splits`` maps "train"/"val" to indices."""
+    memory, else ``paths`` to decode on the fly. ``splits`` maps "train"/"val" to indices, and
+    "test" to a standard set's official test split (evaluation only: never seen in training)."""
 
     source: str
     classes: list[str]
@@ -234,7 +243,7 @@ def load_dataset(
     dataset = _from_arrays(
         settings.source,
         classes,
-        {"train": splits["train"], "val": splits["test"]},
+        {"train": splits["train"], "test": splits["test"]},
         input_shape,
         settings,
     )
@@ -252,17 +261,19 @@ def _from_arrays(
     images = np.concatenate([p[0] for p in parts.values()])
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts.values()]))
     tensor = _fit_tensor(torch.from_numpy(images), input_shape)
-    if "all" in parts:
-        train, val = stratified_split(labels, settings.val_fraction, settings.split_seed)
-    else:
-        n_train = len(parts["train"][1])
-        train, val = torch.arange(n_train), torch.arange(n_train, len(labels))
+    # validation is always held out of the training images: a set's official test split stays
+    # unseen by training and checkpoint choice, for evaluating the finished model
+    n_train = len(parts["all" if "all" in parts else "train"][1])
+    train, val = stratified_split(labels[:n_train], settings.val_fraction, settings.split_seed)
+    splits = {"train": train, "val": val}
+    if "test" in parts:
+        splits["test"] = torch.arange(n_train, len(labels))
     size = (images.shape[3], images.shape[2])
     return Dataset(
         source=source,
         classes=classes,
         labels=labels,
-        splits={"train": train, "val": val},
+        splits=splits,
         input_shape=input_shape,
         images=tensor,
         image_sizes=(size, size),
@@ -317,6 +328,50 @@ def _load_folder(
         root=scan.root,
         skipped=list(scan.skipped),
         image_sizes=_size_range(sizes),
+    )
+    if len(files) * int(np.prod(input_shape)) <= memory_limit:
+        _decode_into_memory(dataset, state)
+    return dataset
+
+
+def load_labelled_folder(
+    path: Path | str,
+    classes: list[str] | tuple[str, ...],
+    input_shape: tuple[int, int, int],
+    *,
+    state: TaskState | None = None,
+    memory_limit: int = MEMORY_LIMIT,
+) -> Dataset:
+    """A labelled image folder to evaluate a model on, all of it in a "test" split: one subfolder
+    per class (or its val/ or test/ part, see ``held_out_folder``), each matched BY NAME to
+    ``classes``, the model's class (folder) names, and labelled with that class's index. A class
+    of the model the folder lacks just has no images; a folder class the model does not know is
+    a DataError (the model can never predict it, and a misspelt folder is the likelier cause).
+    Unreadable images are listed in ``skipped``."""
+    state = state or quiet()
+    folder = held_out_folder(path)
+    scan = scan_folder(folder, state=state, training=False)
+    unknown = [name for name in scan.classes if name not in classes]
+    if unknown:
+        raise DataError(
+            f"{folder}: the model does not know the classes {', '.join(map(repr, unknown))}; "
+            f"it knows {', '.join(map(repr, classes))}: rename or remove those folders",
+            folder,
+        )
+    files = scan.files["train"]
+    if not files:
+        raise DataError(f"no readable images in {folder}", folder)
+    index = [list(classes).index(name) for name in scan.classes]
+    dataset = Dataset(
+        source="folder",
+        classes=list(classes),
+        labels=torch.tensor([index[label] for _, label in files], dtype=torch.int64),
+        splits={"test": torch.arange(len(files))},
+        input_shape=input_shape,
+        paths=[p for p, _ in files],
+        root=folder,
+        skipped=list(scan.skipped),
+        image_sizes=_size_range(scan.sizes),
     )
     if len(files) * int(np.prod(input_shape)) <= memory_limit:
         _decode_into_memory(dataset, state)

@@ -67,21 +67,24 @@ def scan_folder(
     *,
     verify: bool = False,
     state: TaskState | None = None,
+    training: bool = True,
 ) -> FolderScan:
     """Find classes and images in ``root``. Every file is opened (header only, or fully decoded
     with ``verify``); the unreadable ones are listed in ``skipped``, never raised.
 
     DataError for a folder that is missing, empty, holds one class, or a class without images.
+    Not ``training`` (a folder to evaluate on, see ``held_out_folder``): ``root`` is read as one
+    folder per class, and one class, or a class without readable images, is fine.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist", root)
-    layout = _split_layout(root)
+    layout = _split_layout(root) if training else None
     predefined = layout is not None
     layout = layout or {"train": root}
     class_dirs = {split: _subfolders(folder) for split, folder in layout.items()}
     classes = sorted(d.name for d in class_dirs["train"])
-    _check_classes(root, layout["train"], classes)
+    _check_classes(root, layout["train"], classes, training)
     for split, dirs in class_dirs.items():
         unknown = sorted({d.name for d in dirs} - set(classes))
         if unknown:
@@ -105,7 +108,7 @@ def scan_folder(
         files[split].append((path, label))
         sizes.append(info[0])
         modes.add(info[1])
-    for label, name in enumerate(classes):
+    for label, name in enumerate(classes if training else []):
         if not any(lab == label for _, lab in files["train"]):
             raise DataError(
                 f"class folder {layout['train'] / name} holds no readable images "
@@ -146,6 +149,22 @@ def _split_layout(root: Path) -> dict[str, Path] | None:
     return {"train": train, "val": val} if val is not None else {"train": train}
 
 
+def held_out_folder(root: Path | str) -> Path:
+    """The part of ``root`` to evaluate a model on: its val/ or test/ folder when ``root`` has the
+    train/ + val/ (or test/) layout, or holds nothing but such a folder; else ``root`` itself,
+    one subfolder per class."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist", root)
+    layout = _split_layout(root)
+    if layout is not None:
+        return layout.get("val", layout["train"])
+    folders = _subfolders(root)
+    if len(folders) == 1 and folders[0].name.lower() in SPLIT_FOLDERS["val"]:
+        return folders[0]
+    return root
+
+
 def _subfolders(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
 
@@ -154,7 +173,7 @@ def _hidden(path: Path, below: Path) -> bool:
     return any(part.startswith((".", "__")) for part in path.relative_to(below).parts)
 
 
-def _check_classes(root: Path, folder: Path, classes: list[str]) -> None:
+def _check_classes(root: Path, folder: Path, classes: list[str], training: bool) -> None:
     if not classes:
         loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
         hint = (
@@ -170,7 +189,7 @@ def _check_classes(root: Path, folder: Path, classes: list[str]) -> None:
             f"its images{hint}",
             folder,
         )
-    if len(classes) == 1:
+    if len(classes) == 1 and training:
         raise DataError(
             f"{folder} holds only one class ({classes[0]!r}): a classifier needs at "
             "least two class folders",

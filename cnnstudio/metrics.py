@@ -25,23 +25,31 @@ class ClassMetrics:
 @dataclass(frozen=True)
 class Mistake:
     """A validation image classified wrongly: its dataset index, the true and the predicted class,
-    the model's confidence in its wrong answer and the loss."""
+    the model's confidence in its wrong answer and the loss; ``path`` the image file when the
+    evaluation was on a folder ("" otherwise)."""
 
     index: int
     true: int
     predicted: int
     confidence: float
     loss: float
+    path: str = ""
 
 
 @dataclass(frozen=True)
 class Evaluation:
+    """What a model scored. ``data`` says on which images in words ("validation split", "official
+    test split", "folder NAME"; "" in files written before it was recorded), ``checkpoint`` from
+    which weights ("best.pt", "last.pt"; "" when unknown)."""
+
     classes: list[str]
     accuracy: float
     loss: float
     confusion: np.ndarray  # rows: true class, columns: predicted class
     per_class: list[ClassMetrics]
     mistakes: list[Mistake]
+    data: str = ""
+    checkpoint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +68,8 @@ class Evaluation:
                 for m in self.per_class
             ],
             "mistakes": [vars(m) for m in self.mistakes],
+            "data": self.data,
+            "checkpoint": self.checkpoint,
         }
 
     @classmethod
@@ -74,6 +84,8 @@ class Evaluation:
                 for m in data["per_class"]
             ],
             mistakes=[Mistake(**m) for m in data["mistakes"]],
+            data=str(data.get("data", "")),
+            checkpoint=str(data.get("checkpoint", "")),
         )
 
 

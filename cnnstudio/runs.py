@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import socket
 import sys
@@ -208,9 +209,9 @@ def read_history(folder: Path) -> RunHistory:
     return history
 
 
-def read_evaluation(folder: Path) -> Evaluation | None:
-    """The run's final evaluation, or None if it has none."""
-    data = _read_json(folder / EVALUATION)
+def read_evaluation(folder: Path, name: str = EVALUATION) -> Evaluation | None:
+    """The run's final evaluation (or the one in the file ``name``), or None if it has none."""
+    data = _read_json(folder / name)
     if data is None:
         return None
     try:
@@ -292,8 +293,18 @@ def write_state(folder: Path, **state: Any) -> None:
     atomic_write_text(folder / STATE, json.dumps(state, indent=2) + "\n")
 
 
-def write_evaluation(folder: Path, evaluation: Evaluation) -> None:
-    atomic_write_text(folder / EVALUATION, json.dumps(evaluation.to_dict(), indent=2) + "\n")
+def write_evaluation(folder: Path, evaluation: Evaluation, name: str = EVALUATION) -> Path:
+    """evaluation.json (or the file ``name``: see ``folder_evaluation_name``); returns its path."""
+    target = folder / name
+    atomic_write_text(target, json.dumps(evaluation.to_dict(), indent=2) + "\n")
+    return target
+
+
+def folder_evaluation_name(data_folder: Path | str) -> str:
+    """The file in a run folder for its evaluation on the image folder ``data_folder``:
+    evaluation-<folder name>.json, beside (never over) the run's own evaluation.json."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(data_folder).resolve().name).strip("._")
+    return f"evaluation-{name or 'folder'}.json"
 
 
 def write_weights(folder: Path, state: dict[str, torch.Tensor]) -> None:

@@ -109,19 +109,21 @@ def datasets(root: str):
             "mnist": torchvision.datasets.MNIST,
             "fashionmnist": torchvision.datasets.FashionMNIST,
         }[SOURCE]
-        return (
-            cls(root, train=True, download=True, transform=transform(True)),
-            cls(root, train=False, download=True, transform=transform(False)),
-        )
-    folder = Path(root)
-    val_dirs = [folder / n for n in ("val", "valid", "validation", "test") if (folder / n).is_dir()]
-    if (folder / "train").is_dir() and val_dirs:
-        return (
-            ClassFolder(folder / "train", transform(True)),
-            ClassFolder(val_dirs[0], transform(False)),
-        )
-    train_view = ClassFolder(folder, transform(True))
-    val_view = ClassFolder(folder, transform(False))
+        # validation is held out of the training images; the official test split stays unseen
+        train_view = cls(root, train=True, download=True, transform=transform(True))
+        val_view = cls(root, train=True, download=True, transform=transform(False))
+    else:
+        folder = Path(root)
+        val_dirs = [
+            folder / n for n in ("val", "valid", "validation", "test") if (folder / n).is_dir()
+        ]
+        if (folder / "train").is_dir() and val_dirs:
+            return (
+                ClassFolder(folder / "train", transform(True)),
+                ClassFolder(val_dirs[0], transform(False)),
+            )
+        train_view = ClassFolder(folder, transform(True))
+        val_view = ClassFolder(folder, transform(False))
     train_indices, val_indices = stratified_split(train_view.targets, VAL_FRACTION, SPLIT_SEED)
     return Subset(train_view, train_indices.tolist()), Subset(val_view, val_indices.tolist())
 

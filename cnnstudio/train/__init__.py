@@ -18,7 +18,8 @@ What lives where:
 - ``trainer``: ``Trainer``, a run from its settings to its final evaluation.
 - ``run_data``: the run's images (downloaded, loaded) and its batches.
 - ``loop``: the epoch and step loop.
-- ``evaluate``: the final evaluation of a run and ``evaluate_run`` for any run later.
+- ``evaluate``: the final evaluation of a run and ``evaluate_run`` / ``evaluate_run_folder`` for
+  any run later, on its validation or test split or on a labelled image folder.
 
 The settings themselves are ``cnnstudio.train_settings.TrainSettings``.
 """
@@ -33,7 +34,7 @@ from cnnstudio.train.devices import (
     pick_device,
     pick_precision,
 )
-from cnnstudio.train.evaluate import evaluate_run
+from cnnstudio.train.evaluate import evaluate_run, evaluate_run_folder
 from cnnstudio.train.events import (
     CheckpointSaved,
     Control,
@@ -73,6 +74,7 @@ __all__ = [
     "device_name",
     "estimate_memory",
     "evaluate_run",
+    "evaluate_run_folder",
     "free_memory",
     "make_optimizer",
     "make_scheduler",

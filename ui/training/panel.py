@@ -183,6 +183,8 @@ class TrainPanel(QWidget):
         refusal = self.controller.refusal()
         if refusal is None and self.lr_view.busy():
             refusal = "The learning-rate finder is running: wait for it to end."
+        if refusal is None and self.results_view.evaluate_bar.busy():
+            refusal = "A run is being evaluated: wait for it to end, or cancel it."
         if refusal is not None:
             self.message.setText(refusal)
             return False
@@ -238,6 +240,7 @@ class TrainPanel(QWidget):
         self.stop_button.setEnabled(running)
         self.lr_view.find_button.setEnabled(not running and not finding)
         self.form.set_editable(not running)
+        self.results_view.evaluate_bar.set_allowed(not running)
 
     # The run as it goes
 
@@ -270,6 +273,7 @@ class TrainPanel(QWidget):
         self.curves.clear_overlays()
         if self.running:
             return
+        self.results_view.evaluate_bar.set_run(chosen[0] if len(chosen) == 1 else None)
         if len(chosen) == 1:
             self._show_results(chosen[0])
         if len(chosen) >= 2 or (len(chosen) == 1 and not self.curves.steps):
@@ -279,8 +283,9 @@ class TrainPanel(QWidget):
         evaluation = read_evaluation(info.folder)
         if evaluation is None:
             self.results_view.set_evaluation(
-                None, f"Run {info.name} has no evaluation ({info.state}): it is written when a "
-                "run ends."
+                None, f"Run {info.name} has no evaluation yet ({info.state}): press Evaluate."
+                if info.has_checkpoint else
+                f"Run {info.name} has no checkpoint ({info.state}): there is nothing to evaluate."
             )  # fmt: skip
             return
         source = None

@@ -1,10 +1,12 @@
 """A run's results: the confusion matrix as a heat map with counts, the per-class precision /
-recall / F1 table, and a gallery of the validation images behind a clicked cell (most confident
-mistakes first), each openable in the Inspect view."""
+recall / F1 table, and a gallery of the images behind a clicked cell (most confident mistakes
+first), each openable in the Inspect view. Above them, ``evaluate_bar``: evaluate the selected
+run now, on its validation split or a labelled folder."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
@@ -27,6 +29,7 @@ from cnnstudio.metrics import Evaluation, Mistake
 from cnnstudio.progress import TaskState
 from ui.background import Jobs
 from ui.theme import colours
+from ui.training.evaluate_bar import EvaluateBar
 
 THUMB = 72
 GALLERY_LIMIT = 60
@@ -58,6 +61,11 @@ def _blend(a: str, b: str, t: float) -> QColor:
 
 def _load_images(_state: TaskState, source: ImageSource, mistakes: list[Mistake]) -> tuple:
     return mistakes, source([m.index for m in mistakes])
+
+
+def _name(mistake: Mistake) -> str:
+    """How a gallery image is named: its file, else its place in the validation split."""
+    return Path(mistake.path).name if mistake.path else f"validation image {mistake.index}"
 
 
 def _header(text: str, tip: str) -> QTableWidgetItem:
@@ -100,6 +108,8 @@ class ResultsView(QWidget):
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 6, 0, 0)
+        self.evaluate_bar = EvaluateBar(self)
+        layout.addWidget(self.evaluate_bar)
         self.title = QLabel(self)
         self.title.setWordWrap(True)
         layout.addWidget(self.title)
@@ -117,7 +127,7 @@ class ResultsView(QWidget):
         # narrow columns: "triang…" with the whole name as a tooltip, not a name cut at both ends
         self.confusion.horizontalHeader().setTextElideMode(Qt.TextElideMode.ElideRight)
         self.confusion.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.confusion.setToolTip("Click a cell to see those validation images")
+        self.confusion.setToolTip("Click a cell to see those images")
         left_layout.addWidget(self.confusion, 1)
         middle = QWidget(splitter)
         middle_layout = QVBoxLayout(middle)
@@ -155,6 +165,7 @@ class ResultsView(QWidget):
         self.gallery.itemDoubleClicked.connect(self._on_gallery_double_clicked)
         self._jobs.finished.connect(self._on_images_loaded)
         self._jobs.failed.connect(self._on_images_failed)
+        self.evaluate_bar.evaluated.connect(self.set_evaluation)
 
     def set_evaluation(self, evaluation: Evaluation | None, title: str = "",
                        image_source: ImageSource | None = None) -> None:  # fmt: skip
@@ -165,15 +176,17 @@ class ResultsView(QWidget):
         self.gallery.clear()
         self.shown = []
         if evaluation is None:
-            self.title.setText(title or "Select a finished run to see its results.")
+            self.title.setText(title or "Select a run to see its results, or to evaluate it.")
             self.confusion.setRowCount(0)
             self.confusion.setColumnCount(0)
             self.per_class.setRowCount(0)
             self.gallery_title.setText("")
             return
+        checkpoint = f" ({evaluation.checkpoint})" if evaluation.checkpoint else ""
         self.title.setText(
-            f"{title}{' · ' if title else ''}accuracy {evaluation.accuracy:.2%} · loss "
-            f"{evaluation.loss:.4f} on {int(evaluation.confusion.sum())} validation images"
+            f"{title}{checkpoint}{' · ' if title else ''}accuracy {evaluation.accuracy:.2%} · "
+            f"loss {evaluation.loss:.4f} on {int(evaluation.confusion.sum())} images of the "
+            f"{evaluation.data or 'validation split'}"
         )
         self._fill_confusion(evaluation)
         self._fill_per_class(evaluation)
@@ -231,7 +244,7 @@ class ResultsView(QWidget):
     # The gallery
 
     def show_cell(self, true: int, predicted: int) -> None:
-        """Show the validation images of one cell: the mistakes, most confident first."""
+        """Show the images of one cell: the mistakes, most confident first."""
         evaluation = self.evaluation
         if evaluation is None:
             return
@@ -270,7 +283,7 @@ class ResultsView(QWidget):
             )  # fmt: skip
             item = QListWidgetItem(QIcon(pixmap), f"{mistake.confidence:.0%}")
             item.setToolTip(
-                f"image {mistake.index}: true {names[mistake.true]}, predicted "
+                f"{_name(mistake)}: true {names[mistake.true]}, predicted "
                 f"{names[mistake.predicted]} with {mistake.confidence:.1%} confidence "
                 f"(loss {mistake.loss:.3f})"
             )
@@ -285,11 +298,12 @@ class ResultsView(QWidget):
             return
         mistake = self.shown[row]
         names = self.evaluation.classes if self.evaluation else []
-        label = f"validation image {mistake.index} (true {names[mistake.true]})"
+        label = f"{_name(mistake)} (true {names[mistake.true]})"
         self.inspect_requested.emit(self._images[row], label)
 
     def busy(self) -> bool:
-        return self._jobs.busy()
+        return self._jobs.busy() or self.evaluate_bar.busy()
 
     def shutdown(self) -> None:
+        self.evaluate_bar.shutdown()
         self._jobs.shutdown()
