@@ -14,6 +14,7 @@ from PIL import Image
 
 from cnnstudio import build_model
 from cnnstudio.errors import Cancelled, DataError
+from cnnstudio.images import NOT_AN_IMAGE
 from cnnstudio.inspect import preprocess
 from cnnstudio.model_source import ModelSource
 from cnnstudio.predict import csv_text, find_images, predict, write_csv
@@ -132,3 +133,91 @@ def test_csv_holds_every_column_and_is_written_atomically(tmp_path: Path) -> Non
     assert [p.name for p in target.parent.iterdir()] == ["predictions.csv"]  # no temporary left
     subset = csv_text(done, done.results[:1]).splitlines()
     assert len(subset) == 2 and subset[1].startswith(str(done.results[0].path))
+
+
+# The command, in-process
+
+
+@pytest.fixture
+def imported(tmp_path: Path) -> Path:
+    """A saved project whose run is the tiny model's weights, imported (no training)."""
+    from cnnstudio import Project
+    from cnnstudio.runs import import_weights
+
+    source = tiny_source()
+    project = Project(model=source.spec, name="tiny", path=tmp_path / "proj")
+    project.save()
+    torch.save(source.model.state_dict(), tmp_path / "weights.pt")
+    import_weights(project, tmp_path / "weights.pt", source.mean, source.std, list(CLASSES))
+    return tmp_path / "proj"
+
+
+def test_predict_command_prints_the_table_and_writes_the_csv(imported, tmp_path, capsys) -> None:
+    from cnnstudio.cli import main
+
+    files = mixed_folder(tmp_path / "images")
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(imported), str(tmp_path / "images"), "--top", "2",
+                 "--csv", str(out)]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["path", "class", "confidence", "top", "2"]
+    rows = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert set(rows) == {str(files[n]) for n in ("rgb", "gray", "rgba")}
+    for row in rows.values():
+        assert row[1] in CLASSES and row[2].endswith("%") and row[3] == row[1]
+    assert lines[4] == f"skipped: {files['corrupt']}: {NOT_AN_IMAGE}"
+    assert lines[5].startswith("3 images predicted with run ") and "1 unreadable" in lines[5]
+    assert lines[6] == f"wrote {out}"
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_predict_command_errors_are_one_line(imported, tmp_path, capsys) -> None:
+    from cnnstudio import Project
+    from cnnstudio.cli import main
+
+    Project(model=tiny_source().spec, name="fresh", path=tmp_path / "fresh").save()
+    Image.fromarray(rgb(0, (8, 8))).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path / "fresh"), str(tmp_path / "x.png")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no trained run yet" in error
+    assert f"python -m cnnstudio train {tmp_path / 'fresh'}" in error
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(imported), str(tmp_path / "empty"), "nowhere"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"no image files in {tmp_path / 'empty'}, nowhere" in error
+    (tmp_path / "bad.png").write_text("text")
+    assert main(["predict", str(imported), str(tmp_path / "bad.png")]) == 2
+    captured = capsys.readouterr()
+    assert "none of the 1 files could be read" in captured.err
+    assert f"skipped: {tmp_path / 'bad.png'}: not an image" in captured.out
+
+
+@pytest.mark.slow
+def test_predicting_the_validation_images_scores_what_evaluation_scores(tmp_path: Path) -> None:
+    """The same preprocessing as validation: predict over a trained run's validation files gives
+    the accuracy that evaluating the run gives."""
+    from cnnstudio import Project
+    from cnnstudio.data import DataSettings, load_dataset
+    from cnnstudio.model_source import from_run
+    from cnnstudio.runs import find_run
+    from cnnstudio.train import Trainer, evaluate_run
+    from cnnstudio.train_settings import check_training
+    from tests.test_train import colour_folder, tiny_model
+
+    images = colour_folder(tmp_path / "images", per_class=12, size=20)
+    training = check_training({"epochs": 1, "batch_size": 16, "lr": 0.01, "workers": 0})
+    project = Project(model=tiny_model(), name="tiny", training=training, path=tmp_path / "proj",
+                      data=DataSettings(source="folder", path=str(images)))  # fmt: skip
+    project.save()
+    assert type(Trainer(project).run()).__name__ == "Finished"
+    source = from_run(find_run(project.runs_dir))
+    dataset = load_dataset(source.data, source.input_shape)
+    val = dataset.splits["val"].tolist()
+    done = predict(source, [dataset.paths[i] for i in val], k=4)
+    pairs = list(zip(done.results, (int(dataset.labels[i]) for i in val), strict=True))
+    right = sum(r.index == label for r, label in pairs)
+    loss = np.mean([-np.log(next(p.probability for p in r.top if p.index == label))
+                    for r, label in pairs])  # fmt: skip
+    evaluation = evaluate_run(project, device="cpu")
+    assert right / len(val) == pytest.approx(evaluation.accuracy)
+    assert loss == pytest.approx(evaluation.loss, rel=1e-4)
