@@ -306,3 +306,15 @@ def image_to_array(image, channels: int, size: tuple[int, int]) -> np.ndarray:
         return array[None].copy()
     array = array.transpose(2, 0, 1)
     return np.ascontiguousarray(np.repeat(array[:1], channels, 0) if channels != 3 else array)
+
+
+def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
+    """A C×H×W uint8 image as an H×W×3 uint8 picture at most ``size`` pixels on its longer side
+    (grayscale repeated; an image with another channel count shows its first channel)."""
+    from PIL import Image
+
+    pixels = array[:3] if array.shape[0] == 3 else np.repeat(array[:1], 3, 0)
+    picture = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    if max(picture.size) > size:
+        picture.thumbnail((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(picture).copy()

@@ -16,7 +16,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,13 @@ import torch
 
 from cnnstudio.errors import DataError
 from cnnstudio.files import atomic_write_text
-from cnnstudio.images import IMAGE_EXTENSIONS, Skipped, decode_or_reason, image_files
+from cnnstudio.images import (
+    IMAGE_EXTENSIONS,
+    Skipped,
+    decode_or_reason,
+    image_files,
+    thumbnail,
+)
 from cnnstudio.inspect import Prediction, model_device, normalise_batch, top_predictions
 from cnnstudio.model_source import ModelSource
 from cnnstudio.progress import TaskState, quiet
@@ -34,10 +40,12 @@ BATCH_SIZE = 64
 
 @dataclass(frozen=True)
 class ImagePrediction:
-    """What the model says of one image: its ``top`` classes, most probable first."""
+    """What the model says of one image: its ``top`` classes, most probable first, and a small
+    H×W×3 uint8 picture of what the model saw when one was asked for."""
 
     path: Path
     top: tuple[Prediction, ...]
+    thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def predicted(self) -> str:
@@ -85,10 +93,12 @@ def predict(
     *,
     k: int = 5,
     batch_size: int = BATCH_SIZE,
+    thumbnails: int = 0,
     state: TaskState | None = None,
 ) -> Predictions:
     """Predict the class of every image in ``paths`` (files, and folders walked recursively) with
-    ``source``'s model, on the device its parameters are on, ``batch_size`` images at a time.
+    ``source``'s model, on the device its parameters are on, ``batch_size`` images at a time;
+    with ``thumbnails`` each result carries a picture of the model's input that many pixels wide.
 
     Reports ("predicting", images done of images found) through ``state`` and stops at its
     request (Cancelled). DataError when ``paths`` hold no image file at all.
@@ -101,14 +111,15 @@ def predict(
     results: list[ImagePrediction] = []
     state.report(0, len(files), "predicting")
     with torch.inference_mode():
-        for chunk, decoded in _decoded_batches(source, files, batch_size):
+        for chunk, decoded in _decoded_batches(source, files, batch_size, thumbnails):
             state.check("predicting")
             pairs = list(zip(chunk, decoded, strict=True))
-            readable = [(p, a) for p, a in pairs if not isinstance(a, str)]
-            skipped += [Skipped(str(p), a) for p, a in pairs if isinstance(a, str)]
+            readable = [(p, *d) for p, d in pairs if not isinstance(d[0], str)]
+            skipped += [Skipped(str(p), d[0]) for p, d in pairs if isinstance(d[0], str)]
             if readable:
-                tops = _predict_batch(source, [a for _, a in readable], k)
-                results += [ImagePrediction(p, t) for (p, _), t in zip(readable, tops, strict=True)]
+                tops = _predict_batch(source, [a for _, a, _ in readable], k)
+                results += [ImagePrediction(p, top, thumb)
+                            for (p, _, thumb), top in zip(readable, tops, strict=True)]  # fmt: skip
             state.report(len(results) + len(skipped), len(files), "predicting")
     return Predictions(tuple(results), tuple(skipped), tuple(source.classes), source.label, k)
 
@@ -123,11 +134,20 @@ def _predict_batch(
     return top_predictions(logits.flatten(1), k, source.classes)
 
 
+def _decode(
+    path: Path, channels: int, size: tuple[int, int], thumbnails: int
+) -> tuple[np.ndarray | str, np.ndarray | None]:
+    array = decode_or_reason(path, channels, size)
+    if isinstance(array, str) or not thumbnails:
+        return array, None
+    return array, thumbnail(array, thumbnails)
+
+
 def _decoded_batches(
-    source: ModelSource, files: list[Path], batch_size: int
-) -> Iterator[tuple[list[Path], list[np.ndarray | str]]]:
-    """(files, decoded arrays or reasons) per batch; the next batch decodes on the pool threads
-    while the caller computes this one."""
+    source: ModelSource, files: list[Path], batch_size: int, thumbnails: int
+) -> Iterator[tuple[list[Path], list[tuple[np.ndarray | str, np.ndarray | None]]]]:
+    """(files, (decoded array or reason, thumbnail) of each) per batch; the next batch decodes on
+    the pool threads while the caller computes this one."""
     channels, height, width = source.input_shape
     chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     workers = min(8, os.cpu_count() or 1)
@@ -135,7 +155,9 @@ def _decoded_batches(
         pending: deque[tuple[list[Path], list[Future]]] = deque()
 
         def submit(chunk: list[Path]) -> None:
-            futures = [pool.submit(decode_or_reason, p, channels, (height, width)) for p in chunk]
+            futures = [
+                pool.submit(_decode, p, channels, (height, width), thumbnails) for p in chunk
+            ]
             pending.append((chunk, futures))
 
         ahead = iter(chunks)

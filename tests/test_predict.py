@@ -221,3 +221,13 @@ def test_predicting_the_validation_images_scores_what_evaluation_scores(tmp_path
     evaluation = evaluate_run(project, device="cpu")
     assert right / len(val) == pytest.approx(evaluation.accuracy)
     assert loss == pytest.approx(evaluation.loss, rel=1e-4)
+
+
+def test_thumbnails_picture_what_the_model_saw(tmp_path: Path) -> None:
+    files = mixed_folder(tmp_path)
+    done = predict(tiny_source(), [tmp_path], thumbnails=8)
+    by_path = {r.path: r.thumbnail for r in done.results}
+    assert all(t.shape == (8, 8, 3) and t.dtype == np.uint8 for t in by_path.values())
+    gray = by_path[files["gray"]]
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    assert predict(tiny_source(), [files["rgb"]]).results[0].thumbnail is None
