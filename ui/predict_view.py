@@ -108,7 +108,6 @@ class PredictView(QWidget):
         self.unreadable_heading = QLabel(self)
         set_role(self.unreadable_heading, "error")
         self.unreadable = QListWidget(self)
-        self.unreadable.setMaximumHeight(64)
         layout.addWidget(self.unreadable_heading)
         layout.addWidget(self.unreadable)
         self.setAcceptDrops(True)
@@ -307,6 +306,9 @@ class PredictView(QWidget):
         self.unreadable_heading.setText(f"{len(skipped)} file{s} could not be read")
         self.unreadable_heading.setVisible(bool(skipped))
         self.unreadable.setVisible(bool(skipped))
+        if skipped:  # as tall as its lines, up to three; it scrolls beyond
+            lines = min(len(skipped), 3) * self.unreadable.sizeHintForRow(0)
+            self.unreadable.setFixedHeight(lines + 2 * self.unreadable.frameWidth() + 4)
 
     def _apply_filter(self, *_args) -> None:
         self.proxy.set_filter(self.class_box.currentData(), self.below_spin.value() / 100)
