@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnstudio import build_model
@@ -21,6 +23,7 @@ from cnnstudio.predict import csv_text, find_images, predict, write_csv
 from cnnstudio.progress import TaskState
 from tests.data_factory import rgb
 from tests.helpers import spec_of
+from tests.test_hostile_fuzz import damaged_images
 
 CLASSES = ("red", "green", "blue")
 
@@ -231,3 +234,18 @@ def test_thumbnails_picture_what_the_model_saw(tmp_path: Path) -> None:
     gray = by_path[files["gray"]]
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
     assert predict(tiny_source(), [files["rgb"]]).results[0].thumbnail is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(images=st.lists(damaged_images(), min_size=1, max_size=4))
+def test_damaged_files_are_predicted_or_listed_never_a_crash(
+    images: list[bytes], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("damaged")
+    for i, data in enumerate(images):
+        (root / f"{i}.png").write_bytes(data)
+    done = predict(tiny_source(), [root])
+    named = sorted([str(r.path) for r in done.results] + [s.path for s in done.skipped])
+    assert named == sorted(str(root / f"{i}.png") for i in range(len(images)))
+    assert all(s.reason for s in done.skipped)
+    assert all(0.0 <= r.confidence <= 1.0 for r in done.results)
