@@ -100,6 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
         _add_evaluate,
         _add_lr_find,
         _add_inspect,
+        _add_predict,
         _add_export,
         _add_download,
         _add_summary,
@@ -255,6 +256,21 @@ def _add_inspect(commands) -> None:
         "--out", type=Path, required=True, metavar="OUTDIR", help="folder for the PNG files"
     )
     inspect_cmd.set_defaults(handler=_cmd_inspect)
+
+
+def _add_predict(commands) -> None:
+    predict_cmd = commands.add_parser(
+        "predict", help="the classes a run predicts for image files and folders (and a CSV)"
+    )
+    predict_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    predict_cmd.add_argument(
+        "images", metavar="IMAGES", type=Path, nargs="+", help="image files or folders (recursive)"
+    )
+    predict_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
+    predict_cmd.add_argument("--top", type=_positive_int, default=5, metavar="K")
+    predict_cmd.add_argument("--csv", type=Path, metavar="OUT", help="write the table as CSV")
+    predict_cmd.add_argument("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:1, mps")
+    predict_cmd.set_defaults(handler=_cmd_predict)
 
 
 def _add_export(commands) -> None:
@@ -618,6 +634,72 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         f"{args.out} (run {run.run_folder.name}, {run.checkpoint.name})"
     )
     return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from cnnstudio.model_source import from_run
+    from cnnstudio.predict import predict, write_csv
+    from cnnstudio.runs import BEST, LAST, find_run, latest_run
+    from cnnstudio.train import pick_device
+
+    project = load_project(args.dir)
+    if args.run is None and latest_run(project.runs_dir, (LAST, BEST)) is None:
+        raise UsageError(
+            f"{args.dir} has no trained run yet: train one first (python -m cnnstudio train "
+            f"{args.dir})"
+        )
+    source = from_run(find_run(project.runs_dir, args.run))
+    source.model.to(pick_device(args.device or "auto"))
+    done = predict(source, args.images, k=args.top, state=TaskState(_progress_bar()))
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(format_predictions(done))
+    if not done.results:
+        print(f"cnnstudio predict: error: none of the {len(done.skipped)} files could be read",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    if args.csv is not None:
+        write_csv(done, args.csv)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def _progress_bar():
+    """A progress callback drawing a bar on stderr when it is a terminal (nothing otherwise)."""
+    live = sys.stderr.isatty()
+
+    def show(report: Progress) -> None:
+        if live and report.total:
+            filled = 30 * report.done // report.total
+            print(f"\r{report.what} [{'#' * filled}{' ' * (30 - filled)}] {report.done}/"
+                  f"{report.total}", end="", file=sys.stderr, flush=True)  # fmt: skip
+
+    return show
+
+
+def format_predictions(done) -> str:
+    """The ``predict`` table (path, class, confidence, top k), the files left out, a total."""
+    header = ("path", "class", "confidence", f"top {done.k}")
+    rows = [
+        (
+            str(r.path),
+            r.predicted,
+            f"{100 * r.confidence:.1f}%",
+            ", ".join(f"{p.name} {100 * p.probability:.1f}%" for p in r.top),
+        )
+        for r in done.results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    out = [
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}"
+        for row in [header, *rows]
+    ]
+    out += [f"skipped: {s.path}: {s.reason}" for s in done.skipped]
+    out.append(
+        f"{len(done.results)} images predicted with {done.label}"
+        + (f"; {len(done.skipped)} unreadable" if done.skipped else "")
+    )
+    return "\n".join(out)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

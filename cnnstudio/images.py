@@ -19,6 +19,7 @@ from cnnstudio.errors import DataError
 from cnnstudio.progress import TaskState, quiet
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+NOT_AN_IMAGE = "not an image (the content is not a known image format)"
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation", "test")}
 
 
@@ -207,7 +208,7 @@ def _open_image(path: Path) -> tuple[Any, str | None]:
         with Image.open(path) as image:
             return (image.size, image.mode), None
     except UnidentifiedImageError:
-        return None, "not an image (the content is not a known image format)"
+        return None, NOT_AN_IMAGE
     except too_large() as error:
         return None, too_large_reason(error)
     except OSError as error:
@@ -227,7 +228,7 @@ def _verify_image(path: Path) -> tuple[Any, str | None]:
             image.load()
             return (image.size, image.mode), None
     except UnidentifiedImageError:
-        return None, "not an image (the content is not a known image format)"
+        return None, NOT_AN_IMAGE
     except too_large() as error:
         return None, too_large_reason(error)
     except (OSError, SyntaxError, ValueError) as error:
@@ -274,14 +275,38 @@ def decode_images(
     cannot be decoded gives the reason instead ("damaged image: …")."""
 
     def decode(path: Path) -> np.ndarray | str:
-        try:
-            return decode_image(path, channels, size)
-        except DataError as error:
-            return error.message.removeprefix(f"{path}: ")
-        except (OSError, SyntaxError, ValueError) as error:
-            return f"damaged image: {error}"
+        return decode_or_reason(path, channels, size)
 
     return _map_files(decode, paths, state, "decoding images")
+
+
+def decode_or_reason(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray | str:
+    """``decode_image``, or the reason the file cannot be decoded ("damaged image: …")."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        return decode_image(path, channels, size)
+    except DataError as error:
+        return error.message.removeprefix(f"{path}: ")
+    except FileNotFoundError:
+        return "no such file"
+    except UnidentifiedImageError:
+        empty = path.is_file() and path.stat().st_size == 0
+        return "empty file (0 bytes)" if empty else NOT_AN_IMAGE
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"damaged image: {error}"
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every file with an image suffix in ``folder`` and its subfolders, sorted; hidden files and
+    folders (".", "__") are left out."""
+    return sorted(
+        path
+        for path in Path(folder).rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+        and path.is_file()
+        and not _hidden(path, Path(folder))
+    )
 
 
 def image_to_array(image, channels: int, size: tuple[int, int]) -> np.ndarray:
@@ -300,3 +325,15 @@ def image_to_array(image, channels: int, size: tuple[int, int]) -> np.ndarray:
         return array[None].copy()
     array = array.transpose(2, 0, 1)
     return np.ascontiguousarray(np.repeat(array[:1], channels, 0) if channels != 3 else array)
+
+
+def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
+    """A C×H×W uint8 image as an H×W×3 uint8 picture at most ``size`` pixels on its longer side
+    (grayscale repeated; an image with another channel count shows its first channel)."""
+    from PIL import Image
+
+    pixels = array[:3] if array.shape[0] == 3 else np.repeat(array[:1], 3, 0)
+    picture = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    if max(picture.size) > size:
+        picture.thumbnail((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(picture).copy()

@@ -151,15 +151,22 @@ def _array_image(array: np.ndarray) -> PILImage.Image:
 
 def _normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """H×W×C uint8 -> 1×C×H×W float, with the multiply-add the training batches use."""
-    channels = pixels.shape[2]
+    return normalise_batch(torch.from_numpy(pixels).permute(2, 0, 1)[None], mean, std)
+
+
+def normalise_batch(
+    images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """N×C×H×W uint8 -> float on the same device, with the multiply-add the training batches
+    use: (x / 255 - mean) / std."""
+    channels = images.shape[1]
     if len(mean) not in (1, channels) or len(std) not in (1, channels):
         raise InspectError(
             f"the normalisation has {len(mean)} mean and {len(std)} std values for a "
             f"{channels}-channel input"
         )
-    images = torch.from_numpy(pixels).permute(2, 0, 1)[None]
-    mean_t = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
-    std_t = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device)[None, :, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32, device=images.device)[None, :, None, None]
     scale01, shift = 1 / std_t, -mean_t / std_t
     return torch.addcmul(shift, images.float(), scale01 / 255).contiguous()
 
@@ -209,7 +216,7 @@ def _module(model: nn.Module, name: str) -> nn.Module:
     raise InspectError(f"no layer {name!r} in the model; layers: {shown}{more}", layer=name)
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 
@@ -264,7 +271,7 @@ def _forward(
     """(input, logits, outputs of ``names``) for ``x`` in eval mode. With ``grad`` the graph is
     recorded from the input, so gradients reach every layer even when all parameters are frozen.
     A layer of ``required`` that does not run is an error."""
-    x = x.detach().to(_device(model))
+    x = x.detach().to(model_device(model))
     if grad:
         x.requires_grad_(True)
     with _eval_mode(model), torch.set_grad_enabled(grad), _capture(model, names) as captured:
@@ -400,11 +407,22 @@ def top_k(
 
 
 def _top(logits: torch.Tensor, k: int, classes: Sequence[str]) -> list[Prediction]:
-    probabilities = torch.softmax(logits[0].detach().float().flatten(), 0)
-    values, indices = probabilities.topk(max(1, min(k, len(probabilities))))
+    return list(top_predictions(logits[:1].flatten(1), k, classes)[0])
+
+
+def top_predictions(
+    logits: torch.Tensor, k: int, classes: Sequence[str]
+) -> list[tuple[Prediction, ...]]:
+    """The ``k`` most probable classes of every row of N×classes ``logits``, most probable first
+    (softmax on the logits' device; one copy to the CPU for the whole batch)."""
+    probabilities = torch.softmax(logits.detach().float(), 1)
+    values, indices = probabilities.topk(max(1, min(k, probabilities.shape[1])), 1)
     return [
-        Prediction(int(i), _class_name(classes, int(i)), float(v))
-        for v, i in zip(values.tolist(), indices.tolist(), strict=True)
+        tuple(
+            Prediction(int(i), _class_name(classes, int(i)), float(v))
+            for v, i in zip(row_values, row_indices, strict=True)
+        )
+        for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True)
     ]
 
 

@@ -46,6 +46,7 @@ from ui.export_dialog import ExportDialog
 from ui.icons import clear_cache, icon
 from ui.inspector import InspectorView
 from ui.inspector.sources import live_source, run_source
+from ui.predict_view import PredictView
 from ui.theme import THEMES, apply_theme, set_role
 from ui.training.panel import TrainPanel
 
@@ -106,6 +107,7 @@ class MainWindow(QMainWindow):
             "Inspect", "inspect", self.inspector, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.tabifyDockWidget(self.train_dock, self.inspect_dock)
+        self._build_predict_dock()
         self.train_dock.raise_()
         self.tabifyDockWidget(self.property_dock, self.data_dock)
         self.property_dock.raise_()
@@ -120,6 +122,13 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.path_label)
         bar.addPermanentWidget(self.device_label)
         self.device_label.setText(_device_summary())
+
+    def _build_predict_dock(self) -> None:
+        self.predict_view = PredictView(self)
+        self.predict_dock = self._dock(
+            "Predict", "predict", self.predict_view, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.tabifyDockWidget(self.inspect_dock, self.predict_dock)
 
     def _dock(self, title: str, name: str, widget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -215,7 +224,7 @@ class MainWindow(QMainWindow):
         view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
         view_menu.addSeparator()
         docks = (self.palette_dock, self.property_dock, self.data_dock, self.train_dock,
-                 self.inspect_dock)  # fmt: skip
+                 self.inspect_dock, self.predict_dock)  # fmt: skip
         for dock in docks:
             view_menu.addAction(dock.toggleViewAction())
         theme_menu = view_menu.addMenu("&Theme")
@@ -252,6 +261,7 @@ class MainWindow(QMainWindow):
         self.train_panel.epoch_ended.connect(self._update_inspector_source)
         self.train_panel.inspect_requested.connect(self._on_inspect_requested)
         self.data_panel.sample_activated.connect(self._on_inspect_requested)
+        self.predict_view.inspect_requested.connect(self._on_inspect_requested)
 
     def _restore_layout(self) -> None:
         geometry, state = self.settings.geometry(), self.settings.window_state()
@@ -389,16 +399,21 @@ class MainWindow(QMainWindow):
         worker = panel.runner.worker
         if panel.running and worker is not None and worker.trainer.run_dir is not None:
             self.inspector.set_model_source(live_source(worker.trainer))
+            self.predict_view.set_model_source(live_source(worker.trainer))
             return
         chosen = [r for r in panel.runs_view.selected() if r.has_checkpoint]
         if not chosen:
             chosen = [r for r in panel.runs_view.runs if r.has_checkpoint][:1]
         self.inspector.set_model_source(run_source(chosen[0].folder) if chosen else None)
+        self.predict_view.set_model_source(run_source(chosen[0].folder) if chosen else None)
 
     def _on_inspect_requested(self, image, label: str) -> None:
         self.inspect_dock.show()
         self.inspect_dock.raise_()
-        self.inspector.inspect_array(image)
+        if isinstance(image, Path):  # a file (the Predict view's rows)
+            self.inspector.inspect_files([image])
+        else:
+            self.inspector.inspect_array(image)
         self.statusBar().showMessage(f"Inspecting {label}", 5000)
 
     def show_export_dialog(self) -> ExportDialog:
@@ -565,6 +580,7 @@ class MainWindow(QMainWindow):
             return
         self.train_panel.shutdown()
         self.inspector.shutdown()
+        self.predict_view.shutdown()
         self._warmup.shutdown()
         self._imports.shutdown()
         self.data_panel.shutdown()

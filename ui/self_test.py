@@ -161,6 +161,7 @@ def _results_screenshot(window, path: Path) -> None:
     QApplication.processEvents()
     window.grab().save(str(path))
     _inspect_screenshot(window, runs[0].folder, path.with_name("window-inspect.png"))
+    _predict_screenshot(window, runs[0].folder, path.with_name("window-predict.png"))
 
 
 def _inspect_screenshot(window, run_dir: Path, path: Path) -> None:
@@ -180,10 +181,44 @@ def _inspect_screenshot(window, run_dir: Path, path: Path) -> None:
     view.grab().save(str(path.with_name("inspect.png")))
 
 
+def _predict_screenshot(window, run_dir: Path, path: Path, count: int = 48) -> None:
+    """Validation images written as PNG files (and one that is not an image) predicted with the
+    finished run in the Predict view; window-predict.png and predict.png."""
+    from PIL import Image
+
+    from cnnstudio.data import images_at
+    from ui.inspector.sources import run_source
+
+    dataset = window.data_panel.dataset
+    if dataset is None:
+        return
+    view = window.predict_view
+    with tempfile.TemporaryDirectory() as folder:
+        val = dataset.splits["val"]
+        indices = [int(i) for i in val[:: max(1, len(val) // count)][:count]]  # every class
+        for index, pixels in zip(indices, images_at(dataset, indices), strict=True):
+            name = dataset.classes[int(dataset.labels[index])]
+            (Path(folder) / name).mkdir(exist_ok=True)
+            Image.fromarray(pixels.squeeze()).save(Path(folder) / name / f"{index:05d}.png")
+        (Path(folder) / "notes.png").write_text("not a picture")
+        window.predict_dock.raise_()
+        answers: list = []
+        view.predicted.connect(answers.append)
+        view.failed.connect(answers.append)
+        view.set_model_source(run_source(run_dir))
+        view.predict_paths([folder])
+        wait_until(lambda: answers, 120)
+        QApplication.processEvents()
+        window.grab().save(str(path))
+        view.grab().save(str(path.with_name("predict.png")))
+        view.clear()
+
+
 def write_screenshots(window, folder: str | Path) -> int:
     """window.png (the model editor), window-data.png and data.png (the Data view),
     window-dark.png (the dark theme), window-train.png (a short real run), window-results.png
-    (its confusion matrix and mistakes), window-inspect.png and inspect.png (an image inspected)."""
+    (its confusion matrix and mistakes), window-inspect.png and inspect.png (an image inspected),
+    window-predict.png and predict.png (a folder predicted)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     window.resize(1440, 900)
