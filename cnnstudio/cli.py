@@ -101,6 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
         _add_export,
         _add_download,
         _add_summary,
+        _add_adapt,
     ):
         add(commands)
     return parser
@@ -243,6 +244,31 @@ def _add_summary(commands) -> None:
     summary.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     summary.add_argument("--json", action="store_true", help="print one JSON object")
     summary.set_defaults(handler=_cmd_summary)
+
+
+def _add_adapt(commands) -> None:
+    adapt = commands.add_parser(
+        "adapt", help="make the model's classes and input shape follow the project's data"
+    )
+    adapt.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    adapt.set_defaults(handler=_cmd_adapt)
+
+
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from cnnstudio.fit import adaptation, data_needs, fitted, misfits
+
+    project = load_project(args.dir)
+    needs = data_needs(project.data)
+    after = fitted(project.model, needs)
+    change = adaptation(project.model, after)
+    if not change:
+        print(f"{project.file}: the model already fits the data ({len(needs.classes)} classes)")
+        return 0
+    project.model = after
+    project.save()
+    left = "".join(f"; {m.message}" for m in misfits(after, needs))
+    print(f"Adapted {project.file}: {change}{left}")
+    return 0
 
 
 def _positive_int(text: str) -> int:
