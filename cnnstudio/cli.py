@@ -522,7 +522,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from cnnstudio.runs import find_run
 
     project = load_project(args.dir)
-    run = from_run(find_run(project.runs_dir, args.run))
+    run = from_run(find_run(project.runs_dir, args.run), project=project)
     layers = args.layer or ()
     result = inspect_image(run.model, args.image, run.input_shape, run.mean, run.std, run.classes,
                            layers=layers, target=args.target, k=args.top)  # fmt: skip

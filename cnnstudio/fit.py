@@ -20,7 +20,7 @@ from cnnstudio.shapes import format_shape
 from cnnstudio.spec import ModelSpec, Node
 
 Shape3 = tuple[int, int, int]
-_LISTED = 4  # class names shown in a message before "…"
+_LISTED = 3  # class names shown in a message before "…"
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,15 @@ class DataNeeds:
 @dataclass(frozen=True)
 class Misfit:
     """One way the model differs from its data: ``what`` ("classes", "channels" or "image
-    size"), the model's value and the data's, and a sentence saying so. Only a class misfit stops
-    training (``blocks_training``); images are converted and resized to the model's input."""
+    size"), the model's value and the data's, a sentence saying so and, for a misfit that stops
+    training (``blocks_training``: the class count), how to fix it. Images are converted and
+    resized to the model's input, so the others train."""
 
     what: str
     model: Any
     data: Any
     message: str
+    fix: str = ""
 
     @property
     def blocks_training(self) -> bool:
@@ -86,9 +88,9 @@ def class_misfit(spec: ModelSpec, classes: list[str] | tuple[str, ...]) -> Misfi
         "classes",
         model,
         data,
-        f"the model outputs {model} classes but the data has {data} ({listed}){why}; adapt the "
-        f"model to the data (`cnnstudio adapt` on the command line, Adapt model in the studio's "
-        f"Data view) or set {change}",
+        f"the model outputs {model} classes but the data has {data} ({listed}){why}",
+        "adapt the model to the data (`cnnstudio adapt` on the command line, Adapt model in the "
+        f"studio's Data view) or set {change}",
     )
 
 

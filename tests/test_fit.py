@@ -32,7 +32,7 @@ def test_misfits_name_classes_channels_and_size() -> None:
     found = {m.what: m for m in misfits(spec, DataNeeds(TEN, (1, 8, 8)))}
     assert set(found) == {"classes", "channels", "image size"}
     assert (found["classes"].model, found["classes"].data) == (4, 10)
-    assert "outputs 4 classes but the data has 10 (c0, c1, c2, c3, …)" in found["classes"].message
+    assert "outputs 4 classes but the data has 10 (c0, c1, c2, …)" in found["classes"].message
     assert [m.what for m in misfits(spec, DataNeeds(TEN, (1, 8, 8))) if m.blocks_training] == [
         "classes"
     ]

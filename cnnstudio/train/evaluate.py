@@ -49,7 +49,7 @@ def evaluate_run(project, run: str | None = None, *, device: str | None = None,
                  data_root: Path | None = None) -> Evaluation:  # fmt: skip
     """Evaluate a run's best checkpoint (or its last) on the validation split, using the model,
     data and normalization the run was trained with."""
-    source = model_source.from_run(runs.find_run(project.runs_dir, run))
+    source = model_source.from_run(runs.find_run(project.runs_dir, run), project=project)
     settings = runs.read_settings(source.run_folder) or {}
     target = pick_device(device or "auto")
     model = source.model.to(target)
@@ -59,7 +59,7 @@ def evaluate_run(project, run: str | None = None, *, device: str | None = None,
     return evaluate(
         model,
         batches,
-        dataset.classes,
+        list(source.classes),  # the names the project shows (the labels follow the folders)
         dataset.splits["val"],
         autocast=autocast(precision, target),
     )

@@ -112,6 +112,7 @@ class Trainer:
             std=std,
             label=f"run {self.run_dir.name} (live)",
             run_folder=self.run_dir,
+            data=self.project.data,
         )
 
     def run(self, events: EventSink | None = None) -> Finished | Failed:
@@ -214,7 +215,7 @@ class Trainer:
         in the loss; more would train outputs no image belongs to)."""
         misfit = class_misfit(self.project.model, class_names(self.project.data, self.data_root))
         if misfit is not None:
-            raise ModelError([misfit.message])
+            raise ModelError([f"{misfit.message}; {misfit.fix}"])
 
     def _resume_point(self) -> tuple[dict[str, Any] | None, Path]:
         folder = self.project.runs_dir
