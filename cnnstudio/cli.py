@@ -7,6 +7,7 @@ or file, 1 for an invalid model); a traceback would be a bug.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from cnnstudio.analysis import Analysis, analyze
-from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
+from cnnstudio.data import SOURCES, DataSettings, DataSummary, display_names, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
 from cnnstudio.progress import Progress, TaskState
@@ -332,6 +333,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if (path / PROJECT_FILE).is_file():
         project = load_project(path)
         summary = summarize(project.data, project.model.input_shape)
+        summary = dataclasses.replace(summary, classes=display_names(summary.classes, project.data))
     else:
         summary = summarize(DataSettings(source="folder", path=str(path)))
     if args.json:

@@ -99,7 +99,7 @@ def test_a_run_shows_the_projects_current_names(tmp_path: Path) -> None:
     assert untrained(project).classes[0] == "tench"
 
 
-def test_inspect_and_evaluate_print_the_display_name(tmp_path: Path, capsys) -> None:
+def test_inspect_evaluate_and_data_print_the_display_name(tmp_path: Path, capsys) -> None:
     project = named_project(tmp_path, {"n01440764": "tench", "n02102040": "springer"})
     imported_run(project)
     image = tmp_path / "x.png"
@@ -111,6 +111,9 @@ def test_inspect_and_evaluate_print_the_display_name(tmp_path: Path, capsys) -> 
     assert cli.main(["evaluate", str(project.path)]) == 0
     out = capsys.readouterr().out
     assert "tench" in out and "springer" in out and "n01440764" not in out
+    assert cli.main(["data", str(project.path)]) == 0
+    out = capsys.readouterr().out
+    assert "tench" in out and "n01440764" not in out and "n02979186" in out
 
 
 def test_stored_evaluation_is_shown_with_current_names(tmp_path: Path) -> None:
