@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnstudio.analysis import analyze
 from cnnstudio.data import DataSettings, class_names, default_input_shape
+from cnnstudio.errors import ModelError
 from cnnstudio.shapes import format_shape
 from cnnstudio.spec import ModelSpec, Node
 
@@ -92,6 +93,14 @@ def class_misfit(spec: ModelSpec, classes: list[str] | tuple[str, ...]) -> Misfi
         "adapt the model to the data (`cnnstudio adapt` on the command line, Adapt model in the "
         f"studio's Data view) or set {change}",
     )
+
+
+def refuse_class_misfit(spec: ModelSpec, classes: list[str] | tuple[str, ...]) -> None:
+    """ModelError (one line: the misfit and its fix) when ``spec``'s class count is not that of
+    data with ``classes``: what training and the learning-rate finder check before they start."""
+    misfit = class_misfit(spec, classes)
+    if misfit is not None:
+        raise ModelError([f"{misfit.message}; {misfit.fix}"])
 
 
 def misfits(spec: ModelSpec, needs: DataNeeds) -> list[Misfit]:

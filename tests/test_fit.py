@@ -86,3 +86,11 @@ def test_adapt_command_makes_the_model_follow_the_data(tmp_path: Path, capsys) -
     assert misfits(model, data_needs(project.data)) == []
     assert cli.main(["adapt", str(project.path)]) == 0
     assert "already fits" in capsys.readouterr().out
+
+
+def test_lr_find_refuses_a_class_misfit_with_one_line(tmp_path: Path, capsys) -> None:
+    project = saved_project(tmp_path, 4, folder_data(tmp_path / "data"))
+    code = cli.main(["lr-find", str(project.path), "--steps", "2", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and "Traceback" not in err
+    assert "the model outputs 4 classes but the data has 10" in err

@@ -19,7 +19,7 @@ from cnnstudio.analysis import Analysis, analyze
 from cnnstudio.build import build_model
 from cnnstudio.data import Dataset, class_names
 from cnnstudio.errors import Cancelled, DataError, ModelError, TrainingError, WeightsError
-from cnnstudio.fit import class_misfit
+from cnnstudio.fit import refuse_class_misfit
 from cnnstudio.model_source import ModelSource
 from cnnstudio.normalization import normalization
 from cnnstudio.spec import ModelSpec
@@ -213,9 +213,7 @@ class Trainer:
     def _refuse_misfit(self) -> None:
         """ModelError when the model's class count differs from the data's (fewer outputs crash
         in the loss; more would train outputs no image belongs to)."""
-        misfit = class_misfit(self.project.model, class_names(self.project.data, self.data_root))
-        if misfit is not None:
-            raise ModelError([f"{misfit.message}; {misfit.fix}"])
+        refuse_class_misfit(self.project.model, class_names(self.project.data, self.data_root))
 
     def _resume_point(self) -> tuple[dict[str, Any] | None, Path]:
         folder = self.project.runs_dir
