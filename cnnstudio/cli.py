@@ -7,6 +7,7 @@ or file, 1 for an invalid model); a traceback would be a bug.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import NoReturn
 
 from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.analysis import Analysis, analyze
-from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
+from cnnstudio.data import SOURCES, DataSettings, DataSummary, display_names, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
 from cnnstudio.params import format_rate
@@ -104,6 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
         _add_export,
         _add_download,
         _add_summary,
+        _add_adapt,
     ):
         add(commands)
     return parser
@@ -309,6 +311,31 @@ def _add_summary(commands) -> None:
     summary.set_defaults(handler=_cmd_summary)
 
 
+def _add_adapt(commands) -> None:
+    adapt = commands.add_parser(
+        "adapt", help="make the model's classes and input shape follow the project's data"
+    )
+    adapt.add_argument("dir", metavar="DIR", type=Path, help="project folder")
+    adapt.set_defaults(handler=_cmd_adapt)
+
+
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from cnnstudio.fit import adaptation, data_needs, fitted, misfits
+
+    project = load_project(args.dir)
+    needs = data_needs(project.data)
+    after = fitted(project.model, needs)
+    change = adaptation(project.model, after)
+    if not change:
+        print(f"{project.file}: the model already fits the data ({len(needs.classes)} classes)")
+        return 0
+    project.model = after
+    project.save()
+    left = "".join(f"; {m.message}" for m in misfits(after, needs))
+    print(f"Adapted {project.file}: {change}{left}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -381,6 +408,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
     if (path / PROJECT_FILE).is_file():
         project = load_project(path)
         summary = summarize(project.data, project.model.input_shape)
+        summary = dataclasses.replace(summary, classes=display_names(summary.classes, project.data))
     else:
         summary = summarize(DataSettings(source="folder", path=str(path)))
     if args.json:
@@ -622,7 +650,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from cnnstudio.runs import find_run
 
     project = load_project(args.dir)
-    run = from_run(find_run(project.runs_dir, args.run))
+    run = from_run(find_run(project.runs_dir, args.run), project=project)
     layers = args.layer or ()
     result = inspect_image(run.model, args.image, run.input_shape, run.mean, run.std, run.classes,
                            layers=layers, target=args.target, k=args.top)  # fmt: skip

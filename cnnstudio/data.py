@@ -75,6 +75,7 @@ class DataSettings:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     stats_key: str | None = None
+    class_names: dict[str, str] = field(default_factory=dict)  # folder name -> display name
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -88,6 +89,8 @@ class DataSettings:
             data["path"] = self.path
         if self.mean is not None and self.std is not None:
             data.update(mean=list(self.mean), std=list(self.std), stats_key=self.stats_key)
+        if self.class_names:
+            data["class_names"] = dict(self.class_names)
         return data
 
     @classmethod
@@ -96,7 +99,7 @@ class DataSettings:
         if not isinstance(data, dict):
             found = "null" if data is None else type(data).__name__
             raise ProjectError(None, f"must be an object, got {found}", where)
-        extra = ("path", "augment", "mean", "std", "stats_key")
+        extra = ("path", "augment", "mean", "std", "stats_key", "class_names")
         plain = check_settings(
             DATA_PARAMS, {k: v for k, v in data.items() if k not in extra}, where
         )
@@ -119,6 +122,7 @@ class DataSettings:
             mean=stats[0] if stats else None,
             std=stats[1] if stats else None,
             stats_key=data.get("stats_key") if stats else None,
+            class_names=_check_class_names(data.get("class_names", {}), f"{where}.class_names"),
         )
 
     def with_stats(self, mean, std, key: str) -> DataSettings:
@@ -128,6 +132,57 @@ class DataSettings:
             std=tuple(float(v) for v in std),
             stats_key=key,
         )
+
+
+def _check_class_names(names: Any, where: str) -> dict[str, str]:
+    """The display names of renamed classes: text, not empty, no two alike."""
+    if not isinstance(names, dict):
+        found = "null" if names is None else type(names).__name__
+        raise ProjectError(
+            None, f"must be an object of folder name: display name, got {found}", where
+        )
+    seen: dict[str, str] = {}
+    for folder, name in names.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ProjectError(
+                None, f"must be a non-empty display name as text, got {name!r}", f"{where}.{folder}"
+            )
+        if name.strip() in seen:
+            raise ProjectError(
+                None,
+                f"{name.strip()!r} is already the name of {seen[name.strip()]!r}: class names must "
+                "differ",
+                f"{where}.{folder}",
+            )
+        seen[name.strip()] = folder
+    return {folder: name.strip() for folder, name in names.items()}
+
+
+def display_names(classes: list[str] | tuple[str, ...], settings: DataSettings | None) -> list[str]:
+    """The names shown for ``classes`` (in label order): a renamed class's display name from
+    ``settings.class_names``, every other class its folder name, which stays its identity."""
+    names = settings.class_names if settings is not None else {}
+    return [names.get(folder, folder) for folder in classes]
+
+
+def rename_class(
+    settings: DataSettings, classes: list[str] | tuple[str, ...], folder: str, name: str
+) -> DataSettings:
+    """``settings`` with class ``folder`` shown as ``name`` (its folder name again: not renamed).
+    ProjectError naming ``data.class_names.<folder>`` for an empty name or one another class of
+    ``classes`` already shows."""
+    where = f"data.class_names.{folder}"
+    name = name.strip()
+    if not name:
+        raise ProjectError(None, "a class needs a name: type one, or its folder name", where)
+    shown = dict(zip(classes, display_names(classes, settings), strict=True))
+    other = next((c for c, shown_as in shown.items() if shown_as == name and c != folder), None)
+    if other is not None:
+        raise ProjectError(None, f"{name!r} is already the name of class {other!r}", where)
+    names = {k: v for k, v in settings.class_names.items() if k != folder}
+    if name != folder:
+        names[folder] = name
+    return replace(settings, class_names=names)
 
 
 def _defaults(params: tuple[Param, ...]) -> dict[str, Any]:

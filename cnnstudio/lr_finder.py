@@ -17,6 +17,7 @@ from cnnstudio.build import build_model
 from cnnstudio.data import load_dataset
 from cnnstudio.errors import ModelError
 from cnnstudio.files import atomic_write_text
+from cnnstudio.fit import refuse_class_misfit
 from cnnstudio.normalization import normalization
 from cnnstudio.params import format_rate
 from cnnstudio.progress import TaskState, quiet
@@ -121,6 +122,7 @@ def find_lr(
     target = pick_device(device or settings.device)
     torch.manual_seed(settings.seed)
     dataset = load_dataset(project.data, project.model.input_shape, data_root=data_root)
+    refuse_class_misfit(project.model, dataset.classes)
     norm = normalization(project.data, project.model, dataset)
     mean, std = norm.mean, norm.std
     model = build_model(project.model, analysis=analysis).to(target)

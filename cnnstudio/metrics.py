@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,17 @@ class Evaluation:
             "data": self.data,
             "checkpoint": self.checkpoint,
         }
+
+    def with_classes(self, classes: list[str]) -> Evaluation:
+        """The same evaluation with its classes called ``classes`` (in label order): the names a
+        project shows now for the classes the run was evaluated on."""
+        if len(classes) != len(self.classes):
+            return self
+        return replace(
+            self,
+            classes=list(classes),
+            per_class=[replace(m, name=c) for m, c in zip(self.per_class, classes, strict=True)],
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from cnnstudio.build import build_model
-from cnnstudio.data import DataSettings, class_names
+from cnnstudio.data import DataSettings, class_names, display_names
 from cnnstudio.errors import DataError, StudioError, TrainingError
 from cnnstudio.normalization import normalization
 from cnnstudio.runs import checkpoint_path, load_checkpoint, read_settings
@@ -32,6 +32,11 @@ class ModelSource:
     ``run_folder`` and ``checkpoint`` are the run and file its weights come from (None: fresh or
     live weights); ``data`` the data settings it was trained with; ``project`` and ``name`` the
     project it belongs to (the training script and project-folder exports need it).
+
+    ``classes`` are the names shown for the classes (display names, where the project renamed a
+    class); ``class_ids`` the classes' folder names, which identify them (labels follow them).
+    A run trained before a class was renamed shows the project's current name when the project
+    is given, else the names the run was trained with.
     """
 
     model: nn.Module
@@ -46,6 +51,13 @@ class ModelSource:
     checkpoint: Path | None = None
     data: DataSettings | None = None
     project: Any = None  # Project
+    class_ids: tuple[str, ...] = ()
+
+
+def _named(classes: list[str] | tuple[str, ...], data: DataSettings | None) -> dict[str, Any]:
+    """The ``classes`` and ``class_ids`` fields for classes with folder names ``classes``, shown
+    as ``data`` names them."""
+    return {"classes": tuple(display_names(classes, data)), "class_ids": tuple(classes)}
 
 
 def ready_model(spec: ModelSpec, state: dict[str, Any] | None, **fields: Any) -> ModelSource:
@@ -89,7 +101,7 @@ def from_run(folder: Path, which: str = "best", project: Any = None) -> ModelSou
     return ready_model(
         spec,
         state["model"],
-        classes=classes,
+        **_named(classes, project.data if project is not None else data),
         mean=mean,
         std=std,
         label=f"run {folder.name} ({checkpoint.stem})",
@@ -110,16 +122,19 @@ def from_state(
     std: tuple[float, ...],
     label: str,
     run_folder: Path | None = None,
+    data: DataSettings | None = None,
 ) -> ModelSource:
-    """``spec`` with the weights ``state`` (a live run's copy), fed as ``mean`` and ``std``."""
+    """``spec`` with the weights ``state`` (a live run's copy), fed as ``mean`` and ``std``;
+    ``classes`` (folder names) are shown as ``data`` names them."""
     return ready_model(
         spec,
         state,
-        classes=tuple(classes),
+        **_named(classes, data),
         mean=tuple(mean),
         std=tuple(std),
         label=label,
         run_folder=run_folder,
+        data=data,
     )
 
 
@@ -142,7 +157,7 @@ def untrained(project: Any) -> ModelSource:
     return ready_model(
         spec,
         None,
-        classes=tuple(classes),
+        **_named(classes, project.data),
         mean=mean,
         std=std,
         label=f"{project.name} (untrained)",

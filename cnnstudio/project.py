@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnstudio.data import DataSettings, class_names, default_input_shape
+from cnnstudio.data import DataSettings, class_names
 from cnnstudio.errors import ProjectError
 from cnnstudio.files import atomic_write_text
+from cnnstudio.fit import fitting_shape
 from cnnstudio.spec import ModelSpec
 from cnnstudio.templates import get_template
 from cnnstudio.train_settings import DEFAULT_TRAINING, check_training
@@ -179,8 +180,7 @@ def new_project(
     recipe = get_template(template)
     classes = num_classes if num_classes is not None else len(class_names(data))
     if input_shape is None:
-        starts_pretrained = recipe.create(classes).nodes[0].kind == "Backbone"
-        input_shape = recipe.input_shape if starts_pretrained else default_input_shape(data)
+        input_shape = fitting_shape(recipe.create(classes), data)
     folder = Path(path) if path is not None else None
     return Project(
         model=recipe.create(classes, input_shape),

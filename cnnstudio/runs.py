@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from cnnstudio.build import build_model
+from cnnstudio.data import DataSettings, display_names
 from cnnstudio.errors import TrainingError
 from cnnstudio.files import atomic_write_bytes, atomic_write_text
 from cnnstudio.metrics import Evaluation
@@ -209,15 +210,21 @@ def read_history(folder: Path) -> RunHistory:
     return history
 
 
-def read_evaluation(folder: Path, name: str = EVALUATION) -> Evaluation | None:
-    """The run's final evaluation (or the one in the file ``name``), or None if it has none."""
+def read_evaluation(
+    folder: Path, shown_as: DataSettings | None = None, name: str = EVALUATION
+) -> Evaluation | None:
+    """The run's final evaluation (or the one in the file ``name``), or None if it has none; with
+    ``shown_as`` (the project's data settings) its classes carry the names the project shows now
+    (the folder names identify them, so a run evaluated before a class was renamed shows the new
+    name)."""
     data = _read_json(folder / name)
     if data is None:
         return None
     try:
-        return Evaluation.from_dict(data)
+        evaluation = Evaluation.from_dict(data)
     except (KeyError, TypeError, ValueError):
         return None
+    return evaluation.with_classes(display_names(evaluation.classes, shown_as))
 
 
 def delete_run(folder: Path) -> None:

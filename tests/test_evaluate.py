@@ -129,7 +129,7 @@ def test_a_stopped_run_is_evaluated_on_a_folder(project: Path, tmp_path: Path) -
     assert all(Path(m.path).parent.parent == folder for m in result.mistakes)
     assert [Path(s.path).name for s in dataset.skipped] == ["empty.png"]
     assert reports and reports[-1].what == "evaluating" and reports[-1].done == reports[-1].total
-    saved = read_evaluation(info.folder, "evaluation-new_images.json")
+    saved = read_evaluation(info.folder, name="evaluation-new_images.json")
     assert saved is not None and saved.accuracy == result.accuracy and saved.data == result.data
     assert read_evaluation(info.folder) is None  # the run's own evaluation.json is not written
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -27,10 +28,21 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.augment import AUGMENT_PARAMS
-from cnnstudio.data import DataSettings, load_dataset, preview, summarize, summarize_dataset
+from cnnstudio.data import (
+    DataSettings,
+    display_names,
+    load_dataset,
+    preview,
+    rename_class,
+    summarize,
+    summarize_dataset,
+)
+from cnnstudio.errors import ProjectError
+from cnnstudio.fit import adaptation, data_needs, fitted, misfits
 from cnnstudio.progress import Progress, TaskState
 from cnnstudio.standard_sets import STANDARD_SETS, download, is_downloaded
 from ui.background import Jobs
+from ui.editor.commands import AdaptModelCommand, RenameClassCommand
 from ui.editor.properties import make_editor
 from ui.theme import colours
 
@@ -72,6 +84,10 @@ def array_to_pixmap(image: np.ndarray, scale: int = 3) -> QPixmap:
     )
 
 
+def _data_needs(_state: TaskState, settings: DataSettings):
+    return data_needs(settings)
+
+
 def _augmented_samples(_state: TaskState, dataset, class_index: int, augment, seed: int):
     return class_index, preview(dataset, class_index, PREVIEW_COUNT, augment, seed=seed)
 
@@ -98,9 +114,11 @@ class DataPanel(QWidget):
         self.document = document
         self.summary = None
         self.dataset = None
+        self.needs = None  # what the data asks of the model (cnnstudio.fit.DataNeeds)
         self._seed = 0
         self._reads = Jobs(self, newest_wins=True)
         self._previews = Jobs(self, newest_wins=True)
+        self._needs = Jobs(self, newest_wins=True)
         self._build_ui()
         self._connect()
         self._show_settings()
@@ -132,6 +150,7 @@ class DataPanel(QWidget):
         self.status = QLabel(self)
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        self._build_fit_banner(layout)
         self._build_summary(layout)
         self._build_samples(layout)
         heading = QLabel("Augmentation", self)
@@ -141,12 +160,30 @@ class DataPanel(QWidget):
         layout.addLayout(self.augment_form)
         self.augment_editors = {}
 
+    def _build_fit_banner(self, layout: QVBoxLayout) -> None:
+        """The bar that offers to make the model follow the data when they differ."""
+        self.fit_banner = QFrame(self)
+        self.fit_banner.setProperty("role", "banner")
+        row = QHBoxLayout(self.fit_banner)
+        row.setContentsMargins(10, 8, 10, 8)
+        self.fit_label = QLabel(self.fit_banner)
+        self.fit_label.setWordWrap(True)
+        self.adapt_button = QPushButton("Adapt model", self.fit_banner)
+        self.adapt_button.setToolTip("One edit: Edit > Undo takes it back")
+        row.addWidget(self.fit_label, 1)
+        row.addWidget(self.adapt_button, 0, Qt.AlignmentFlag.AlignVCenter)
+        self.fit_banner.hide()
+        layout.addWidget(self.fit_banner)
+
     def _build_summary(self, layout: QVBoxLayout) -> None:
-        """The class table, the class-count chart and the warnings."""
+        """The class table (double-click a name to rename the class), the class-count chart and
+        the warnings."""
         self.table = QTableWidget(0, 3, self)
         self.table.setHorizontalHeaderLabels(["Class", "Train", "Validation"])
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setEditTriggers(
+            QTableWidget.EditTrigger.DoubleClicked | QTableWidget.EditTrigger.EditKeyPressed
+        )
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setStretchLastSection(True)
@@ -199,8 +236,13 @@ class DataPanel(QWidget):
         self._reads.failed.connect(self._on_read_failed)
         self._previews.finished.connect(self._on_samples_ready)
         self._previews.failed.connect(lambda _n, message: self.status.setText(message))
+        self._needs.finished.connect(self._on_needs_ready)
+        self._needs.failed.connect(lambda _n, _message: self._show_fit(None))
+        self.table.itemChanged.connect(self._on_class_item_changed)
+        self.adapt_button.clicked.connect(self._on_adapt_clicked)
         self.document.project_replaced.connect(self._on_project_replaced)
         self.document.spec_changed.connect(self._on_spec_changed)
+        self.document.class_names_changed.connect(self._on_class_names_changed)
 
     # Settings
 
@@ -292,17 +334,7 @@ class DataPanel(QWidget):
             f"{len(summary.classes)} classes · {total.get('train', 0):,} training "
             f"and {total.get('val', 0):,} validation images"
         )
-        self.table.setRowCount(len(summary.classes))
-        for row, name in enumerate(summary.classes):
-            cells = [name, str(counts["train"][row]), str(counts.get("val", [0] * 999)[row])]
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column:
-                    item.setTextAlignment(
-                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-                    )
-                self.table.setItem(row, column, item)
-        self.table.resizeColumnsToContents()
+        self._fill_table(summary)
         self._draw_chart(summary)
         notes = list(summary.warnings)
         notes += [f"skipped {Path(s.path).name}: {s.reason}" for s in summary.skipped[:20]]
@@ -310,7 +342,97 @@ class DataPanel(QWidget):
         if summary.classes and not self.table.selectedItems():
             self.table.selectRow(0)
         self._show_samples()
+        self._needs.submit(_data_needs, self.settings)
         self.summary_ready.emit(summary)
+
+    def _fill_table(self, summary) -> None:
+        """One row per class: its display name (editable; the folder name in its tooltip), its
+        training and validation images."""
+        counts = summary.counts
+        self.table.blockSignals(True)  # filling is not renaming
+        self.table.setRowCount(len(summary.classes))
+        shown = display_names(summary.classes, self.settings)
+        for row, folder in enumerate(summary.classes):
+            name = QTableWidgetItem(shown[row])
+            name.setToolTip(f"folder {folder} · double-click to rename the class")
+            name.setData(Qt.ItemDataRole.UserRole, folder)
+            self.table.setItem(row, 0, name)
+            for column, count in (
+                (1, counts["train"][row]),
+                (2, counts.get("val", [0] * 999)[row]),
+            ):
+                item = QTableWidgetItem(str(count))
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, column, item)
+        self.table.blockSignals(False)
+        self.table.resizeColumnsToContents()
+
+    # Class names
+
+    def rename_class(self, folder: str, name: str) -> bool:
+        """Show class ``folder`` as ``name`` (one undoable edit); False, with the reason shown,
+        when the name is empty or taken."""
+        if self.summary is None:
+            return False
+        try:
+            data = rename_class(self.settings, self.summary.classes, folder, name)
+        except ProjectError as error:
+            self.status.setText(f"Class {folder}: {error.message}")
+            self._fill_table(self.summary)
+            return False
+        if data.class_names != self.settings.class_names:
+            self.document.push(RenameClassCommand(self.document, data, folder))
+        return True
+
+    def _on_class_item_changed(self, item: QTableWidgetItem) -> None:
+        if item.column() == 0:
+            self.rename_class(item.data(Qt.ItemDataRole.UserRole), item.text())
+
+    def _on_class_names_changed(self) -> None:
+        if self.summary is not None:
+            self._fill_table(self.summary)
+            self._draw_chart(self.summary)
+
+    # The model follows the data
+
+    def _on_needs_ready(self, _number: int, needs) -> None:
+        self._show_fit(needs)
+
+    def _show_fit(self, needs) -> None:
+        """Show the banner when the model differs from the data in classes, channels or size."""
+        self.needs = needs
+        spec = self.document.spec
+        found = misfits(spec, needs) if needs is not None else []
+        change = adaptation(spec, fitted(spec, needs)) if found else ""
+        self.fit_banner.setVisible(bool(found))
+        if not found:
+            return
+        said = "; ".join(m.message for m in found)
+        action = (
+            f"Adapt model sets {change}; Undo takes it back."
+            if change
+            else "The model cannot take the data's image size; it stays as it is."
+        )
+        self.fit_label.setText(
+            f"<b>The model does not fit this data.</b> {said[0].upper()}{said[1:]}. {action}"
+        )
+        self.adapt_button.setEnabled(bool(change))
+
+    def adapt_model(self) -> bool:
+        """Make the model follow the data (one undoable edit); False when nothing changes."""
+        if self.needs is None:
+            return False
+        spec = self.document.spec
+        after = fitted(spec, self.needs)
+        change = adaptation(spec, after)
+        if not change:
+            return False
+        self.document.push(AdaptModelCommand(self.document, after, change))
+        return True
+
+    def _on_adapt_clicked(self) -> None:
+        self.adapt_model()
 
     def _draw_chart(self, summary) -> None:
         """One horizontal bar per class: its images in all splits."""
@@ -331,9 +453,10 @@ class DataPanel(QWidget):
         self.chart.addItem(self.bars)
         axis = self.chart.getAxis("left")
         axis.setStyle(hideOverlappingLabels=False)
-        widest = max((self.fontMetrics().horizontalAdvance(n) for n in summary.classes), default=40)
+        shown = display_names(summary.classes, self.settings)
+        widest = max((self.fontMetrics().horizontalAdvance(n) for n in shown), default=40)
         axis.setWidth(min(widest + 16, 220))
-        axis.setTicks([[(i, name) for i, name in enumerate(summary.classes)]])
+        axis.setTicks([[(i, name) for i, name in enumerate(shown)]])
         for name in ("left", "bottom"):
             self.chart.getAxis(name).setTextPen(c.muted)
             self.chart.getAxis(name).setPen(c.border)
@@ -346,6 +469,7 @@ class DataPanel(QWidget):
         self.progress.hide()
         self.cancel_button.hide()
         self.summary = self.dataset = None
+        self._show_fit(None)
         self.table.setRowCount(0)
         self.status.setText("")
         self.warnings.setText(message)
@@ -383,7 +507,7 @@ class DataPanel(QWidget):
             return
         class_index, images = self.samples
         if index < len(images):
-            name = self.dataset.classes[class_index]
+            name = display_names(self.dataset.classes, self.settings)[class_index]
             self.sample_activated.emit(images[index], f"a training image of {name} (augmented)")
 
     def _on_project_replaced(self) -> None:
@@ -393,13 +517,16 @@ class DataPanel(QWidget):
     def _on_spec_changed(self, spec) -> None:
         if self.dataset is not None and tuple(self.dataset.input_shape) != tuple(spec.input_shape):
             self.reload()
+        elif self.needs is not None:
+            self._show_fit(self.needs)
 
     def busy(self) -> bool:
-        return self._reads.busy() or self._previews.busy()
+        return self._reads.busy() or self._previews.busy() or self._needs.busy()
 
     def wait(self, msecs: int = 60000) -> bool:
-        return self._reads.wait(msecs) and self._previews.wait(msecs)
+        return self._reads.wait(msecs) and self._previews.wait(msecs) and self._needs.wait(msecs)
 
     def shutdown(self) -> None:
         self._reads.shutdown()
         self._previews.shutdown()
+        self._needs.shutdown()

@@ -9,6 +9,7 @@ analysis does not wait for it) and arrives through ``activations_ready``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -38,6 +39,7 @@ class ProjectDocument(QObject):
     project_replaced = Signal()
     dirty_changed = Signal(bool)
     data_changed = Signal()
+    class_names_changed = Signal()
 
     def __init__(self, project: Project | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -81,6 +83,12 @@ class ProjectDocument(QObject):
         self._data_dirty = True
         self.dirty_changed.emit(True)
         self.data_changed.emit()
+
+    def apply_class_names(self, names: dict[str, str]) -> None:
+        """Set the classes' display names (called by undo commands only: the undo stack keeps
+        the project dirty or clean)."""
+        self.project.data = replace(self.project.data, class_names=dict(names))
+        self.class_names_changed.emit()
 
     def set_training(self, name: str, value) -> None:
         """Change one training setting (makes the project dirty; not a model edit)."""

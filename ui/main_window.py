@@ -255,6 +255,7 @@ class MainWindow(QMainWindow):
         self.document.dirty_changed.connect(lambda _d: self._update_title())
         self.document.project_replaced.connect(self._update_title)
         self.document.project_replaced.connect(self._update_inspector_source)
+        self.document.class_names_changed.connect(self._update_inspector_source)
         self.train_panel.runs_view.selection_changed.connect(self._update_inspector_source)
         self.train_panel.run_finished.connect(self._update_inspector_source)
         self.train_panel.run_started.connect(self._update_inspector_source)
@@ -404,8 +405,10 @@ class MainWindow(QMainWindow):
         chosen = [r for r in panel.runs_view.selected() if r.has_checkpoint]
         if not chosen:
             chosen = [r for r in panel.runs_view.runs if r.has_checkpoint][:1]
-        self.inspector.set_model_source(run_source(chosen[0].folder) if chosen else None)
-        self.predict_view.set_model_source(run_source(chosen[0].folder) if chosen else None)
+        project = self.document.project
+        source = run_source(chosen[0].folder, project) if chosen else None
+        self.inspector.set_model_source(source)
+        self.predict_view.set_model_source(source)
 
     def _on_inspect_requested(self, image, label: str) -> None:
         self.inspect_dock.show()

@@ -119,5 +119,8 @@ def apply_theme(app: QApplication, theme: str = "system") -> Colours:
         QLabel[role="heading"] {{ font-weight: 600; font-size: 11pt; }}
         QLabel[role="muted"] {{ color: {c.muted}; }}
         QLabel[role="error"] {{ color: {c.error}; }}
+        QFrame[role="banner"] {{
+            background: {c.alternate}; border: 1px solid {c.warning}; border-radius: 4px;
+        }}
     """)  # fmt: skip
     return c

@@ -66,6 +66,7 @@ def training_script_code(src: ModelSource, script: Path) -> str:
         *_script_imports(code),
         "",
         *constants(src_with_stats),
+        f"CLASS_FOLDERS = {literal(list(src.class_ids or src.classes), wrap=True)}  # labels",
         *data_lines,
         *_settings_lines(project, settings),
         "",

@@ -22,6 +22,7 @@ from cnnstudio.recipe import make_optimizer, make_scheduler, param_groups, strat
 
 # Stand-ins for what training_script.py writes
 CLASSES = ["a", "b"]
+CLASS_FOLDERS = ["a", "b"]  # the classes' folders, in label order
 INPUT_SHAPE = (3, 32, 32)  # channels, height, width
 MEAN = (0.5, 0.5, 0.5)  # per channel, on a 0-1 scale
 STD = (0.25, 0.25, 0.25)
@@ -91,13 +92,14 @@ def transform(train: bool) -> T.Compose:
 
 
 class ClassFolder(torchvision.datasets.ImageFolder):
-    """An image folder whose labels follow CLASSES (ImageFolder itself sorts the folder names)."""
+    """An image folder whose labels follow CLASS_FOLDERS (ImageFolder itself sorts the folder
+    names)."""
 
     def find_classes(self, directory):
         found = sorted(p.name for p in Path(directory).iterdir() if p.is_dir())
-        if sorted(CLASSES) != found:
+        if sorted(CLASS_FOLDERS) != found:
             return super().find_classes(directory)
-        return list(CLASSES), {name: i for i, name in enumerate(CLASSES)}
+        return list(CLASS_FOLDERS), {name: i for i, name in enumerate(CLASS_FOLDERS)}
 
 
 def datasets(root: str):

@@ -14,8 +14,10 @@ from cnnstudio.model_source import ModelSource
 from cnnstudio.weights import load_weights, state_tensors
 
 
-def _metadata(src: ModelSource) -> dict[str, str]:
-    meta = {"format": "pt", "input_shape": json.dumps(list(src.input_shape))}
+def metadata(src: ModelSource) -> dict[str, str]:
+    """What a model file carries about its model as text: input shape, class names (those the
+    project shows), normalisation. The safetensors and ONNX exports write it."""
+    meta = {"input_shape": json.dumps(list(src.input_shape))}
     if src.classes:
         meta["classes"] = json.dumps(list(src.classes))
     if src.mean:
@@ -29,7 +31,7 @@ def save_safetensors(src: ModelSource, path: Path, format: str = "safetensors") 
     from safetensors.torch import save_file
 
     with replacing(path, format) as tmp:
-        save_file(state_tensors(src.model), str(tmp), metadata=_metadata(src))
+        save_file(state_tensors(src.model), str(tmp), metadata={"format": "pt", **metadata(src)})
 
 
 def write_safetensors(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:

@@ -3,7 +3,8 @@
 - pt2: ``torch.export`` program with a dynamic batch dimension, loaded by ``torch.export.load``.
 - torchscript: ``torch.jit.trace`` (deprecated by torch but still shipped), ``torch.jit.load``.
 - onnx: the dynamo exporter (``dynamo=True``) with a dynamic batch dimension given through
-  ``dynamic_shapes``; torch chooses the opset. Checked with onnxruntime on CPU.
+  ``dynamic_shapes``; torch chooses the opset; the class names, input shape and normalisation in
+  its metadata_props. Checked with onnxruntime on CPU.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cnnstudio.export.check import (
     replacing,
     sample,
 )
+from cnnstudio.export.weights_file import metadata
 from cnnstudio.model_source import ModelSource
 
 
@@ -91,6 +93,7 @@ def write_onnx(src: ModelSource, path: Path) -> tuple[list[Path], float, float]:
         )
     except Exception as error:
         raise failed("onnx", error, path) from error
+    program.model.metadata_props.update(metadata(src))
     if external:
         program.save(str(path), external_data=True)
     else:

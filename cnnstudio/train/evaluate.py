@@ -76,15 +76,16 @@ def evaluate_run_folder(folder: Path, *, project: Any = None, data: Path | None 
     before it had a best), with the model and normalisation it was trained with: on the labelled
     image folder ``data``, else on the run's own data, ``split`` "val" or "test" (default: the
     official test split of a standard set, else the validation split). ``save`` writes the result
-    into the run folder (``evaluation_file`` names the file). Returns the evaluation and the
-    images it was measured on."""
+    into the run folder (``evaluation_file`` names the file) with the classes' folder names, which
+    identify them. Returns the evaluation, its classes called by the names the project shows
+    (``ModelSource.classes``), and the images it was measured on."""
     source = model_source.from_run(folder, project=project)
     result, dataset = evaluate_source(
         source, data=data, split=split, device=device, data_root=data_root, state=state
     )
     if save:
         runs.write_evaluation(folder, result, evaluation_file(result, data))
-    return result, dataset
+    return result.with_classes(list(source.classes)), dataset
 
 
 def evaluation_file(result: Evaluation, data: Path | None) -> str:
@@ -142,12 +143,8 @@ def evaluate_source(
 
 def _folder_classes(source: ModelSource) -> list[str]:
     """The run's classes as the folder names it was trained on (what a labelled folder's class
-    folders are matched with), as recorded in its settings; else the model's class names."""
-    settings = (runs.read_settings(source.run_folder) if source.run_folder else None) or {}
-    recorded = settings.get("classes")
-    if isinstance(recorded, list) and len(recorded) == len(source.classes):
-        return [str(c) for c in recorded]
-    return list(source.classes)
+    folders are matched with); the model's class names when they are not known."""
+    return list(source.class_ids or source.classes)
 
 
 def _folder_words(given: Path, read: Path | None) -> str:

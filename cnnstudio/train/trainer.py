@@ -17,8 +17,9 @@ from torch import nn
 from cnnstudio import model_source, runs
 from cnnstudio.analysis import Analysis, analyze
 from cnnstudio.build import build_model
-from cnnstudio.data import Dataset
+from cnnstudio.data import Dataset, class_names
 from cnnstudio.errors import Cancelled, DataError, ModelError, TrainingError, WeightsError
+from cnnstudio.fit import refuse_class_misfit
 from cnnstudio.model_source import ModelSource
 from cnnstudio.normalization import normalization
 from cnnstudio.spec import ModelSpec
@@ -111,6 +112,7 @@ class Trainer:
             std=std,
             label=f"run {self.run_dir.name} (live)",
             run_folder=self.run_dir,
+            data=self.project.data,
         )
 
     def run(self, events: EventSink | None = None) -> Finished | Failed:
@@ -151,7 +153,11 @@ class Trainer:
     # The run, step by step
 
     def _run(self) -> Finished | Failed:
+        if not self.resume_from:
+            self._refuse_misfit()  # before a run folder is made for it
         checkpoint = self._open_run()
+        if checkpoint is not None:
+            self._refuse_misfit()  # the run's own model
         settings = self._settings(checkpoint)
         device, precision = self._device(settings)
         torch.manual_seed(settings.seed)
@@ -203,6 +209,11 @@ class Trainer:
         if checkpoint is not None and "spec" in checkpoint:
             self._resume_own_model(checkpoint["spec"])
         return checkpoint
+
+    def _refuse_misfit(self) -> None:
+        """ModelError when the model's class count differs from the data's (fewer outputs crash
+        in the loss; more would train outputs no image belongs to)."""
+        refuse_class_misfit(self.project.model, class_names(self.project.data, self.data_root))
 
     def _resume_point(self) -> tuple[dict[str, Any] | None, Path]:
         folder = self.project.runs_dir

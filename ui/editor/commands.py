@@ -116,3 +116,29 @@ class SetBackboneCommand(SpecCommand):
             after = spec.insert(0, node)
         after = after.with_shape((3, input_size, input_size), spec.num_classes)
         super().__init__(document, after, f"Backbone {name}")
+
+
+class AdaptModelCommand(SpecCommand):
+    """The model made to follow its data (``cnnstudio.fit.fitted``): output classes and input
+    shape in one edit, which undo takes back together."""
+
+    def __init__(self, document, after: ModelSpec, change: str) -> None:
+        super().__init__(document, after, f"Adapt model to the data ({change})")
+
+
+class RenameClassCommand(QUndoCommand):
+    """A class's display name (``cnnstudio.data.rename_class`` checked it). Undo and redo change
+    only the class names, so data settings changed in between stay as they are."""
+
+    def __init__(self, document, data, folder: str) -> None:
+        shown = data.class_names.get(folder, folder)
+        super().__init__(f"Rename class {folder} to {shown}")
+        self.document = document
+        self.before = dict(document.project.data.class_names)
+        self.after = dict(data.class_names)
+
+    def redo(self) -> None:
+        self.document.apply_class_names(self.after)
+
+    def undo(self) -> None:
+        self.document.apply_class_names(self.before)

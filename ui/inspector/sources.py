@@ -12,9 +12,10 @@ from cnnstudio.errors import InspectError
 from cnnstudio.model_source import ModelSource
 
 
-def run_source(folder: Path) -> Callable[[], ModelSource]:
-    """The best checkpoint (else the last) of the run in ``folder``."""
-    return lambda: model_source.from_run(folder)
+def run_source(folder: Path, project=None) -> Callable[[], ModelSource]:
+    """The best checkpoint (else the last) of the run in ``folder``; its classes named as
+    ``project`` names them now (None: as they were named when it trained)."""
+    return lambda: model_source.from_run(folder, project=project)
 
 
 def live_source(trainer) -> Callable[[], ModelSource]:

@@ -149,6 +149,7 @@ class TrainPanel(QWidget):
         self.controller.run_finished.connect(self._on_run_finished)
         self.document.project_replaced.connect(self.refresh_form)
         self.runs_view.selection_changed.connect(self._on_runs_selected)
+        self.document.class_names_changed.connect(self._on_class_names_changed)
         self.results_view.inspect_requested.connect(self.inspect_requested)
         self.lr_view.applied.connect(self._on_lr_applied)
         self.lr_view.started.connect(lambda: self._set_running(False))
@@ -279,8 +280,14 @@ class TrainPanel(QWidget):
         if len(chosen) >= 2 or (len(chosen) == 1 and not self.curves.steps):
             self.curves.overlay(chosen)
 
+    def _on_class_names_changed(self) -> None:
+        """A class renamed: the results shown take its new name."""
+        chosen = self.runs_view.selected()
+        if len(chosen) == 1 and not self.running:
+            self._show_results(chosen[0])
+
     def _show_results(self, info: RunInfo) -> None:
-        evaluation = read_evaluation(info.folder)
+        evaluation = read_evaluation(info.folder, self.document.project.data)
         if evaluation is None:
             self.results_view.set_evaluation(
                 None, f"Run {info.name} has no evaluation yet ({info.state}): press Evaluate."
