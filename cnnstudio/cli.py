@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from cnnstudio.analysis import Analysis, analyze
-from cnnstudio.data import SOURCES, DataSettings, DataSummary, summarize
+from cnnstudio.data import SOURCES, DataSettings, DataSummary, suggested_defaults, summarize
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
 from cnnstudio.progress import Progress, TaskState
@@ -288,7 +288,14 @@ def _cmd_new(args: argparse.Namespace) -> int:
         f"classes, input {format_shape(project.model.input_shape)}, "
         f"{analysis.total_params:,} parameters{state}"
     )
+    _print_defaults(project.data)
     return 0
+
+
+def _print_defaults(data: DataSettings) -> None:
+    """Which augmentation and batch size the new project took from its data."""
+    defaults = suggested_defaults(data)
+    print(f"{defaults.augment.summary}; {defaults.batch_reason}")
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -307,7 +314,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         project = load_project(path)
         summary = summarize(project.data, project.model.input_shape)
     else:
-        summary = summarize(DataSettings(source="folder", path=str(path)))
+        # no project: no augmentation settings to check
+        summary = summarize(DataSettings(source="folder", path=str(path)), check_augment=False)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
