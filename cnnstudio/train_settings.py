@@ -140,7 +140,8 @@ def default_batch_size(train_images: int) -> tuple[int, str]:
         return batch, f"batch size {batch}: the lesson's"
     steps = -(-train_images // DEFAULT_TRAINING["batch_size"])
     return batch, (
-        f"batch size {batch}: {train_images} training images make only {steps} steps an epoch "
+        f"batch size {batch}: {train_images} training images make only {steps} "
+        f"step{'s' if steps != 1 else ''} an epoch "
         f"at {DEFAULT_TRAINING['batch_size']}"
     )
 
