@@ -276,9 +276,9 @@ class DataPanel(QWidget):
             self.document.project.training.get("batch_size") == self.defaults.batch_size
         )
         self._choice = None
-        self.document.set_data(settings)
         if follows and defaults is not None:
             self.document.set_training("batch_size", defaults.batch_size)
+        self.document.set_data(settings)  # data_changed: the Train view shows the batch size
 
     def _on_source_activated(self, index: int) -> None:
         key = self.source.itemData(index)
