@@ -87,7 +87,7 @@ def test_every_setting_has_a_reason() -> None:
 def test_small_sets_get_smaller_batches(images: int, batch: int) -> None:
     size, reason = default_batch_size(images)
     assert size == batch
-    assert ("steps an epoch" in reason) == (batch != 64)
+    assert ("an epoch at 64" in reason) == (batch != 64)
 
 
 # The warnings
