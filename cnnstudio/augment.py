@@ -10,6 +10,7 @@ benchmark compares against.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -191,3 +192,127 @@ def classic_transform(
             steps.append(T.ColorJitter(*jitter))
     steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
     return T.Compose(steps)
+
+
+# Defaults that follow the data
+
+# The lesson's recipe for CIFAR-10 (32×32 photos): flips, a 4-pixel padded crop, colour jitter 0.2.
+CIFAR_RECIPE: dict[str, Any] = {p.name: p.default for p in AUGMENT_PARAMS}
+RECIPE_SIZE = 32  # the recipe's image size: its 4-pixel padding is 1/8 of it
+_RECIPE_SOURCES = ("sample", "cifar10", "cifar100")
+_MIRROR_SAFE = {
+    "sample": "flips on: the sample set's shapes are the same shape mirrored (the lesson's recipe)",
+    "cifar10": "flips on: a mirrored photo shows the same class (the lesson's CIFAR-10 recipe)",
+    "cifar100": "flips on: a mirrored photo shows the same class, as for CIFAR-10",
+    "fashionmnist": "flips on: a mirrored shirt, shoe or bag is the same class of clothing",
+}
+_MIRROR_UNSAFE = {
+    "mnist": "flips off: a mirrored digit is another shape (a 2 backwards is no 2)",
+    "folder": "flips off: a folder's classes may not look the same mirrored (digits, letters, "
+    "arrows); turn them on for photographs of objects",
+}
+
+
+@dataclass(frozen=True)
+class AugmentDefaults:
+    """Augmentation settings chosen for a dataset, and why: ``reasons`` holds one short line per
+    setting (the three colour-jitter settings share one line, as do the two resized-crop ones)."""
+
+    settings: dict[str, Any]
+    reasons: dict[str, str]
+    summary: str
+
+
+def default_augmentation(source: str, shape: tuple[int, int, int]) -> AugmentDefaults:
+    """The augmentation a new project starts with for data from ``source`` whose images are
+    ``shape`` (channels, height, width, the data's own size).
+
+    CIFAR-10, CIFAR-100 and the built-in sample set keep the lesson's CIFAR-10 recipe exactly.
+    Elsewhere the padded crop is 1/8 of the image's smaller side, as the recipe's 4 pixels are of
+    32; colour jitter is off for grayscale images; flips are on only where a mirrored image is
+    known to be the same class.
+    """
+    channels, height, width = shape
+    side = min(height, width)
+    settings = dict(CIFAR_RECIPE)
+    reasons = {
+        "rotation": "rotation off, as in the lesson's recipe: the padded crop already moves "
+        "the images",
+        "resized_crop": "random resized crop off: it suits large photos (the ImageNet recipe); "
+        "on small images it keeps too few pixels",
+    }
+    if source in _RECIPE_SOURCES:
+        reasons["crop_padding"] = "crop padding 4: the lesson's CIFAR-10 recipe (1/8 of 32 px)"
+        reasons["brightness"] = "colour jitter 0.2: the lesson's CIFAR-10 recipe"
+    else:
+        settings["crop_padding"] = side * 4 // RECIPE_SIZE
+        reasons["crop_padding"] = (
+            f"crop padding {settings['crop_padding']}: 1/8 of {side} px, as the lesson's 4 px "
+            f"is 1/8 of {RECIPE_SIZE}"
+            if settings["crop_padding"]
+            else f"crop padding off: {side} px images are too small to shift"
+        )
+        if channels == 1:
+            settings.update(brightness=0.0, contrast=0.0, saturation=0.0)
+            reasons["brightness"] = "colour jitter off: grayscale images"
+        else:
+            reasons["brightness"] = "colour jitter 0.2, as in the lesson's recipe: colour images"
+    settings["hflip"] = source in _MIRROR_SAFE
+    reasons["hflip"] = _MIRROR_SAFE.get(source) or _MIRROR_UNSAFE.get(
+        source, _MIRROR_UNSAFE["folder"]
+    )
+    for name in ("contrast", "saturation"):
+        reasons[name] = reasons["brightness"]
+    reasons["resized_crop_scale"] = reasons["resized_crop"]
+    return AugmentDefaults(settings, reasons, _defaults_summary(source, shape, settings))
+
+
+def _defaults_summary(source: str, shape: tuple[int, int, int], settings: dict[str, Any]) -> str:
+    """One line: "Defaults for 8×8 grayscale images: no flips, crop padding 1, no colour jitter"."""
+    channels, height, width = shape
+    kind = "grayscale" if channels == 1 else "colour"
+    if source in _RECIPE_SOURCES:
+        return (
+            f"Defaults for {height}×{width} {kind} images: the lesson's CIFAR-10 recipe "
+            "(flips, crop padding 4, colour jitter 0.2)"
+        )
+    parts = [
+        "flips" if settings["hflip"] else "no flips",
+        f"crop padding {settings['crop_padding']}" if settings["crop_padding"] else "no crop",
+        f"colour jitter {settings['brightness']:g}"
+        if settings["brightness"]
+        else "no colour jitter",
+    ]
+    return f"Defaults for {height}×{width} {kind} images: {', '.join(parts)}"
+
+
+def augment_warnings(settings: dict[str, Any], height: int, width: int) -> list[str]:
+    """Settings that destroy much of an image of ``height``×``width`` pixels, each named with the
+    fix: a padded crop that shifts by a quarter of the image or more, a large rotation of a tiny
+    image, a random resized crop that keeps only a few pixels."""
+    side = min(height, width)
+    size = f"{height}×{width}"
+    warnings = []
+    padding = settings.get("crop_padding", 0)
+    if padding and padding * 4 >= side:
+        shift = "half" if padding * 2 == side else f"{padding / side:.0%} of"
+        warnings.append(
+            f"crop padding {padding} on {size} images shifts them by up to {shift} their size: "
+            f"set crop padding to {side * 4 // RECIPE_SIZE} (1/8 of {side} px)"
+        )
+    rotation = settings.get("rotation", 0)
+    if rotation > 15 and side < RECIPE_SIZE:
+        warnings.append(
+            f"rotation {rotation:g}° on {size} images blurs their strokes and cuts their "
+            "corners: set rotation to 15 or less"
+        )
+    scale = settings.get("resized_crop_scale", 0.08)
+    kept = math.sqrt(scale) * side
+    enough = min(16, 0.6 * side)
+    if settings.get("resized_crop") and kept < enough:
+        fix = math.ceil((enough / side) ** 2 * 100) / 100
+        warnings.append(
+            f"random resized crop at scale {scale:g} keeps as little as {kept:.0f}×{kept:.0f} "
+            f"px of {size} images and enlarges it: set resized crop scale to {fix:g} or more"
+        )
+    return warnings

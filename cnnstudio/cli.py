@@ -18,7 +18,14 @@ from typing import NoReturn
 
 from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.analysis import Analysis, analyze
-from cnnstudio.data import SOURCES, DataSettings, DataSummary, display_names, summarize
+from cnnstudio.data import (
+    SOURCES,
+    DataSettings,
+    DataSummary,
+    display_names,
+    suggested_defaults,
+    summarize,
+)
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
 from cnnstudio.params import format_rate
@@ -379,7 +386,14 @@ def _cmd_new(args: argparse.Namespace) -> int:
         f"classes, input {format_shape(project.model.input_shape)}, "
         f"{analysis.total_params:,} parameters{state}"
     )
+    _print_defaults(project.data)
     return 0
+
+
+def _print_defaults(data: DataSettings) -> None:
+    """Which augmentation and batch size the new project took from its data."""
+    defaults = suggested_defaults(data)
+    print(f"{defaults.augment.summary}; {defaults.batch_reason}")
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -410,7 +424,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
         summary = summarize(project.data, project.model.input_shape)
         summary = dataclasses.replace(summary, classes=display_names(summary.classes, project.data))
     else:
-        summary = summarize(DataSettings(source="folder", path=str(path)))
+        # no project: no augmentation settings to check
+        summary = summarize(DataSettings(source="folder", path=str(path)), check_augment=False)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:

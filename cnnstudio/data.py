@@ -18,7 +18,13 @@ import numpy as np
 import torch
 
 from cnnstudio import standard_sets
-from cnnstudio.augment import AUGMENT_PARAMS, augment_batch
+from cnnstudio.augment import (
+    AUGMENT_PARAMS,
+    AugmentDefaults,
+    augment_batch,
+    augment_warnings,
+    default_augmentation,
+)
 from cnnstudio.errors import DataError, ProjectError
 from cnnstudio.images import (
     FolderScan,
@@ -31,7 +37,8 @@ from cnnstudio.images import (
 from cnnstudio.params import Param, check_settings
 from cnnstudio.progress import TaskState, quiet
 from cnnstudio.recipe import stratified_split
-from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
+from cnnstudio.sample_set import SAMPLE_CLASSES, SAMPLE_PER_CLASS, generate_sample_set
+from cnnstudio.train_settings import default_batch_size
 
 SOURCES = ("sample", "folder", "cifar10", "cifar100", "mnist", "fashionmnist")
 IMBALANCE_RATIO = 3.0
@@ -489,29 +496,38 @@ def summarize(
     *,
     state: TaskState | None = None,
     data_root: Path | None = None,
+    check_augment: bool = True,
 ) -> DataSummary:
     """Classes, images per class and split, image sizes, unreadable files and warnings.
 
     An image folder is read in full (every image decoded), so damaged files are listed here
-    rather than found during training.
+    rather than found during training. With ``check_augment`` the warnings include the
+    augmentation settings that destroy much of an image at ``input_shape`` (the size the model
+    sees; the data's own size when not given).
     """
-    if settings.source == "folder":
-        scan = scan_folder(settings.path, verify=True, state=state)
-        _files, labels, (train, val) = _folder_samples(scan, settings)
-        split = {"train": train, "val": val}
-        classes, skipped, root = scan.classes, scan.skipped, str(scan.root)
-        sizes = _size_range(scan.sizes)
-    else:
+    augment = settings.augment if check_augment else None
+    if settings.source != "folder":
         shape = input_shape or default_input_shape(settings)
-        return summarize_dataset(load_dataset(settings, shape, data_root=data_root))
-    return _summary(settings.source, root, classes, labels, split, sizes, skipped)
+        return summarize_dataset(load_dataset(settings, shape, data_root=data_root), augment)
+    scan = scan_folder(settings.path, verify=True, state=state)
+    _files, labels, (train, val) = _folder_samples(scan, settings)
+    split = {"train": train, "val": val}
+    sizes = _size_range(scan.sizes)
+    summary = _summary(
+        settings.source, str(scan.root), scan.classes, labels, split, sizes, scan.skipped
+    )
+    if augment is None:
+        return summary
+    _, height, width = input_shape or _shape_of(scan)
+    return replace(summary, warnings=summary.warnings + augment_warnings(augment, height, width))
 
 
-def summarize_dataset(dataset: Dataset) -> DataSummary:
+def summarize_dataset(dataset: Dataset, augment: dict[str, Any] | None = None) -> DataSummary:
     """The summary of a dataset already loaded, without reading its files again. Complete for a
     dataset decoded into memory (every damaged file is among ``skipped``); for an image folder
-    read from disk on the fly, ``summarize`` verifies each file instead."""
-    return _summary(
+    read from disk on the fly, ``summarize`` verifies each file instead. ``augment``: warn about
+    these augmentation settings too, at the dataset's input size."""
+    summary = _summary(
         dataset.source,
         str(dataset.root) if dataset.root else None,
         dataset.classes,
@@ -520,6 +536,10 @@ def summarize_dataset(dataset: Dataset) -> DataSummary:
         dataset.image_sizes,
         dataset.skipped,
     )
+    if augment is None:
+        return summary
+    _, height, width = dataset.input_shape
+    return replace(summary, warnings=summary.warnings + augment_warnings(augment, height, width))
 
 
 def _summary(source, root, classes, labels, split, sizes, skipped) -> DataSummary:
@@ -569,9 +589,41 @@ def default_input_shape(settings: DataSettings) -> tuple[int, int, int]:
         return (3, 32, 32)
     if settings.source in standard_sets.STANDARD_SETS:
         return standard_sets.STANDARD_SETS[settings.source].shape
-    scan = scan_folder(settings.path)
+    return _shape_of(scan_folder(settings.path))
+
+
+def _shape_of(scan: FolderScan) -> tuple[int, int, int]:
+    """A folder's channels and its most common image size."""
     (width, height), _ = Counter(scan.sizes).most_common(1)[0]
     return (1 if scan.grayscale else 3, height, width)
+
+
+@dataclass(frozen=True)
+class DataDefaults:
+    """The settings a project starts with for its data, and why (one line per setting)."""
+
+    augment: AugmentDefaults
+    batch_size: int
+    batch_reason: str
+
+
+def suggested_defaults(settings: DataSettings) -> DataDefaults:
+    """Augmentation and batch size for this data: they follow its source, its own image size and
+    channels, and its number of training images (an image folder is scanned once, headers
+    only)."""
+    if settings.source == "folder":
+        scan = scan_folder(settings.path)
+        shape = _shape_of(scan)
+        _files, _labels, (train, _val) = _folder_samples(scan, settings)
+        train_images = len(train)
+    elif settings.source == "sample":
+        shape = default_input_shape(settings)
+        train_images = round(len(SAMPLE_CLASSES) * SAMPLE_PER_CLASS * (1 - settings.val_fraction))
+    else:
+        shape = default_input_shape(settings)
+        train_images = standard_sets.STANDARD_SETS[settings.source].train_images
+    batch_size, reason = default_batch_size(train_images)
+    return DataDefaults(default_augmentation(settings.source, shape), batch_size, reason)
 
 
 def class_names(settings: DataSettings, data_root: Path | None = None) -> list[str]:

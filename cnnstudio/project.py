@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cnnstudio.data import DataSettings, class_names
+from cnnstudio.data import DataSettings, class_names, suggested_defaults
 from cnnstudio.errors import ProjectError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.fit import fitting_shape
@@ -174,9 +174,13 @@ def new_project(
     """A project with the model of ``template`` on ``data`` (the sample set by default), unsaved.
 
     The class count and the input shape follow the data unless given; a template that starts with
-    a pretrained backbone keeps the image size that backbone was trained at.
+    a pretrained backbone keeps the image size that backbone was trained at. The augmentation
+    and the batch size follow the data too (``suggested_defaults``): a project gets its defaults
+    when it gets its data.
     """
     data = data or DataSettings()
+    defaults = suggested_defaults(data)
+    data = replace(data, augment=defaults.augment.settings)
     recipe = get_template(template)
     classes = num_classes if num_classes is not None else len(class_names(data))
     if input_shape is None:
@@ -186,6 +190,8 @@ def new_project(
         model=recipe.create(classes, input_shape),
         name=name or (folder.name if folder else recipe.name),
         data=data,
-        training=check_training({**DEFAULT_TRAINING, **recipe.training}),
+        training=check_training(
+            {**DEFAULT_TRAINING, "batch_size": defaults.batch_size, **recipe.training}
+        ),
         path=folder,
     )

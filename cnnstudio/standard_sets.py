@@ -37,6 +37,7 @@ class StandardSet:
     title: str
     shape: tuple[int, int, int]
     folder: str  # below the data root
+    train_images: int
 
     def torchvision_class(self):
         from torchvision import datasets
@@ -73,10 +74,10 @@ class StandardSet:
 STANDARD_SETS: dict[str, StandardSet] = {
     s.key: s
     for s in (
-        StandardSet("cifar10", "CIFAR-10", (3, 32, 32), "cifar-10-batches-py"),
-        StandardSet("cifar100", "CIFAR-100", (3, 32, 32), "cifar-100-python"),
-        StandardSet("mnist", "MNIST", (1, 28, 28), "MNIST/raw"),
-        StandardSet("fashionmnist", "FashionMNIST", (1, 28, 28), "FashionMNIST/raw"),
+        StandardSet("cifar10", "CIFAR-10", (3, 32, 32), "cifar-10-batches-py", 50_000),
+        StandardSet("cifar100", "CIFAR-100", (3, 32, 32), "cifar-100-python", 50_000),
+        StandardSet("mnist", "MNIST", (1, 28, 28), "MNIST/raw", 60_000),
+        StandardSet("fashionmnist", "FashionMNIST", (1, 28, 28), "FashionMNIST/raw", 60_000),
     )
 }
 

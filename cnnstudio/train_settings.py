@@ -125,6 +125,27 @@ TRAIN_PARAMS: tuple[Param, ...] = (
 DEFAULT_TRAINING: dict[str, Any] = {p.name: p.default for p in TRAIN_PARAMS}
 
 
+MIN_STEPS_PER_EPOCH = 10
+SMALLEST_DEFAULT_BATCH = 16
+
+
+def default_batch_size(train_images: int) -> tuple[int, str]:
+    """The batch size a new project starts with for ``train_images`` training images, and why:
+    64, halved (down to 16) while an epoch would make fewer than 10 optimizer steps. A few hundred
+    images at 64 make 3 steps an epoch, too few for ten epochs to learn them."""
+    batch = DEFAULT_TRAINING["batch_size"]
+    while batch > SMALLEST_DEFAULT_BATCH and train_images < MIN_STEPS_PER_EPOCH * batch:
+        batch //= 2
+    if batch == DEFAULT_TRAINING["batch_size"]:
+        return batch, f"batch size {batch}: the lesson's"
+    steps = -(-train_images // DEFAULT_TRAINING["batch_size"])
+    return batch, (
+        f"batch size {batch}: {train_images} training images make only {steps} "
+        f"step{'s' if steps != 1 else ''} an epoch "
+        f"at {DEFAULT_TRAINING['batch_size']}"
+    )
+
+
 def check_training(values: Any, where: str = "training") -> dict[str, Any]:
     """Training settings with defaults filled in; ProjectError naming ``training.<name>``."""
     return check_settings(TRAIN_PARAMS, values, where)

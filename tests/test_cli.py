@@ -127,3 +127,29 @@ def test_output_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     _, err = reader.communicate(timeout=300)
     assert err.decode() == ""
     assert reader.returncode == 1
+
+
+def test_new_on_tiny_digits_takes_fitting_defaults_and_data_warns_about_a_bad_edit(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(40):
+        (tmp_path / "digits" / str(digits.target[i])).mkdir(parents=True, exist_ok=True)
+        image = (digits.images[i] * 255 / 16).round().astype("uint8")
+        Image.fromarray(image).save(tmp_path / "digits" / str(digits.target[i]) / f"{i}.png")
+    made = cli("new", str(tmp_path / "p"), "--data-folder", str(tmp_path / "digits"))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines()[1] == (
+        "Defaults for 8×8 grayscale images: no flips, crop padding 1, no colour jitter; "
+        "batch size 16: 30 training images make only 1 step an epoch at 64"
+    )
+    project = json.loads((tmp_path / "p" / "project.json").read_text())
+    assert project["data"]["augment"]["crop_padding"] == 1
+    assert cli("data", str(tmp_path / "p")).stdout.count("warning:") == 0
+    project["data"]["augment"]["crop_padding"] = 4
+    (tmp_path / "p" / "project.json").write_text(json.dumps(project))
+    shown = cli("data", str(tmp_path / "p")).stdout
+    assert "warning: crop padding 4 on 8×8 images shifts them by up to half their size" in shown

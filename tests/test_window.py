@@ -228,6 +228,17 @@ def test_data_view_lists_the_classes_of_a_folder(qtbot, window: MainWindow, tmp_
     qtbot.waitUntil(lambda: not window.data_panel.sample_labels[0].pixmap().isNull(), timeout=30000)
 
 
+def test_a_tiny_folder_brings_its_batch_size_to_the_train_view(qtbot, window: MainWindow,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    from tests import data_factory as make
+
+    root = make.image_folder(tmp_path / "few", classes=("a", "b"), per_class=10)
+    window.data_panel.choose_folder(root)
+    qtbot.waitUntil(lambda: window.document.project.data.source == "folder", timeout=60000)
+    assert window.document.project.training["batch_size"] == 16
+    assert window.train_panel.form.editors["batch_size"].value() == 16
+
+
 @pytest.mark.slow
 def test_main_self_test_passes(tmp_path: Path) -> None:
     env = {"QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin",

@@ -27,13 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cnnstudio.augment import AUGMENT_PARAMS
+from cnnstudio.augment import AUGMENT_PARAMS, augment_warnings
 from cnnstudio.data import (
     DataSettings,
     display_names,
     load_dataset,
     preview,
     rename_class,
+    suggested_defaults,
     summarize,
     summarize_dataset,
 )
@@ -58,8 +59,13 @@ PREVIEW_COUNT = 8
 SAMPLE_SIZE = 84  # pixels per sample tile: four fit the Data dock
 
 
-def _read_data(state: TaskState, settings: DataSettings, input_shape) -> tuple:
-    """Downloads when needed, then summarises and loads the data (for the previews)."""
+def _read_data(state: TaskState, settings: DataSettings, input_shape, chosen: bool) -> tuple:
+    """The defaults that suit the data; then downloads when needed, summarises and loads the data
+    (for the previews). Data just ``chosen`` takes the suggested augmentation. The summary's
+    warnings are the data's own: the view adds those of the augmentation as it is edited."""
+    defaults = suggested_defaults(settings)
+    if chosen:
+        settings = replace(settings, augment=defaults.augment.settings)
     source = settings.source
     if source in STANDARD_SETS and not is_downloaded(source):
         download(source, state=state)
@@ -67,8 +73,8 @@ def _read_data(state: TaskState, settings: DataSettings, input_shape) -> tuple:
     if dataset.in_memory:  # decoded once: its summary needs no second pass
         summary = summarize_dataset(dataset)
     else:  # read on the fly while training: verify every file now
-        summary = summarize(settings, input_shape, state=state)
-    return summary, dataset
+        summary = summarize(settings, input_shape, state=state, check_augment=False)
+    return settings, defaults, summary, dataset
 
 
 def array_to_pixmap(image: np.ndarray, scale: int = 3) -> QPixmap:
@@ -115,6 +121,8 @@ class DataPanel(QWidget):
         self.summary = None
         self.dataset = None
         self.needs = None  # what the data asks of the model (cnnstudio.fit.DataNeeds)
+        self.defaults = None  # the settings suggested for the data (DataDefaults)
+        self._choice: DataSettings | None = None  # data chosen, taken when its read ends
         self._seed = 0
         self._reads = Jobs(self, newest_wins=True)
         self._previews = Jobs(self, newest_wins=True)
@@ -156,6 +164,10 @@ class DataPanel(QWidget):
         heading = QLabel("Augmentation", self)
         heading.setProperty("role", "heading")
         layout.addWidget(heading)
+        self.defaults_label = QLabel(self)
+        self.defaults_label.setProperty("role", "muted")
+        self.defaults_label.setWordWrap(True)
+        layout.addWidget(self.defaults_label)
         self.augment_form = QFormLayout()
         layout.addLayout(self.augment_form)
         self.augment_editors = {}
@@ -251,7 +263,7 @@ class DataPanel(QWidget):
         return self.document.project.data
 
     def _show_settings(self) -> None:
-        data = self.settings
+        data = self._choice or self.settings
         self.source.setCurrentIndex([k for k, _ in SOURCES].index(data.source))
         self.path_label.setText(data.path or "")
         self.path_label.setVisible(data.source == "folder")
@@ -261,15 +273,48 @@ class DataPanel(QWidget):
         for param in AUGMENT_PARAMS:
             value = data.augment.get(param.name, param.default)
             editor = make_editor(param, value, lambda v, p=param: self._on_augment_changed(p, v))
-            editor.setToolTip(param.help)
+            editor.setToolTip(self._tooltip(param))
             self.augment_editors[param.name] = editor
             self.augment_form.addRow(param.name.replace("_", " "), editor)
+        self._show_defaults()
+
+    def _tooltip(self, param) -> str:
+        if self.defaults is None or self._choice is not None:
+            return param.help
+        return f"{param.help}\nDefault for this data: {self.defaults.augment.reasons[param.name]}"
+
+    def _show_defaults(self) -> None:
+        """The line that says which augmentation suits the data, and which settings differ."""
+        if self.defaults is None or self._choice is not None:
+            self.defaults_label.clear()
+            return
+        suggested = self.defaults.augment.settings
+        differ = [
+            name.replace("_", " ")
+            for name, value in suggested.items()
+            if self.settings.augment.get(name) != value
+        ]
+        text = self.defaults.augment.summary + " (hover a setting for why)."
+        if differ:
+            text += f" This project differs in: {', '.join(differ)}."
+        self.defaults_label.setText(text)
 
     def choose_source(self, settings: DataSettings) -> None:
-        """Switch the project to other data and rescan."""
-        self.document.set_data(settings)
+        """Switch the project to other data: it is read first, then taken with the augmentation
+        (and, unless it was changed by hand, the batch size) that suit it, in one edit."""
+        self._choice = settings
         self._show_settings()
         self.reload()
+
+    def _take_choice(self, settings: DataSettings, defaults) -> None:
+        """Make the chosen data the project's, with its suggested defaults."""
+        follows = self.defaults is None or (
+            self.document.project.training.get("batch_size") == self.defaults.batch_size
+        )
+        self._choice = None
+        if follows and defaults is not None:
+            self.document.set_training("batch_size", defaults.batch_size)
+        self.document.set_data(settings)  # data_changed: the Train view shows the batch size
 
     def _on_source_activated(self, index: int) -> None:
         key = self.source.itemData(index)
@@ -304,6 +349,8 @@ class DataPanel(QWidget):
             return
         augment = {**self.settings.augment, param.name: value}
         self.document.set_data(replace(self.settings, augment=augment))
+        self._show_defaults()
+        self._show_warnings()
         self._show_samples()
 
     # Loading
@@ -315,7 +362,9 @@ class DataPanel(QWidget):
         self.cancel_button.show()
         self.status.setText("Reading the data…")
         self.warnings.clear()
-        self._reads.submit(_read_data, self.settings, self.document.spec.input_shape)
+        chosen = self._choice is not None
+        settings = self._choice or self.settings
+        self._reads.submit(_read_data, settings, self.document.spec.input_shape, chosen)
 
     def _on_read_progressed(self, _number: int, report: Progress) -> None:
         if report.total:
@@ -324,7 +373,11 @@ class DataPanel(QWidget):
         self.progress.setFormat(f"{report.what}: %p%")
 
     def _on_read_finished(self, _number: int, result: tuple) -> None:
-        summary, dataset = result
+        settings, defaults, summary, dataset = result
+        if self._choice is not None:
+            self._take_choice(settings, defaults)
+        self.defaults = defaults
+        self._show_settings()
         self.summary, self.dataset = summary, dataset
         self.progress.hide()
         self.cancel_button.hide()
@@ -336,9 +389,7 @@ class DataPanel(QWidget):
         )
         self._fill_table(summary)
         self._draw_chart(summary)
-        notes = list(summary.warnings)
-        notes += [f"skipped {Path(s.path).name}: {s.reason}" for s in summary.skipped[:20]]
-        self.warnings.setText("\n".join(notes))
+        self._show_warnings()
         if summary.classes and not self.table.selectedItems():
             self.table.selectRow(0)
         self._show_samples()
@@ -434,6 +485,17 @@ class DataPanel(QWidget):
     def _on_adapt_clicked(self) -> None:
         self.adapt_model()
 
+    def _show_warnings(self) -> None:
+        """The summary's warnings, those of the augmentation at the model's input size, and the
+        files skipped."""
+        if self.summary is None or self.dataset is None:
+            return
+        _, height, width = self.dataset.input_shape
+        notes = list(self.summary.warnings)
+        notes += augment_warnings(self.settings.augment, height, width)
+        notes += [f"skipped {Path(s.path).name}: {s.reason}" for s in self.summary.skipped[:20]]
+        self.warnings.setText("\n".join(notes))
+
     def _draw_chart(self, summary) -> None:
         """One horizontal bar per class: its images in all splits."""
         c = colours()
@@ -466,6 +528,9 @@ class DataPanel(QWidget):
         self.chart.setXRange(0, max(totals or [1]) * 1.05, padding=0)
 
     def _on_read_failed(self, _number: int, message: str) -> None:
+        if self._choice is not None:  # the choice stands, as chosen: the message says what is wrong
+            self._take_choice(self._choice, None)
+            self._show_settings()
         self.progress.hide()
         self.cancel_button.hide()
         self.summary = self.dataset = None
@@ -511,6 +576,8 @@ class DataPanel(QWidget):
             self.sample_activated.emit(images[index], f"a training image of {name} (augmented)")
 
     def _on_project_replaced(self) -> None:
+        self._choice = None
+        self.defaults = None
         self._show_settings()
         self.reload()
 
