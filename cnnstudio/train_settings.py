@@ -137,7 +137,7 @@ def default_batch_size(train_images: int) -> tuple[int, str]:
     while batch > SMALLEST_DEFAULT_BATCH and train_images < MIN_STEPS_PER_EPOCH * batch:
         batch //= 2
     if batch == DEFAULT_TRAINING["batch_size"]:
-        return batch, f"batch size {batch}: the lesson's"
+        return batch, f"batch size {batch} (the lesson's)"
     steps = -(-train_images // DEFAULT_TRAINING["batch_size"])
     return batch, (
         f"batch size {batch}: {train_images} training images make only {steps} "
