@@ -35,6 +35,7 @@ from cnnstudio.data import DataSettings, display_names
 from cnnstudio.errors import TrainingError
 from cnnstudio.files import atomic_write_bytes, atomic_write_text
 from cnnstudio.metrics import Evaluation
+from cnnstudio.params import format_rate
 from cnnstudio.weights import load_weights
 
 LAST = "last.pt"
@@ -87,7 +88,7 @@ def settings_summary(training: dict[str, Any]) -> str:
     """A run's settings in a few words."""
     parts = []
     if "optimizer" in training:
-        parts.append(f"{training['optimizer']} lr {training.get('lr', '?'):g}"
+        parts.append(f"{training['optimizer']} lr {format_rate(training['lr'])}"
                      if isinstance(training.get("lr"), (int, float))
                      else str(training["optimizer"]))  # fmt: skip
     if "batch_size" in training:

@@ -275,7 +275,9 @@ class DataPanel(QWidget):
             editor = make_editor(param, value, lambda v, p=param: self._on_augment_changed(p, v))
             editor.setToolTip(self._tooltip(param))
             self.augment_editors[param.name] = editor
-            self.augment_form.addRow(param.name.replace("_", " "), editor)
+            label = QLabel(param.name.replace("_", " "))
+            label.setToolTip(editor.toolTip())  # the reason shows over the name too
+            self.augment_form.addRow(label, editor)
         self._show_defaults()
 
     def _tooltip(self, param) -> str:
