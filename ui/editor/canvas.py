@@ -1,11 +1,15 @@
-"""The model canvas: the layers drawn top to bottom as blocks, with skip connections beside the
-stack. Layers are dropped in from the palette, dragged to reorder, and a merge gets another input
-by dragging from a block's output port onto it. Every change is one undo command on the document."""
+"""The model canvas: the layers drawn as blocks in a layered layout (ui/editor/layout.py), a chain
+as one column, branches side by side, the tensor shape on every edge. Layers are dropped in from
+the palette, dragged to reorder, and a merge gets another input by dragging from a block's output
+port onto it. Every change is one undo command on the document."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import pairwise
+
 from PySide6.QtCore import QByteArray, QMimeData, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QDrag, QFont, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QBrush, QColor, QDrag, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import (
     QApplication,
     QGraphicsItem,
@@ -22,6 +26,8 @@ from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.shapes import format_shape
 from cnnstudio.spec import INPUT
 from ui.editor.commands import ConnectInputCommand, InsertLayerCommand, MoveLayerCommand
+from ui.editor.layout import INPUT_H, INPUT_TOP, ROW_GAP, ROW_H, GraphLayout, Route, layout_spec
+from ui.editor.layout import row_top as _row_top
 from ui.icons import GROUP_ICONS, icon
 from ui.theme import colours
 
@@ -29,12 +35,17 @@ MIME_KIND = "application/x-cnnstudio-layer-kind"
 MIME_MOVE = "application/x-cnnstudio-move"
 MIME_CONNECT = "application/x-cnnstudio-connect"
 
-BLOCK_W, BLOCK_H, GAP, TOP = 300.0, 58.0, 22.0, 52.0
+BLOCK_W, BLOCK_H, GAP = 300.0, ROW_H, ROW_GAP
+"""A block's least width (wider when its text needs it), its height, the room between rows."""
 PORT_R = 6.0
+TEXT_X, DESCRIBE_MAX = 44.0, 280.0
+"""Where a block's text starts (after the icon); the widest a description gets before eliding."""
+INPUT_W = 180.0
 
 
 def block_top(index: int) -> float:
-    return TOP + index * (BLOCK_H + GAP)
+    """The top of the ``index``-th layer of a chain (a chain has a layer per row)."""
+    return _row_top(index + 1)
 
 
 def describe_params(node: Node, info: LayerInfo | None) -> str:
@@ -80,15 +91,54 @@ def describe_params(node: Node, info: LayerInfo | None) -> str:
     return ""
 
 
-class BlockItem(QGraphicsObject):
-    """One layer on the canvas."""
+@dataclass(frozen=True)
+class BlockText:
+    """What a block says and how wide it must be to say it all: the kind and a description on the
+    left, the parameter count with the id and the output shape (never elided) on the right."""
 
-    def __init__(self, node: Node, index: int, info: LayerInfo | None, view: ModelCanvas) -> None:
+    title: str
+    describe: str
+    right: str
+    shape: str
+    left_w: float
+    right_w: float
+
+    @property
+    def width(self) -> float:
+        return max(BLOCK_W, TEXT_X + self.left_w + 24.0 + self.right_w + 10.0)
+
+
+def block_text(node: Node, info: LayerInfo | None, font: QFont) -> BlockText:
+    """The block's texts, measured in ``font`` (bold for the title and the shape)."""
+    bold = QFont(font)
+    bold.setBold(True)
+    plain, strong = QFontMetricsF(font), QFontMetricsF(bold)
+    describe = plain.elidedText(
+        describe_params(node, info), Qt.TextElideMode.ElideRight, DESCRIBE_MAX
+    )
+    right, shape = node.id, ""
+    if info is not None and info.output_shape is not None:
+        shape = format_shape(info.output_shape)
+        if info.params:
+            right = f"{human(info.params)} params · {node.id}"
+    elif info is not None and info.errors:
+        shape = "does not fit"
+    left_w = max(strong.horizontalAdvance(node.kind), plain.horizontalAdvance(describe))
+    right_w = max(plain.horizontalAdvance(right), strong.horizontalAdvance(shape))
+    return BlockText(node.kind, describe, right, shape, left_w + 2, right_w + 2)
+
+
+class BlockItem(QGraphicsObject):
+    """One layer on the canvas, its top centre at (x, y)."""
+
+    def __init__(
+        self, node: Node, info: LayerInfo | None, text: BlockText, view: ModelCanvas
+    ) -> None:
         super().__init__()
-        self.node, self.index, self.info, self.view = node, index, info, view
+        self.node, self.info, self.text, self.view = node, info, text, view
+        self.width = text.width
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
-        self.setPos(0, block_top(index))
         self._press: QPointF | None = None
         self._on_port = False
         errors = info.errors if info else ()
@@ -100,6 +150,9 @@ class BlockItem(QGraphicsObject):
             tip += "<br><span style='color:#c9302c'>" + "<br>".join(errors) + "</span>"
         self.setToolTip(tip)
 
+    def place(self, x_centre: float, y: float) -> None:
+        self.setPos(x_centre - self.width / 2, y)
+
     @property
     def has_error(self) -> bool:
         return bool(self.info and self.info.errors)
@@ -109,10 +162,10 @@ class BlockItem(QGraphicsObject):
         return self.node.kind == "Backbone" and bool(self.node.params.get("freeze", True))
 
     def boundingRect(self) -> QRectF:
-        return QRectF(-2, -2, BLOCK_W + 4, BLOCK_H + PORT_R + 4)
+        return QRectF(-2, -2, self.width + 4, BLOCK_H + PORT_R + 4)
 
     def port_rect(self) -> QRectF:
-        return QRectF(BLOCK_W / 2 - PORT_R, BLOCK_H - PORT_R, 2 * PORT_R, 2 * PORT_R)
+        return QRectF(self.width / 2 - PORT_R, BLOCK_H - PORT_R, 2 * PORT_R, 2 * PORT_R)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
         c = colours()
@@ -129,45 +182,35 @@ class BlockItem(QGraphicsObject):
             )
         )
         painter.setBrush(QBrush(QColor(fill)))
-        painter.drawRoundedRect(QRectF(0, 0, BLOCK_W, BLOCK_H), 8, 8)
+        painter.drawRoundedRect(QRectF(0, 0, self.width, BLOCK_H), 8, 8)
         kind = LAYER_KINDS.get(self.node.kind)
         group = kind.group if kind else "Merge"
         glyph = icon(GROUP_ICONS.get(group, "model"), c.error if self.has_error else c.accent)
         glyph.paint(painter, 12, 12, 22, 22)
-        title = QFont(painter.font())
-        title.setBold(True)
-        painter.setFont(title)
-        painter.setPen(QColor(c.text))
-        painter.drawText(QRectF(44, 8, 150, 20), Qt.AlignmentFlag.AlignLeft, self.node.kind)
-        painter.setFont(QFont(painter.font().family(), -1))
-        plain = QFont(painter.font())
-        plain.setBold(False)
-        painter.setFont(plain)
-        painter.setPen(QColor(c.muted))
-        painter.drawText(
-            QRectF(44, 30, 160, 20),
-            Qt.AlignmentFlag.AlignLeft,
-            self.view.fit_text(describe_params(self.node, self.info), 160),
-        )
-        info = self.info
-        right = self.node.id
-        if info is not None and info.output_shape is not None and info.params:
-            right = f"{human(info.params)} params · {self.node.id}"
-        painter.drawText(QRectF(BLOCK_W - 170, 8, 160, 20), Qt.AlignmentFlag.AlignRight, right)
-        if info is not None and info.output_shape is not None:
-            painter.setPen(QColor(c.text))
-            painter.setFont(title)
-            shape = format_shape(info.output_shape)
-            painter.drawText(QRectF(BLOCK_W - 90, 30, 80, 20), Qt.AlignmentFlag.AlignRight, shape)
-        elif self.has_error:
-            painter.setPen(QColor(c.error))
-            painter.setFont(title)
-            painter.drawText(
-                QRectF(BLOCK_W - 110, 30, 100, 20), Qt.AlignmentFlag.AlignRight, "does not fit"
-            )
+        self._paint_text(painter)
         painter.setPen(QPen(QColor(c.accent), 1.5))
         painter.setBrush(QBrush(QColor(c.base)))
         painter.drawEllipse(self.port_rect())
+
+    def _paint_text(self, painter: QPainter) -> None:
+        c, text = colours(), self.text
+        plain = QFont(self.view.font())
+        title = QFont(plain)
+        title.setBold(True)
+        left, right = Qt.AlignmentFlag.AlignLeft, Qt.AlignmentFlag.AlignRight
+        right_x = self.width - 10 - text.right_w
+        painter.setFont(title)
+        painter.setPen(QColor(c.text))
+        painter.drawText(QRectF(TEXT_X, 8, text.left_w, 20), left, text.title)
+        painter.setFont(plain)
+        painter.setPen(QColor(c.muted))
+        painter.drawText(QRectF(TEXT_X, 30, text.left_w, 20), left, text.describe)
+        painter.drawText(QRectF(right_x, 8, text.right_w, 20), right, text.right)
+        if text.shape:
+            fits = self.info is not None and self.info.output_shape is not None
+            painter.setPen(QColor(c.text if fits else c.error))
+            painter.setFont(title)
+            painter.drawText(QRectF(right_x, 30, text.right_w, 20), right, text.shape)
 
     def mousePressEvent(self, event) -> None:
         self._press = event.pos()
@@ -193,6 +236,18 @@ class BlockItem(QGraphicsObject):
         super().mouseReleaseEvent(event)
 
 
+def edge_path(route: Route) -> QPainterPath:
+    """The edge through its points, each step an S-curve that leaves and arrives vertically."""
+    path = QPainterPath(QPointF(*route.points[0]))
+    for (x0, y0), (x1, y1) in pairwise(route.points):
+        if x0 == x1:
+            path.lineTo(x1, y1)
+            continue
+        middle = (y0 + y1) / 2
+        path.cubicTo(QPointF(x0, middle), QPointF(x1, middle), QPointF(x1, y1))
+    return path
+
+
 class ModelCanvas(QGraphicsView):
     """Draws the document's model and turns drops into undo commands."""
 
@@ -208,6 +263,7 @@ class ModelCanvas(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.blocks: dict[str, BlockItem] = {}
+        self.graph_layout: GraphLayout | None = None
         self._indicator = None
         self._zoom = 1.0
         self._connect()
@@ -235,64 +291,69 @@ class ModelCanvas(QGraphicsView):
         infos = {}
         if analysis is not None and [i.id for i in analysis.layers] == [n.id for n in spec.nodes]:
             infos = {i.id: i for i in analysis.layers}
-        c = colours()
-        self.setBackgroundBrush(QBrush(QColor(c.canvas)))
-        self._draw_input(spec)
-        for index, node in enumerate(spec.nodes):
-            block = BlockItem(node, index, infos.get(node.id), self)
-            scene.addItem(block)
+        self.setBackgroundBrush(QBrush(QColor(colours().canvas)))
+        font = self.font()
+        for node in spec.nodes:
+            block = BlockItem(
+                node, infos.get(node.id), block_text(node, infos.get(node.id), font), self
+            )
             self.blocks[node.id] = block
-            if node.id in selected:
-                block.setSelected(True)
-        self._draw_edges(spec)
-        height = block_top(len(spec.nodes)) + 40
-        scene.setSceneRect(QRectF(-60, 0, BLOCK_W + 220, max(height, 200)))
+        self.graph_layout = layout_spec(spec, {i: b.width for i, b in self.blocks.items()}, INPUT_W)
+        self._draw_input(spec)
+        for node_id, block in self.blocks.items():
+            place = self.graph_layout.places[node_id]
+            block.place(place.x, place.y)
+            scene.addItem(block)
+            block.setSelected(node_id in selected)
+        self._draw_edges(spec, infos)
+        left, right = self.graph_layout.span
+        height = self.graph_layout.height + 40
+        scene.setSceneRect(QRectF(left - 60, 0, right - left + 120, max(height, 200)))
         scene.blockSignals(False)
         self.viewport().update()
 
     def _draw_input(self, spec) -> None:
         c = colours()
+        x = self.graph_layout.places[INPUT].x
         pill = QPainterPath()
-        pill.addRoundedRect(QRectF(BLOCK_W / 2 - 90, 8, 180, 28), 14, 14)
+        pill.addRoundedRect(QRectF(x - INPUT_W / 2, INPUT_TOP, INPUT_W, INPUT_H), 14, 14)
         item = self.scene().addPath(pill, QPen(QColor(c.block_border)), QBrush(QColor(c.base)))
         item.setToolTip("The model's input: channels × height × width")
         text = self.scene().addSimpleText(f"Input {format_shape(spec.input_shape)}")
         text.setBrush(QBrush(QColor(c.text)))
         bounds = text.boundingRect()
-        text.setPos(BLOCK_W / 2 - bounds.width() / 2, 22 - bounds.height() / 2)
+        text.setPos(x - bounds.width() / 2, INPUT_TOP + INPUT_H / 2 - bounds.height() / 2)
 
-    def _draw_edges(self, spec) -> None:
+    def _draw_edges(self, spec, infos: dict[str, LayerInfo]) -> None:
+        """Every edge, with the shape it carries at its middle; an edge that does not come from
+        the layer just before its target is a skip and drawn in the accent colour."""
         c = colours()
-        pen = QPen(QColor(c.edge), 1.6)
-        skip_pen = QPen(QColor(c.accent), 1.6)
-        positions = {INPUT: -1, **{n.id: i for i, n in enumerate(spec.nodes)}}
-        lane = 0
-        for index, node in enumerate(spec.nodes):
-            previous = spec.nodes[index - 1].id if index else INPUT
-            sources = node.inputs or (previous,)
-            for source in sources:
-                if source not in positions:
-                    continue
-                if source == previous:
-                    y0 = block_top(index - 1) + BLOCK_H if index else 36.0
-                    self.scene().addLine(
-                        BLOCK_W / 2, y0 + PORT_R, BLOCK_W / 2, block_top(index), pen
-                    )
-                    continue
-                lane += 1
-                y0 = (block_top(positions[source]) if positions[source] >= 0 else 0) + BLOCK_H / 2
-                y1 = block_top(index) + BLOCK_H / 2
-                x = BLOCK_W + 18 + 14 * (lane % 6)
-                path = QPainterPath(QPointF(BLOCK_W, y0))
-                path.cubicTo(QPointF(x, y0), QPointF(x, y0), QPointF(x, (y0 + y1) / 2))
-                path.cubicTo(QPointF(x, y1), QPointF(x, y1), QPointF(BLOCK_W + 2, y1))
-                edge = self.scene().addPath(path, skip_pen)
-                edge.setToolTip(f"{source} → {node.id}")
-                arrow = QPainterPath(QPointF(BLOCK_W + 2, y1))
-                arrow.lineTo(BLOCK_W + 9, y1 - 4)
-                arrow.lineTo(BLOCK_W + 9, y1 + 4)
-                arrow.closeSubpath()
-                self.scene().addPath(arrow, skip_pen, QBrush(QColor(c.accent)))
+        pens = {False: QPen(QColor(c.edge), 1.6), True: QPen(QColor(c.accent), 1.6)}
+        label_font = QFont(self.font())
+        label_font.setPointSizeF(max(6.0, label_font.pointSizeF() - 1.5))
+        order = {INPUT: -1, **{n.id: i for i, n in enumerate(spec.nodes)}}
+        for route in self.graph_layout.routes:
+            skip = order[route.source] != order[route.target] - 1
+            edge = self.scene().addPath(edge_path(route), pens[skip])
+            arrow = QPainterPath(QPointF(*route.points[-1]))
+            x, y = route.points[-1]
+            arrow.lineTo(x - 4, y - 7)
+            arrow.lineTo(x + 4, y - 7)
+            arrow.closeSubpath()
+            self.scene().addPath(arrow, pens[skip], QBrush(pens[skip].color()))
+            info = infos.get(route.source)
+            shape = spec.input_shape if route.source == INPUT else info and info.output_shape
+            edge.setToolTip(f"{route.source} → {route.target}")
+            if shape:
+                self._draw_edge_label(route, format_shape(shape), label_font)
+
+    def _draw_edge_label(self, route: Route, text: str, font: QFont) -> None:
+        label = self.scene().addSimpleText(text, font)
+        label.setBrush(QBrush(QColor(colours().muted)))
+        (x0, y0), (x1, y1) = route.points[len(route.points) // 2 - 1 : len(route.points) // 2 + 1]
+        bounds = label.boundingRect()
+        label.setPos((x0 + x1) / 2 + 6, (y0 + y1) / 2 - bounds.height() / 2)
+        label.setToolTip(f"{route.source} → {route.target}: {text}")
 
     # Selection
 
@@ -326,14 +387,21 @@ class ModelCanvas(QGraphicsView):
 
     # Drops
 
-    def insertion_index(self, scene_y: float) -> int:
-        """Where a layer dropped at ``scene_y`` goes: before the first block whose middle is
-        below it."""
-        count = len(self.document.spec.nodes)
-        for index in range(count):
-            if scene_y < block_top(index) + BLOCK_H / 2:
-                return index
-        return count
+    def insertion_index(self, scene_pos: QPointF) -> int:
+        """Where a layer dropped at ``scene_pos`` goes: before the first block, in the model's
+        order, whose middle is below it, among the blocks of the column under the pointer (all
+        blocks when none is there). A chain is one column, so this is the gap dropped on."""
+        nodes = self.document.spec.nodes
+        places = self.graph_layout.places if self.graph_layout else {}
+        below = [
+            (index, places[n.id])
+            for index, n in enumerate(nodes)
+            if n.id in places and scene_pos.y() < places[n.id].y + BLOCK_H / 2
+        ]
+        column = [(i, p) for i, p in below if abs(scene_pos.x() - p.x) <= p.w / 2]
+        for index, _place in column or below:
+            return index
+        return len(nodes)
 
     def _block_at(self, scene_pos: QPointF) -> BlockItem | None:
         for item in self.scene().items(scene_pos):
@@ -345,12 +413,19 @@ class ModelCanvas(QGraphicsView):
         if self._indicator is not None:
             self.scene().removeItem(self._indicator)
             self._indicator = None
-        if index is None:
+        if index is None or self.graph_layout is None:
             return
-        y = block_top(index) - GAP / 2
+        nodes = self.document.spec.nodes
+        if index < len(nodes):
+            place = self.graph_layout.places[nodes[index].id]
+            y = place.y - GAP / 2
+        else:
+            place = self.graph_layout.places[nodes[-1].id if nodes else INPUT]
+            y = place.y + BLOCK_H + GAP / 2
         pen = QPen(QColor(colours().accent), 3)
         pen.setCapStyle(Qt.PenCapStyle.RoundCap)
-        self._indicator = self.scene().addLine(-8, y, BLOCK_W + 8, y, pen)
+        half = place.w / 2 + 8
+        self._indicator = self.scene().addLine(place.x - half, y, place.x + half, y, pen)
 
     def dragEnterEvent(self, event) -> None:
         if any(event.mimeData().hasFormat(m) for m in (MIME_KIND, MIME_MOVE, MIME_CONNECT)):
@@ -372,7 +447,7 @@ class ModelCanvas(QGraphicsView):
             event.setAccepted(ok)
             return
         if mime.hasFormat(MIME_KIND) or mime.hasFormat(MIME_MOVE):
-            self._show_indicator(self.insertion_index(scene_pos.y()))
+            self._show_indicator(self.insertion_index(scene_pos))
             event.acceptProposedAction()
             return
         event.ignore()
@@ -384,7 +459,7 @@ class ModelCanvas(QGraphicsView):
         mime = event.mimeData()
         scene_pos = self.mapToScene(event.position().toPoint())
         self._show_indicator(None)
-        index = self.insertion_index(scene_pos.y())
+        index = self.insertion_index(scene_pos)
         if mime.hasFormat(MIME_KIND):
             kind = bytes(mime.data(MIME_KIND)).decode()
             if kind in LAYER_KINDS:
