@@ -41,6 +41,9 @@ PORT_R = 6.0
 TEXT_X, DESCRIBE_MAX = 44.0, 280.0
 """Where a block's text starts (after the icon); the widest a description gets before eliding."""
 INPUT_W = 180.0
+TEXT_LOD = 0.35
+"""Below this zoom a block's text is too small to read: a block is drawn as its box alone, so a
+300-layer model fitted to the view repaints fast."""
 
 
 def block_top(index: int) -> float:
@@ -183,6 +186,8 @@ class BlockItem(QGraphicsObject):
         )
         painter.setBrush(QBrush(QColor(fill)))
         painter.drawRoundedRect(QRectF(0, 0, self.width, BLOCK_H), 8, 8)
+        if option.levelOfDetailFromTransform(painter.worldTransform()) < TEXT_LOD:
+            return
         kind = LAYER_KINDS.get(self.node.kind)
         group = kind.group if kind else "Merge"
         glyph = icon(GROUP_ICONS.get(group, "model"), c.error if self.has_error else c.accent)
@@ -352,7 +357,9 @@ class ModelCanvas(QGraphicsView):
         label.setBrush(QBrush(QColor(colours().muted)))
         (x0, y0), (x1, y1) = route.points[len(route.points) // 2 - 1 : len(route.points) // 2 + 1]
         bounds = label.boundingRect()
-        label.setPos((x0 + x1) / 2 + 6, (y0 + y1) / 2 - bounds.height() / 2)
+        # beside the arriving end, on the side the curve does not come from
+        x = x1 - 6 - bounds.width() if x0 > x1 else x1 + 6
+        label.setPos(x, (y0 + y1) / 2 - bounds.height() / 2)
         label.setToolTip(f"{route.source} → {route.target}: {text}")
 
     # Selection
