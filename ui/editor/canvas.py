@@ -5,6 +5,7 @@ port onto it. Every change is one undo command on the document."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -108,7 +109,10 @@ class BlockText:
 
     @property
     def width(self) -> float:
-        return max(BLOCK_W, TEXT_X + self.left_w + 24.0 + self.right_w + 10.0)
+        """Rounded up to 20 px: a block whose text grows by a few pixels (the analysis arriving)
+        keeps its width, so the graph's layout is reused from the cache."""
+        needed = TEXT_X + self.left_w + 24.0 + self.right_w + 10.0
+        return max(BLOCK_W, math.ceil(needed / 20.0) * 20.0)
 
 
 def block_text(node: Node, info: LayerInfo | None, font: QFont) -> BlockText:
@@ -152,6 +156,19 @@ class BlockItem(QGraphicsObject):
         if errors:
             tip += "<br><span style='color:#c9302c'>" + "<br>".join(errors) + "</span>"
         self.setToolTip(tip)
+        self._style = self._make_style()
+
+    def _make_style(self) -> tuple:
+        """Fonts and the icon, made once per block rather than on every paint (a 300-layer model
+        repaints 300 blocks)."""
+        c = colours()
+        plain = QFont(self.view.font())
+        title = QFont(plain)
+        title.setBold(True)
+        kind = LAYER_KINDS.get(self.node.kind)
+        group = kind.group if kind else "Merge"
+        glyph = icon(GROUP_ICONS.get(group, "model"), c.error if self.has_error else c.accent)
+        return plain, title, glyph
 
     def place(self, x_centre: float, y: float) -> None:
         self.setPos(x_centre - self.width / 2, y)
@@ -188,10 +205,7 @@ class BlockItem(QGraphicsObject):
         painter.drawRoundedRect(QRectF(0, 0, self.width, BLOCK_H), 8, 8)
         if option.levelOfDetailFromTransform(painter.worldTransform()) < TEXT_LOD:
             return
-        kind = LAYER_KINDS.get(self.node.kind)
-        group = kind.group if kind else "Merge"
-        glyph = icon(GROUP_ICONS.get(group, "model"), c.error if self.has_error else c.accent)
-        glyph.paint(painter, 12, 12, 22, 22)
+        self._style[2].paint(painter, 12, 12, 22, 22)
         self._paint_text(painter)
         painter.setPen(QPen(QColor(c.accent), 1.5))
         painter.setBrush(QBrush(QColor(c.base)))
@@ -199,9 +213,7 @@ class BlockItem(QGraphicsObject):
 
     def _paint_text(self, painter: QPainter) -> None:
         c, text = colours(), self.text
-        plain = QFont(self.view.font())
-        title = QFont(plain)
-        title.setBold(True)
+        plain, title, _glyph = self._style
         left, right = Qt.AlignmentFlag.AlignLeft, Qt.AlignmentFlag.AlignRight
         right_x = self.width - 10 - text.right_w
         painter.setFont(title)
@@ -269,6 +281,7 @@ class ModelCanvas(QGraphicsView):
         self.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.blocks: dict[str, BlockItem] = {}
         self.graph_layout: GraphLayout | None = None
+        self._widths: dict[str, float] = {}
         self._indicator = None
         self._zoom = 1.0
         self._connect()
@@ -297,13 +310,15 @@ class ModelCanvas(QGraphicsView):
         if analysis is not None and [i.id for i in analysis.layers] == [n.id for n in spec.nodes]:
             infos = {i.id: i for i in analysis.layers}
         self.setBackgroundBrush(QBrush(QColor(colours().canvas)))
-        font = self.font()
+        font, last = self.font(), self._widths
         for node in spec.nodes:
-            block = BlockItem(
-                node, infos.get(node.id), block_text(node, infos.get(node.id), font), self
-            )
+            info = infos.get(node.id)
+            block = BlockItem(node, info, block_text(node, info, font), self)
+            if info is None:  # until the analysis comes, as wide as the block was (same layout)
+                block.width = max(block.width, last.get(node.id, 0.0))
             self.blocks[node.id] = block
-        self.graph_layout = layout_spec(spec, {i: b.width for i, b in self.blocks.items()}, INPUT_W)
+        self._widths = {i: b.width for i, b in self.blocks.items()}
+        self.graph_layout = layout_spec(spec, self._widths, INPUT_W)
         self._draw_input(spec)
         for node_id, block in self.blocks.items():
             place = self.graph_layout.places[node_id]
