@@ -77,14 +77,21 @@ def test_no_two_blocks_overlap_and_every_edge_runs_downwards() -> None:
         assert route.points[-1] == (layout.places[route.target].x, layout.places[route.target].y)
 
 
-def test_a_merge_naming_a_missing_layer_still_lays_out() -> None:
-    spec = two_branches()
-    broken = spec.with_nodes(
-        (*spec.nodes[:3], Node("cat1", "Concat", {}, ("nowhere",)), *spec.nodes[4:])
-    )
-    layout = layout_spec(broken, widths(broken), 180)
-    assert set(layout.places) == {INPUT, *(n.id for n in broken.nodes)}
-    assert all(p.y >= 0 for p in layout.places.values())
+@pytest.mark.parametrize(
+    "nodes",
+    [
+        (Node("a", "ReLU", {}, ("nowhere",)), Node("b", "Add", {}, ("x", "y"))),  # cut off
+        (Node("a", "ReLU", {}, ("b",)), Node("b", "ReLU"), Node("c", "Add", {}, ("a", "b"))),
+        (Node("a", "ReLU", {}, ("a",)),),  # its own input
+        (),
+    ],
+    ids=["missing-inputs", "cycle", "self-loop", "empty"],
+)
+def test_a_broken_graph_still_lays_out_below_the_input(nodes) -> None:
+    spec = ModelSpec(tuple(nodes))
+    layout = layout_spec(spec, widths(spec), 180)
+    assert set(layout.places) == {INPUT, *(n.id for n in nodes)}
+    assert all(p.row >= 1 for i, p in layout.places.items() if i != INPUT)
 
 
 def settle(qtbot, window) -> None:

@@ -129,11 +129,12 @@ def _layout(
         sugiyama.draw(N=3)
         xs = {v.data: v.view.xy[0] for v in component.sV}
         shift = _shift(component, xs, left)
+        first = 0 if INPUT in xs else 1  # a part cut off from the input starts on row 1
         for v in component.sV:
-            row = sugiyama.grx[v].rank
+            row = sugiyama.grx[v].rank + first
             places[v.data] = Placed(xs[v.data] + shift, row_top(row), v.view.w, row)
         for link in component.sE:
-            routes.append(_route(link, places, shift))
+            routes.append(_route(link, places, shift, first))
         left = max(p.x + p.w / 2 for p in places.values()) + COLUMN_GAP
     return GraphLayout(places, tuple(routes))
 
@@ -147,10 +148,10 @@ def _shift(component, xs: dict[str, float], left: float | None) -> float:
     return (left if left is not None else 0.0) - start
 
 
-def _route(link, places: dict[str, Placed], shift: float) -> Route:
+def _route(link, places: dict[str, Placed], shift: float, first: int) -> Route:
     source, target = link.v[0].data, link.v[1].data
     a, b = places[source], places[target]
-    middle = [(x + shift, row_top(_row_of(y))) for x, y in link.view.points[1:-1]]
+    middle = [(x + shift, row_top(_row_of(y) + first)) for x, y in link.view.points[1:-1]]
     bends: list[tuple[float, float]] = []
     for x, y in middle:
         bends += [(x, y - ROW_GAP / 2), (x, y + ROW_H + ROW_GAP / 2)]
