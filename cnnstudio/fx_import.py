@@ -144,7 +144,7 @@ class _Mapper:
             module = "torch" if module.startswith("torch") and module != "operator" else module
             target = f"{module}.{getattr(target, '__name__', target)}".lstrip(".")
         else:
-            target = f".{target}()"
+            target = f"Tensor.{target}"
         return self.fail(fx_node, f"{fx_node.op} {target} is not in the catalogue")
 
     def tensor(self, fx_node: fx.Node, arg: Any) -> str:
