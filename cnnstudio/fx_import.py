@@ -76,7 +76,8 @@ _SIZE0 = "<size(0)>"  # the value of x.size(0): only a view(x.size(0), -1) may u
 
 @dataclass(frozen=True)
 class Imported:
-    """A traced model: its spec and its weights keyed by the spec's layer ids."""
+    """A traced model: its spec and its weights keyed by the spec's layer ids (the module's own
+    tensors, not copies: loading them into a built model copies them)."""
 
     spec: ModelSpec
     state_dict: dict[str, torch.Tensor]
@@ -188,7 +189,7 @@ class _Mapper:
                 )
             self.owners[id(module)] = fx_node.name
             for key, value in module.state_dict().items():
-                self.state[f"{fx_node.name}.{key}"] = value.detach().clone()
+                self.state[f"{fx_node.name}.{key}"] = value.detach()
         self.emit(fx_node, kind, params, [source])
 
     def add_function(self, fx_node: fx.Node) -> None:
