@@ -170,3 +170,18 @@ def test_shufflenet_channel_shuffle_is_refused_in_one_line() -> None:
             (3, 64, 64),
             "torchvision:shufflenet_v2_x0_5",
         )
+
+
+@pytest.mark.slow
+def test_imported_run_exports_as_python_code(tmp_path) -> None:
+    """Mul and the new activations have code: the written model is checked against the run."""
+    from cnnstudio.export import export
+
+    folder = tmp_path / "p"
+    args = ["new", str(folder), "--from-model", "tests.test_fx_import:tiny_se", "--input", "3,8,8"]
+    assert main(args) == 0
+    (run,) = list_runs(load_project(folder).runs_dir)
+    result = export(from_run(run.folder), "python", tmp_path / "model.py")
+    code = (tmp_path / "model.py").read_text()
+    assert " * " in code and "nn.Hardsigmoid()" in code and "nn.Hardswish()" in code
+    assert result.max_abs_diff <= 1e-5
