@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import operator
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from cnnstudio.analysis import analyze
+from cnnstudio.analysis import _reserved_ids, analyze
 from cnnstudio.errors import StudioError
 from cnnstudio.spec import INPUT, ModelSpec, Node
 
@@ -71,6 +72,8 @@ _MERGES = {
     torch.mul: "Mul",
     "mul": "Mul",
 }
+# Where a refused function is said to come from: F.avg_pool2d rather than torch._C._nn.
+_SPACES = (("F", F), ("torch", torch), ("operator", operator))
 _SIZE0 = "<size(0)>"  # the value of x.size(0): only a view(x.size(0), -1) may use it
 
 
@@ -93,7 +96,8 @@ class _Tracer(fx.Tracer):
 def import_module(
     module: nn.Module, input_shape: tuple[int, int, int], name: str = "model"
 ) -> Imported:
-    """``module`` as a spec (input ``input_shape``, classes = its output size) and its weights.
+    """``module`` (put in eval mode: what is traced is what it computes there) as a spec (input
+    ``input_shape``, classes = its output size) and its weights.
 
     StudioError "NAME: node N: op TARGET is not in the catalogue" (or what else does not fit)."""
     module = module.eval()
@@ -107,6 +111,8 @@ def import_module(
     for fx_node in graph.nodes:
         mapper.add(fx_node)
     nodes = _needed(mapper.nodes, mapper.output)
+    if not nodes:
+        raise StudioError(f"{name}: the model returns its input: no layers to import")
     spec = ModelSpec(nodes=tuple(nodes), input_shape=tuple(input_shape), num_classes=2)
     out = analyze(spec).layer(nodes[-1].id).output_shape
     if out is not None and len(out) == 1:
@@ -132,6 +138,7 @@ class _Mapper:
         self.state: dict[str, torch.Tensor] = {}
         self.output: str | None = None
         self.owners: dict[int, str] = {}
+        self.taken: set[str] = set()
 
     def fail(self, fx_node: fx.Node, what: str) -> StudioError:
         return StudioError(f"{self.name}: node {fx_node.name}: {what}")
@@ -141,9 +148,12 @@ class _Mapper:
         if fx_node.op == "call_module":
             target = type(self.root.get_submodule(fx_node.target)).__name__
         elif callable(target):
-            module = getattr(target, "__module__", None) or ""
-            module = "torch" if module.startswith("torch") and module != "operator" else module
-            target = f"{module}.{getattr(target, '__name__', target)}".lstrip(".")
+            name = getattr(target, "__name__", str(target))
+            home = next(
+                (label for label, space in _SPACES if getattr(space, name, None) is target),
+                getattr(target, "__module__", None) or "",
+            )
+            target = f"{home}.{name}".lstrip(".")
         else:
             target = f"Tensor.{target}"
         return self.fail(fx_node, f"{fx_node.op} {target} is not in the catalogue")
@@ -155,8 +165,21 @@ class _Mapper:
             )
         return self.values[arg]
 
-    def emit(self, fx_node: fx.Node, kind: str, params: dict, inputs: list[str]) -> None:
-        node_id = fx_node.name
+    def new_id(self, name: str) -> str:
+        """fx's node name as a layer id: a letter first, at most 64 characters, not a name
+        torch's nn.Module uses, unique (``_1``, a Sequential's second module, is ``layer_1``)."""
+        base = name if name[:1].isalpha() else f"layer{'' if name[:1] == '_' else '_'}{name}"
+        base = re.sub(r"[^A-Za-z0-9_]", "_", base)[:58]
+        node_id, n = base, 1
+        while node_id in self.taken or node_id == INPUT or node_id in _reserved_ids():
+            node_id, n = f"{base}_{n}", n + 1
+        self.taken.add(node_id)
+        return node_id
+
+    def emit(
+        self, fx_node: fx.Node, kind: str, params: dict, inputs: list[str], node_id: str = ""
+    ) -> None:
+        node_id = node_id or self.new_id(fx_node.name)
         self.nodes.append(Node(node_id, kind, params, tuple(inputs)))
         self.values[fx_node] = node_id
 
@@ -182,15 +205,16 @@ class _Mapper:
         kind, params = _module_params(module, lambda what: self.fail(fx_node, what))
         if kind is None:
             raise self.unsupported(fx_node)
+        node_id = self.new_id(fx_node.name)
         if module.state_dict():
             if id(module) in self.owners:
                 raise self.fail(
                     fx_node, f"{fx_node.target} is used twice (shared weights are not supported)"
                 )
-            self.owners[id(module)] = fx_node.name
+            self.owners[id(module)] = node_id
             for key, value in module.state_dict().items():
-                self.state[f"{fx_node.name}.{key}"] = value.detach()
-        self.emit(fx_node, kind, params, [source])
+                self.state[f"{node_id}.{key}"] = value.detach()
+        self.emit(fx_node, kind, params, [source], node_id)
 
     def add_function(self, fx_node: fx.Node) -> None:
         target, args, kwargs = fx_node.target, fx_node.args, dict(fx_node.kwargs)
@@ -247,7 +271,7 @@ class _Mapper:
         if keep:
             self.emit(fx_node, "AdaptiveAvgPool2d", {"output_size": 1}, [source])
             return
-        pool_id = f"{fx_node.name}_pool"
+        pool_id = self.new_id(f"{fx_node.name}_pool")
         self.nodes.append(Node(pool_id, "AdaptiveAvgPool2d", {"output_size": 1}, (source,)))
         self.emit(fx_node, "Flatten", {}, [pool_id])
 

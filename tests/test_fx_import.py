@@ -99,6 +99,32 @@ def test_an_op_outside_the_catalogue_is_named_with_its_node() -> None:
     )
 
 
+class Branches(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # control flow on values: torch.fx cannot trace it
+            return x
+        return F.avg_pool2d(x, 2)
+
+
+def test_what_cannot_be_traced_or_mapped_is_one_line() -> None:
+    with pytest.raises(StudioError, match=r"^b: torch.fx cannot trace the model: [^\n]+$"):
+        import_module(Branches(), (3, 8, 8), "b")
+    pooled = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, (1, 3)))
+    with pytest.raises(
+        StudioError, match=r"^s: node _1: Conv2d kernel_size \(1, 3\) is not square$"
+    ):
+        import_module(pooled, (3, 8, 8), "s")
+
+
+def test_ids_are_layer_ids_whatever_fx_names_the_nodes() -> None:
+    """A Sequential's modules are fx nodes _0, _1; output_id is an attribute of the built model."""
+    original = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    original.add_module("output_id", nn.Linear(4 * 6 * 6, 3))
+    imported = import_module(original, (3, 8, 8), "seq")
+    assert [n.id for n in imported.spec.nodes] == ["layer_0", "layer_1", "output_id_1"]
+    assert _same_model(original, imported, (3, 8, 8)) <= 1e-5
+
+
 def test_a_module_called_twice_with_weights_is_refused() -> None:
     with pytest.raises(StudioError, match="node conv_1: conv is used twice"):
         import_module(Shared(), (3, 8, 8), "shared")
