@@ -393,8 +393,15 @@ def load_model(source: str, weights: str | None = None) -> nn.Module:
 
         try:
             return torchvision.models.get_model(attr, weights=weights)
-        except (ValueError, KeyError) as error:
-            raise StudioError(f"--from-model {source}: {error}") from None
+        except KeyError:
+            raise StudioError(
+                f"--from-model {source}: unknown --weights {weights!r} "
+                "(DEFAULT, or torchvision's name such as IMAGENET1K_V1)"
+            ) from None
+        except Exception as error:  # an unknown name, a failed download
+            text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            fetch = f" (its weights {weights} cannot be fetched)" if weights else ""
+            raise StudioError(f"--from-model {source}{fetch}: {text}") from None
     try:
         factory = getattr(importlib.import_module(prefix), attr)
         model = factory()

@@ -161,6 +161,12 @@ def test_new_from_model_refuses_a_bad_source_in_one_line(tmp_path, capsys) -> No
     err = capsys.readouterr().err.strip()
     assert "torchvision:NAME or package.module:ClassOrFactory" in err and "\n" not in err
     assert not (tmp_path / "p").exists()
+    source = ["--from-model", "torchvision:resnet18"]
+    assert main(["new", str(tmp_path / "p"), *source, "--weights", "NOPE"]) == 2
+    assert "unknown --weights 'NOPE' (DEFAULT, or" in capsys.readouterr().err
+    assert main(["new", str(tmp_path / "p"), "--from-model", "nosuch_module_x:Net"]) == 2
+    assert "No module named 'nosuch_module_x'" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
 
 
 # The smallest images they take, near enough (AlexNet's pools need 64×64).
