@@ -28,6 +28,16 @@ class Add(nn.Module):
         return out
 
 
+class Mul(nn.Module):
+    """Element-wise product of its inputs, broadcasting sizes of 1 (a squeeze-excitation gate)."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        out = inputs[0]
+        for tensor in inputs[1:]:
+            out = out * tensor
+        return out
+
+
 class Concat(nn.Module):
     """Concatenation of its inputs along the channel (feature) dimension."""
 
@@ -113,6 +123,8 @@ def make_layer(
         return Add()
     if kind == "Concat":
         return Concat()
+    if kind == "Mul":
+        return Mul()
     if kind == "Backbone":
         # without pretrained, the architecture is still the one those weights need (googlenet's
         # transform_input): a checkpoint trained from them is loaded next

@@ -143,7 +143,24 @@ def _add_new(commands) -> None:
     source.add_argument(
         "--data-folder", type=Path, metavar="PATH", help="an image folder (one subfolder per class)"
     )
+    _add_from_model(new)
     new.set_defaults(handler=_cmd_new)
+
+
+def _add_from_model(new) -> None:
+    new.add_argument(
+        "--from-model",
+        metavar="SOURCE",
+        help="start from a PyTorch model traced with torch.fx: torchvision:NAME (e.g. "
+        "torchvision:resnet18) or package.module:ClassOrFactory (runs that code); "
+        "its weights become an imported run",
+    )
+    new.add_argument(
+        "--weights",
+        metavar="NAME",
+        help="with torchvision:NAME, torchvision's weights (e.g. DEFAULT; downloaded or read "
+        "from torch's cache); without it the weights are random",
+    )
 
 
 def _add_data(commands) -> None:
@@ -377,6 +394,10 @@ def _cmd_new(args: argparse.Namespace) -> int:
         data = DataSettings(source="folder", path=str(args.data_folder.resolve()))
     elif args.data is not None:
         data = DataSettings(source=args.data)
+    if args.from_model is not None:
+        return _new_from_model(args, folder, data)
+    if args.weights is not None:
+        raise UsageError("--weights needs --from-model")
     project = new_project(args.template, args.classes, args.input, args.name, folder, data)
     project.save()
     analysis = analyze(project.model)
@@ -385,6 +406,54 @@ def _cmd_new(args: argparse.Namespace) -> int:
         f"Created {folder / PROJECT_FILE}: {args.template}, {project.model.num_classes} "
         f"classes, input {format_shape(project.model.input_shape)}, "
         f"{analysis.total_params:,} parameters{state}"
+    )
+    _print_defaults(project.data)
+    return 0
+
+
+def _new_from_model(args: argparse.Namespace, folder: Path, data: DataSettings | None) -> int:
+    """``new --from-model``: the traced model as the project's graph, its weights as an imported
+    run (so Inspect, Evaluate, Predict and Export work on it at once)."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from cnnstudio.data import class_names
+    from cnnstudio.fx_import import import_module, load_model
+    from cnnstudio.normalization import normalization
+    from cnnstudio.runs import import_weights
+
+    torchvision = args.from_model.startswith("torchvision:")
+    if args.weights is not None and not torchvision:
+        raise UsageError("--weights is for torchvision:NAME models; a module brings its own")
+    shape = args.input or (3, 224, 224)
+    imported = import_module(load_model(args.from_model, args.weights), shape, args.from_model)
+    classes = imported.spec.num_classes
+    if args.classes is not None and args.classes != classes:
+        raise UsageError(
+            f"--classes {args.classes}: {args.from_model} gives {classes} outputs; "
+            "leave --classes out (cnnstudio adapt fits the head to the data later)"
+        )
+    project = new_project("simple-cnn", classes, shape, args.name, folder, data)
+    project = dataclasses.replace(project, model=imported.spec)
+    project.save()
+    if torchvision:  # torchvision's classifiers are fed ImageNet-normalised images
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    else:
+        norm = normalization(project.data, project.model)
+        mean, std = norm.mean, norm.std
+    names = class_names(project.data)
+    names = names if len(names) == classes else [str(i) for i in range(classes)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{args.from_model.replace(':', '-')}.safetensors"
+        save_file({k: v.contiguous() for k, v in imported.state_dict.items()}, str(path))
+        run = import_weights(project, path, mean, std, names)
+    analysis = analyze(project.model)
+    weights = args.weights or "random"
+    print(
+        f"Created {folder / PROJECT_FILE}: {args.from_model} ({len(project.model.nodes)} layers, "
+        f"{analysis.total_params:,} parameters), {classes} classes, input "
+        f"{format_shape(shape)}; its {weights} weights are the run {run.name}"
     )
     _print_defaults(project.data)
     return 0

@@ -195,6 +195,17 @@ _KINDS: tuple[LayerKind, ...] = (
     ),
     LayerKind("SiLU", "Activation", "x * sigmoid(x) (Swish), used by EfficientNet."),
     LayerKind("Sigmoid", "Activation", "Squashes values into (0, 1)."),
+    LayerKind("ReLU6", "Activation", "min(max(0, x), 6): ReLU capped at 6, used by MobileNetV2."),
+    LayerKind(
+        "Hardswish",
+        "Activation",
+        "x * relu6(x + 3) / 6: a cheap Swish, used by MobileNetV3.",
+    ),
+    LayerKind(
+        "Hardsigmoid",
+        "Activation",
+        "relu6(x + 3) / 6: a cheap sigmoid, the gate of MobileNetV3's squeeze-excitation.",
+    ),
     LayerKind("Tanh", "Activation", "Squashes values into (-1, 1); the classic LeNet activation."),
     LayerKind(
         "Dropout",
@@ -243,11 +254,19 @@ _KINDS: tuple[LayerKind, ...] = (
         max_inputs=16,
     ),
     LayerKind(
+        "Mul",
+        "Merge",
+        "Multiplies its inputs element by element (a N×C×1×1 gate scales a N×C×H×W map): "
+        "the squeeze-and-excitation gate.",
+        min_inputs=2,
+        max_inputs=16,
+    ),
+    LayerKind(
         "Concat",
         "Merge",
         "Stacks its inputs along the channel (or feature) dimension.",
         min_inputs=2,
-        max_inputs=16,
+        max_inputs=64,  # a DenseNet block joins up to 49 maps
     ),
     LayerKind(
         "Backbone",

@@ -196,6 +196,18 @@ def _add(values, shapes, sources):
     return shapes[0], 0, 0, 0, {}
 
 
+def _mul(values, shapes, sources):
+    """Element-wise product with broadcasting: sizes of 1 stretch to the other inputs'."""
+    if len({len(s) for s in shapes}) == 1:
+        out = tuple(max(sizes) for sizes in zip(*shapes, strict=True))
+        if all(v in (1, o) for s in shapes for v, o in zip(s, out, strict=True)):
+            return out, 0, 0, math.prod(out) * (len(shapes) - 1), {}
+    raise Unfit(
+        f"Mul needs inputs of one shape, or sizes of 1 where they differ (a channel gate "
+        f"C×1×1 on a C×H×W map), but receives {_listing(shapes, sources)}"
+    )
+
+
 def _concat(values, shapes, sources):
     got = _listing(shapes, sources)
     if len({len(s) for s in shapes}) != 1:
@@ -240,6 +252,9 @@ RULES = {
     "GELU": _same,
     "SiLU": _same,
     "Sigmoid": _same,
+    "ReLU6": _same,
+    "Hardswish": _same,
+    "Hardsigmoid": _same,
     "Tanh": _same,
     "Dropout": _same,
     "Dropout2d": _dropout_2d,
@@ -247,6 +262,7 @@ RULES = {
     "Linear": _linear,
     "Identity": _same,
     "Add": _add,
+    "Mul": _mul,
     "Concat": _concat,
     "Backbone": _backbone,
 }

@@ -96,6 +96,6 @@ def test_unknown_kind_suggests_the_close_one() -> None:
 
 
 def test_every_kind_name_is_a_torch_class_or_ours() -> None:
-    ours = {"Add", "Concat", "Backbone"}
+    ours = {"Add", "Mul", "Concat", "Backbone"}
     for name in LAYER_KINDS:
         assert name in ours or hasattr(torch.nn, name)

@@ -150,7 +150,7 @@ def model_code(src: ModelSource, pretrained: bool = False, class_name: str = "Ne
     )
     for node_id in order:
         info = infos[node_id]
-        if info.kind in ("Add", "Concat"):
+        if info.kind in ("Add", "Mul", "Concat"):
             continue
         if info.kind == "Backbone":
             init += _backbone_lines(node_id, info.resolved, modules.get(node_id), pretrained)
@@ -215,6 +215,8 @@ def _forward_lines(order: list[str], infos: dict, output: str) -> list[str]:
         names[node_id] = target
         if info.kind == "Add":
             expr = " + ".join(args)
+        elif info.kind == "Mul":
+            expr = " * ".join(args)
         elif info.kind == "Concat":
             expr = f"torch.cat([{', '.join(args)}], dim=1)"
         else:
@@ -224,6 +226,7 @@ def _forward_lines(order: list[str], infos: dict, output: str) -> list[str]:
             if info.kind
             in (
                 "Add",
+                "Mul",
                 "Concat",
             )
             else f"  # {format_shape(info.output_shape)}"
