@@ -11,6 +11,7 @@ from PIL import Image
 
 from cnnstudio import Project, cli, create_model_spec, load_project
 from cnnstudio.analysis import analyze
+from cnnstudio.augment import AUGMENT_PARAMS
 from cnnstudio.data import DataSettings
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 from cnnstudio.train import Finished, Trainer
@@ -41,9 +42,9 @@ def test_cli_new_creates_a_project_of_the_template(name: str, tmp_path: Path, ca
     assert load_project(tmp_path / "p").model == create_model_spec(name, 10, (3, 32, 32))
 
 
-def sample_folder(root: Path, per_class: int) -> Path:
+def sample_folder(root: Path, per_class: int, size: int) -> Path:
     """A subset of the built-in sample set written as an image folder."""
-    images, labels = generate_sample_set(per_class=per_class)
+    images, labels = generate_sample_set(per_class=per_class, size=size)
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         folder = root / SAMPLE_CLASSES[label]
         folder.mkdir(parents=True, exist_ok=True)
@@ -55,11 +56,15 @@ def sample_folder(root: Path, per_class: int) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BRANCHED)
 def test_template_learns_a_subset_of_the_sample_set(name: str, tmp_path: Path) -> None:
-    data = DataSettings(source="folder", path=str(sample_folder(tmp_path / "images", 60)))
-    training = check_training({"epochs": 3, "batch_size": 32, "workers": 0, "seed": 0})
-    project = Project(model=create_model_spec(name), name=name, data=data, training=training,
-                      path=tmp_path / "proj")  # fmt: skip
+    """600 images at 16×16 without augmentation, 10 short epochs: a couple of seconds per epoch
+    on a CPU (on the full set at 32×32 both reach 80 % in 3 epochs; see the README)."""
+    plain = {param.name: type(param.default)() for param in AUGMENT_PARAMS}  # all off
+    folder = sample_folder(tmp_path / "images", 60, 16)
+    data = DataSettings(source="folder", path=str(folder), augment=plain)
+    training = check_training({"epochs": 10, "batch_size": 32, "lr": 2e-3, "workers": 0})
+    project = Project(model=create_model_spec(name, 10, (3, 16, 16)), name=name, data=data,
+                      training=training, path=tmp_path / "proj")  # fmt: skip
     project.save()
     result = Trainer(project).run(lambda event: None)
     assert isinstance(result, Finished) and result.state == "finished"
-    assert result.final_val_accuracy >= 0.4  # chance is 0.1
+    assert result.final_val_accuracy >= 0.3  # chance is 0.1
