@@ -1,5 +1,6 @@
 """Templates with branches: Inception modules and fire modules joined by Concat, made from the
-catalogue, that the command line creates and that learn the sample set."""
+catalogue, that the command line creates, that export as code and ONNX and that learn the sample
+set."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnstudio import Project, cli, create_model_spec, load_project
+from cnnstudio import Project, cli, create_model_spec, load_project, new_project
 from cnnstudio.analysis import analyze
 from cnnstudio.augment import AUGMENT_PARAMS
 from cnnstudio.data import DataSettings
+from cnnstudio.export import export
+from cnnstudio.model_source import untrained
 from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 from cnnstudio.train import Finished, Trainer
 from cnnstudio.train_settings import check_training
@@ -68,3 +71,12 @@ def test_template_learns_a_subset_of_the_sample_set(name: str, tmp_path: Path) -
     result = Trainer(project).run(lambda event: None)
     assert isinstance(result, Finished) and result.state == "finished"
     assert result.final_val_accuracy >= 0.3  # chance is 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", BRANCHED)
+def test_generated_code_and_onnx_compute_what_the_template_does(name: str, tmp_path: Path) -> None:
+    source = untrained(new_project(name))
+    for format, file_name in (("python", "model.py"), ("onnx", "model.onnx")):
+        result = export(source, format, tmp_path / file_name)
+        assert result.max_abs_diff <= 1e-4, format
