@@ -161,6 +161,80 @@ def _resnet_small(num_classes: int, shape: Shape3) -> tuple[Node, ...]:
     return tuple(s.nodes)
 
 
+def _conv_bn_relu(s: _Stack, source: str, out_channels: int, kernel_size: int) -> str:
+    s.add(
+        "Conv2d",
+        inputs=(source,),
+        out_channels=out_channels,
+        kernel_size=kernel_size,
+        padding=kernel_size // 2,
+        bias=False,
+    )
+    s.add("BatchNorm2d")
+    return s.add("ReLU")
+
+
+def _inception_module(s: _Stack, entry: str, widths: tuple[int, ...]) -> str:
+    """GoogLeNet's module: four branches side by side (1×1; 1×1 → 3×3; 1×1 → 5×5; 3×3 max pool
+    → 1×1), each keeping the size, stacked along the channels by Concat."""
+    c1, r3, c3, r5, c5, cp = widths
+    one = _conv_bn_relu(s, entry, c1, 1)
+    three = _conv_bn_relu(s, _conv_bn_relu(s, entry, r3, 1), c3, 3)
+    five = _conv_bn_relu(s, _conv_bn_relu(s, entry, r5, 1), c5, 5)
+    pool = s.add("MaxPool2d", inputs=(entry,), kernel_size=3, stride=1, padding=1)
+    pooled = _conv_bn_relu(s, pool, cp, 1)
+    return s.add("Concat", inputs=(one, three, five, pooled))
+
+
+def _inception_small(num_classes: int, shape: Shape3) -> tuple[Node, ...]:
+    """An Inception-style network for small images: a 3×3 stem and three Inception modules
+    (64, 128 and 256 channels out), the later two after a 2×2 max pool, then global average
+    pooling and one Linear layer."""
+    s = _Stack()
+    s.add("Conv2d", out_channels=32, kernel_size=3, padding=1, bias=False)
+    s.add("BatchNorm2d")
+    entry = s.add("ReLU")
+    stages = ((16, 24, 32, 4, 8, 8), (32, 32, 64, 8, 16, 16), (64, 64, 128, 16, 32, 32))
+    for index, widths in enumerate(stages):
+        if index:
+            entry = s.add("MaxPool2d", inputs=(entry,), kernel_size=2)
+        entry = _inception_module(s, entry, widths)
+    s.add("AdaptiveAvgPool2d", inputs=(entry,), output_size=1)
+    s.add("Flatten")
+    s.add("Linear", out_features=num_classes)
+    return tuple(s.nodes)
+
+
+def _fire_module(s: _Stack, entry: str, squeeze: int, expand: int) -> str:
+    """SqueezeNet's fire module: a 1×1 squeeze, then 1×1 and 3×3 expands side by side stacked by
+    Concat; one batch norm and ReLU after the Concat act per channel, as one per branch would."""
+    squeezed = _conv_bn_relu(s, entry, squeeze, 1)
+    one = s.add("Conv2d", inputs=(squeezed,), out_channels=expand, kernel_size=1, padding=0)
+    three = s.add("Conv2d", inputs=(squeezed,), out_channels=expand, kernel_size=3, padding=1)
+    s.add("Concat", inputs=(one, three))
+    s.add("BatchNorm2d")
+    return s.add("ReLU")
+
+
+def _squeezenet_small(num_classes: int, shape: Shape3) -> tuple[Node, ...]:
+    """A SqueezeNet-style network for small images: a 3×3 stem and six fire modules in pairs
+    (128, 256 and 384 channels out), each pair after a 2×2 max pool, then dropout, global
+    average pooling and one Linear layer."""
+    s = _Stack()
+    s.add("Conv2d", out_channels=64, kernel_size=3, padding=1, bias=False)
+    s.add("BatchNorm2d")
+    entry = s.add("ReLU")
+    for squeeze, expand in ((16, 64), (32, 128), (48, 192)):
+        entry = s.add("MaxPool2d", inputs=(entry,), kernel_size=2)
+        for _ in range(2):
+            entry = _fire_module(s, entry, squeeze, expand)
+    s.add("Dropout", inputs=(entry,), p=0.3)
+    s.add("AdaptiveAvgPool2d", output_size=1)
+    s.add("Flatten")
+    s.add("Linear", out_features=num_classes)
+    return tuple(s.nodes)
+
+
 def _resnet18_features(num_classes: int, shape: Shape3) -> tuple[Node, ...]:
     s = _Stack()
     s.add("Backbone", name="resnet18", weights="DEFAULT", freeze=True)
@@ -200,6 +274,22 @@ register_template(
         "resnet-small",
         "A small residual network (16-32-64 channels, Add skip connections) for 32×32 images.",
         _resnet_small,
+    )
+)
+register_template(
+    Template(
+        "inception-small",
+        "An Inception-style network (GoogLeNet's modules: 1×1, 1×1→3×3, 1×1→5×5 and pool→1×1 "
+        "branches joined by Concat; 64-128-256 channels) for 32×32 images.",
+        _inception_small,
+    )
+)
+register_template(
+    Template(
+        "squeezenet-small",
+        "A SqueezeNet-style network (fire modules: a 1×1 squeeze, then 1×1 and 3×3 expands "
+        "joined by Concat; 128-256-384 channels) for 32×32 images.",
+        _squeezenet_small,
     )
 )
 register_template(
