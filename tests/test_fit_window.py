@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QLineEdit
 from cnnstudio import new_project
 from cnnstudio.train import Failed
 from tests.data_factory import image_folder
+from ui.training.worker import TrainingRunner
 
 FOLDERS = ("n01440764", "n02102040", "n02979186", "n03000684", "n03028079")
 
@@ -88,3 +89,23 @@ def test_training_a_misfit_from_the_window_gives_the_clear_message(qtbot, window
         panel.start()
     assert isinstance(finished.args[0], Failed)
     assert "the model outputs 4 classes but the data has 10" in panel.message.text()
+
+
+def test_a_run_refused_at_once_still_reports_its_end(qtbot, tmp_path) -> None:
+    """The worker's signals are wired before its thread starts: a misfit is refused in
+    milliseconds, and a run_finished sent before the window connected would leave the window
+    waiting forever (it did, now and then, in CI)."""
+    project = new_project("simple-cnn", 4, (3, 16, 16), path=tmp_path / "p")  # sample set: 10
+    project.save()
+    runner = TrainingRunner()
+    running_when_wired, results = [], []
+
+    def connect(worker) -> None:
+        running_when_wired.append(runner.thread.isRunning())
+        worker.run_finished.connect(results.append)
+
+    runner.start(project, connect=connect)
+    qtbot.waitUntil(lambda: bool(results), timeout=60000)
+    runner.thread.wait()
+    assert running_when_wired == [False]
+    assert isinstance(results[0], Failed) and "outputs 4 classes" in results[0].message

@@ -59,14 +59,19 @@ class RunController(QObject):
     def start(self, resume: bool | str = False, epochs: int | None = None) -> None:
         """Train a copy of the project on the training thread."""
         self.result = None
-        worker = self.runner.start(self.document.project, resume=resume, epochs=epochs)
+        self._show(0, "loading the data…")
+        self.runner.start(
+            self.document.project, resume=resume, epochs=epochs, connect=self._connect
+        )
+
+    def _connect(self, worker) -> None:
+        """The worker's signals, wired before its thread starts."""
         worker.run_started.connect(self._on_run_started)
         worker.step_logged.connect(self._on_step_logged)
         worker.epoch_ended.connect(self._on_epoch_ended)
         worker.warned.connect(self._on_warned)
         worker.data_progressed.connect(self._on_data_progressed)
         worker.run_finished.connect(self._on_run_finished)
-        self._show(0, "loading the data…")
 
     def pause(self) -> None:
         self.runner.pause()

@@ -5,6 +5,7 @@ controls, and the thread is always joined (never terminated)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
@@ -74,9 +75,17 @@ class TrainingRunner(QObject):
         return self.thread is not None and self.thread.isRunning()
 
     def start(
-        self, project, *, resume: bool | str = False, epochs: int | None = None
+        self,
+        project,
+        *,
+        resume: bool | str = False,
+        epochs: int | None = None,
+        connect: Callable[[TrainingWorker], None] | None = None,
     ) -> TrainingWorker:
-        """Train a copy of ``project`` (later edits in the window do not reach the run)."""
+        """Train a copy of ``project`` (later edits in the window do not reach the run).
+        ``connect`` wires the worker's signals before its thread starts: a run refused at once
+        (a model that does not fit its data) ends before ``start`` returns, and a signal
+        connected after that would never arrive."""
         if self.running:
             raise RuntimeError("a run is already going")
         trainer = Trainer(copy.deepcopy(project), resume=resume, epochs=epochs, save_project=False)
@@ -86,6 +95,8 @@ class TrainingRunner(QObject):
         self.thread.started.connect(self.worker.run)
         # quit() from the training thread itself: the GUI thread may be blocked in wait()
         self.worker.run_finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        if connect is not None:
+            connect(self.worker)
         self.thread.start()
         return self.worker
 
