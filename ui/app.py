@@ -21,6 +21,53 @@ def missing_qt_libraries() -> list[str]:
     return [package for lib, package in needed.items() if ctypes.util.find_library(lib) is None]
 
 
+def display_problem() -> str | None:
+    """Why the window cannot open on this Linux machine, in words with the way out, or None.
+
+    Without a display Qt aborts the process with its own message (about xcb-cursor0 or a display
+    it could not connect to), which does not say that there is no screen or how to work without
+    one."""
+    if not sys.platform.startswith("linux"):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith(("xcb", "wayland")):
+        return None  # offscreen, vnc, eglfs...: Qt needs no X or Wayland display
+    display, wayland = os.environ.get("DISPLAY"), os.environ.get("WAYLAND_DISPLAY")
+    if wayland and not platform.startswith("xcb"):
+        return None
+    if display and _x_display_answers(display):
+        return None
+    where = f"DISPLAY={display} does not answer" if display else "DISPLAY is not set"
+    return (
+        f"CNN Studio found no display to open its window on ({where}).\n"
+        "Start it from a desktop session, or work without a window:\n"
+        "  python -m cnnstudio train PROJECT      train, evaluate, export from the command line\n"
+        "  QT_QPA_PLATFORM=offscreen python main.py --self-test   check the studio headless"
+    )
+
+
+def _x_display_answers(display: str) -> bool:
+    """Whether the X server ``display`` accepts a connection (through libxcb, which Qt's window
+    needs anyway); True when libxcb cannot be asked, so that Qt's own check decides."""
+    import ctypes
+
+    name = ctypes.util.find_library("xcb")
+    if name is None:
+        return True
+    try:
+        xcb = ctypes.CDLL(name)
+        xcb.xcb_connect.restype = ctypes.c_void_p
+        xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+        xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+        xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+        connection = xcb.xcb_connect(display.encode(), None)
+        failed = xcb.xcb_connection_has_error(connection)
+        xcb.xcb_disconnect(connection)
+    except (OSError, AttributeError):
+        return True
+    return not failed
+
+
 def main(argv: list[str] | None = None) -> int:
     """Open the studio (or run --self-test / --screenshot); the process's exit code."""
     args = _parse(argv)
@@ -35,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             + f"\nOn Debian or Ubuntu: sudo apt install {' '.join(missing)}",
             file=sys.stderr,
         )
+        return 1
+    problem = display_problem()
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
 
     from PySide6.QtWidgets import QApplication
