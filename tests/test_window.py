@@ -258,6 +258,19 @@ def test_both_themes_draw_the_canvas(window: MainWindow, theme: str) -> None:
     assert (background.lightness() < 80) == (theme == "dark")
 
 
+def test_theme_menu_marks_the_current_theme_and_the_data_chart_follows(window: MainWindow) -> None:
+    def checked() -> list[str]:
+        return [a.data() for a in window.theme_actions.actions() if a.isChecked()]
+
+    assert checked() == [window.settings.theme()]
+    for theme in ("dark", "light"):
+        window.set_theme(theme)
+        assert checked() == [theme]
+        chart = window.data_panel.chart.grab().toImage()
+        corner = chart.pixelColor(chart.width() - 3, 3)  # the chart's background, past the bars
+        assert (corner.lightness() < 80) == (theme == "dark"), theme
+
+
 @pytest.mark.slow
 def test_backbone_chooser_lists_the_networks_and_sets_one(qtbot, window: MainWindow) -> None:
     from ui.editor.backbone_dialog import BackboneDialog

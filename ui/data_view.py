@@ -445,6 +445,11 @@ class DataPanel(QWidget):
         if item.column() == 0:
             self.rename_class(item.data(Qt.ItemDataRole.UserRole), item.text())
 
+    def refresh_theme(self) -> None:
+        """Draw the class chart again in the colours of the theme just chosen."""
+        if self.summary is not None:
+            self._draw_chart(self.summary)
+
     def _on_class_names_changed(self) -> None:
         if self.summary is not None:
             self._fill_table(self.summary)

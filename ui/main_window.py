@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -228,8 +228,13 @@ class MainWindow(QMainWindow):
         for dock in docks:
             view_menu.addAction(dock.toggleViewAction())
         theme_menu = view_menu.addMenu("&Theme")
+        self.theme_actions = QActionGroup(self)  # exclusive: the current theme is marked
         for theme in THEMES:
             action = theme_menu.addAction(theme.capitalize())
+            action.setCheckable(True)
+            action.setChecked(theme == self.settings.theme())
+            action.setData(theme)
+            self.theme_actions.addAction(action)
             action.triggered.connect(lambda _c=False, t=theme: self.set_theme(t))
 
     def _build_toolbar(self) -> None:
@@ -575,7 +580,10 @@ class MainWindow(QMainWindow):
         self.palette_panel.refresh_icons()
         self.train_panel.refresh_theme()
         self.inspector.refresh_theme()
+        self.data_panel.refresh_theme()
         self.canvas.rebuild()
+        for action in self.theme_actions.actions():
+            action.setChecked(action.data() == theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.confirm_stop_training() or not self.maybe_save():
