@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnnstudio.layers import LAYER_KINDS, LayerKind, unknown_kind_message
-from cnnstudio.params import close_name, show_value
+from cnnstudio.params import close_name, format_bytes, show_value
 from cnnstudio.shapes import RULES, Shape, Unfit, format_shape
 from cnnstudio.spec import INPUT, ModelSpec, Node
 
@@ -242,19 +242,15 @@ def _check_memory(built: list[LayerInfo], issues: list[SpecIssue]) -> None:
     if needed <= available:
         return
     largest = max(built, key=lambda i: i.params)
-    share = _bytes(largest.params * BYTES_PER_VALUE)
+    share = format_bytes(largest.params * BYTES_PER_VALUE)
     issues.append(
         SpecIssue(
             largest.id,
-            f"the model's weights need {_bytes(needed)} ({needed // BYTES_PER_VALUE:,} "
-            f"parameters), more than this machine's {_bytes(available)} of memory; "
+            f"the model's weights need {format_bytes(needed)} ({needed // BYTES_PER_VALUE:,} "
+            f"parameters), more than this machine's {format_bytes(available)} of memory; "
             f"{largest.id} alone has {largest.params:,} ({share}): make it smaller",
         )
     )
-
-
-def _bytes(n: int) -> str:
-    return f"{n / 2**40:,.1f} TiB" if n >= 2**40 else f"{n / 2**30:,.1f} GiB"
 
 
 def _too_many_layers(spec: ModelSpec) -> Analysis:

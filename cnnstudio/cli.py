@@ -28,7 +28,7 @@ from cnnstudio.data import (
 )
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
-from cnnstudio.params import format_rate
+from cnnstudio.params import format_bytes, format_rate, human
 from cnnstudio.progress import Progress, TaskState
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
 from cnnstudio.shapes import format_shape
@@ -823,7 +823,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     source = export_source(project, args.run, untrained=args.untrained)
     result = export(source, args.format, args.out)
     for path in result.files:
-        print(f"wrote {path} ({human(_size_of(path), binary=True)}B)")
+        print(f"wrote {path} ({format_bytes(_size_of(path))})")
     print(f"checked: max difference {result.max_abs_diff:.2g} ({result.seconds:.1f} s)")
     return 0
 
@@ -887,7 +887,7 @@ def format_summary(analysis: Analysis, saved: ActivationMemory | None = None) ->
             format_shape(info.output_shape),
             f"{info.params:,}" if info.output_shape else "-",
             human(info.flops) if info.output_shape else "-",
-            f"{human(saved.layer(info.id), binary=True)}B" if saved else "-",
+            format_bytes(saved.layer(info.id)) if saved else "-",
         )
         for info in analysis.layers
     ]
@@ -912,7 +912,7 @@ def format_summary(analysis: Analysis, saved: ActivationMemory | None = None) ->
         f"parameters: {analysis.total_params:,} ({analysis.trainable_params:,} trainable"
         + (f", {frozen:,} frozen)" if frozen else ")")
     )
-    kept = f"{human(saved.per_image_bytes, binary=True)}B" if saved else "-"
+    kept = format_bytes(saved.per_image_bytes) if saved else "-"
     out.append(
         f"FLOPs per image: {human(analysis.flops)}; activations per image: {kept} "
         "(what autograd keeps for the backward pass, measured)"
@@ -922,17 +922,6 @@ def format_summary(analysis: Analysis, saved: ActivationMemory | None = None) ->
     for issue in analysis.warnings:
         out.append(f"warning: {issue}")
     return "\n".join(out)
-
-
-def human(value: float, binary: bool = False) -> str:
-    """1234567 -> '1.23 M' (or '1.18 Mi' with binary=True)."""
-    base = 1024.0 if binary else 1000.0
-    units = ("", " Ki", " Mi", " Gi", " Ti") if binary else ("", " K", " M", " G", " T")
-    for unit in units:
-        if abs(value) < base or unit == units[-1]:
-            return f"{value:.0f}{unit}" if unit == "" else f"{value:.2f}{unit}"
-        value /= base
-    return str(value)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,24 @@ def format_rate(value: float, digits: int = 3) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+def human(value: float, binary: bool = False) -> str:
+    """1234567 -> '1.23 M' (or '1.18 Mi' with binary=True)."""
+    base = 1024.0 if binary else 1000.0
+    units = ("", " Ki", " Mi", " Gi", " Ti") if binary else ("", " K", " M", " G", " T")
+    for unit in units:
+        if abs(value) < base or unit == units[-1]:
+            return f"{value:.0f}{unit}" if unit == "" else f"{value:.2f}{unit}"
+        value /= base
+    return str(value)
+
+
+def format_bytes(count: float) -> str:
+    """A size in bytes, the one way the studio writes sizes (window and command line alike): binary
+    units with their IEC names, 512 B, 8.29 MiB, 1.50 GiB."""
+    text = human(count, binary=True)
+    return f"{text} B" if text[-1].isdigit() else f"{text}B"
+
+
 def close_name(name: str, names: tuple[str, ...] | list[str]) -> str | None:
     """The nearest of ``names`` to a misspelt ``name``, for "did you mean" hints."""
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)

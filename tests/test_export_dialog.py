@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnnstudio import Project
+from cnnstudio.params import format_bytes
 from tests.test_train import tiny_model
 
 
@@ -41,6 +42,7 @@ def test_exports_onnx_and_shows_the_check(qtbot, project: Project, tmp_path: Pat
     assert target.is_file()
     text = dialog.result_label.text()
     assert text.startswith("Written model.onnx (") and "checked: max difference" in text
+    assert f"({format_bytes(target.stat().st_size)})" in text  # the CLI's convention too
     assert dialog.export_button.isEnabled()
     dialog.close()
     assert not dialog.busy()

@@ -185,7 +185,7 @@ def test_memory_hint_follows_the_batch_size(opened: MainWindow, qtbot) -> None:
     panel = opened.train_panel
     qtbot.waitUntil(lambda: opened.document.activations is not None, timeout=60000)
     first = panel.form.memory_hint.text()
-    assert "batch 16" in first and "MB" in first
+    assert "batch 16" in first and "MiB" in first
     panel.form.editors["batch_size"].setValue(512)
     assert "batch 512" in panel.form.memory_hint.text()
 

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.export import FORMATS, ExportResult, default_file_name, export, export_source
+from cnnstudio.params import format_bytes
 from cnnstudio.progress import TaskState
 from cnnstudio.runs import list_runs
 from ui.background import Jobs
@@ -33,12 +34,6 @@ def _export_job(
 ) -> ExportResult:
     source = export_source(project, run, untrained=run is None)
     return export(source, format, path)
-
-
-def _size_text(size: int) -> str:
-    if size >= 100_000:
-        return f"{size / 1e6:.1f} MB"
-    return f"{size / 1e3:.1f} kB"
 
 
 class ExportDialog(QDialog):
@@ -156,7 +151,7 @@ class ExportDialog(QDialog):
         set_role(self.result_label, "")
         names = ", ".join(p.name for p in result.files)
         self.result_label.setText(
-            f"Written {names} ({_size_text(result.size)}), checked: max difference "
+            f"Written {names} ({format_bytes(result.size)}), checked: max difference "
             f"{result.max_abs_diff:.2g}"
         )
         self.exported.emit(result)

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio import Project, StudioError, list_templates, new_project
-from cnnstudio.cli import human
 from cnnstudio.data import images_at
+from cnnstudio.params import format_bytes, human
 from cnnstudio.progress import TaskState
 from cnnstudio.shapes import format_shape
 from cnnstudio.templates import get_template
@@ -322,7 +322,7 @@ class MainWindow(QMainWindow):
         """The activation memory per image (what autograd keeps for backward), once measured."""
         saved, error = self.document.activations, self.document.activations_error
         if saved is not None:
-            return f"{human(saved.per_image_bytes, binary=True)}B activations per image"
+            return f"{format_bytes(saved.per_image_bytes)} activations per image"
         return f"activations not measured ({error})" if error else "measuring activations…"
 
     # Edits

@@ -26,7 +26,7 @@ COLUMNS = (
     "Top-5 %",
     "Input",
     "GFLOPs",
-    "Download (MB)",
+    "Download (MiB)",
     "On disk",
 )
 

@@ -19,9 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cnnstudio.cli import human
 from cnnstudio.layers import LAYER_KINDS
-from cnnstudio.params import AUTO, Param, format_rate
+from cnnstudio.params import AUTO, Param, format_bytes, format_rate
 from ui.editor.commands import SetModelShapeCommand, SetParamCommand
 
 
@@ -259,6 +258,6 @@ class PropertyPanel(QWidget):
         else:
             kept, whose = saved.layer(self.node_id), "this layer keeps"
         self.memory.setText(
-            f"Activation memory: {whose} {human(kept, binary=True)}B per image for the "
+            f"Activation memory: {whose} {format_bytes(kept)} per image for the "
             "backward pass while training"
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
 
+from cnnstudio.params import format_bytes
 from cnnstudio.train import available_devices, estimate_memory, free_memory, pick_device
 from cnnstudio.train_settings import TRAIN_PARAMS
 from ui.editor.properties import make_editor
@@ -126,7 +127,7 @@ class TrainSettingsForm(QWidget):
         precision = settings.get("precision", "fp32")
         precision = "fp32" if precision in ("auto", "fp32") else precision
         estimate = estimate_memory(self.document.spec, settings, precision, saved)
-        text = f"≈ {_megabytes(estimate.total(batch))} for a step at batch {batch}"
+        text = f"≈ {format_bytes(estimate.total(batch))} for a step at batch {batch}"
         try:
             device = pick_device(str(settings.get("device", "auto")))
         except Exception:  # a device named in the settings that this machine lacks
@@ -137,7 +138,3 @@ class TrainSettingsForm(QWidget):
         elif device is not None:
             text += " (CPU: uses main memory)"
         self.memory_hint.setText(text)
-
-
-def _megabytes(count: int) -> str:
-    return f"{count / 2**20:,.0f} MB" if count < 2**30 else f"{count / 2**30:.1f} GB"
