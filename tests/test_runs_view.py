@@ -249,6 +249,22 @@ def test_a_run_in_progress_is_inspected_live(opened: MainWindow, qtbot, tmp_path
         panel.stop_button.click()
 
 
+def test_file_open_image_inspects_the_chosen_file(
+    opened: MainWindow, qtbot, tmp_path: Path, monkeypatch
+) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    from tests.test_inspector_view import picture
+
+    path = picture(tmp_path / "walk.png")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    assert opened.open_image_action in opened.menuBar().actions()[0].menu().actions()
+    with qtbot.waitSignal(opened.inspector.inspected, timeout=60000):
+        opened.open_image_action.trigger()
+    assert opened.inspect_dock.isVisible()
+    assert "walk.png" in opened.statusBar().currentMessage()
+
+
 def test_file_export_writes_a_checked_file_of_the_newest_run(
     opened: MainWindow, qtbot, tmp_path: Path
 ) -> None:

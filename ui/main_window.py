@@ -8,7 +8,7 @@ import copy
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -162,6 +162,12 @@ class MainWindow(QMainWindow):
         )
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.export_action = self._action("&Export…", self.show_export_dialog, "Ctrl+E", "export")
+        self.open_image_action = self._action(
+            "Open &Image…", self.open_image_dialog, QKeySequence("Ctrl+Shift+O"), "open"
+        )
+        self.open_image_action.setToolTip(
+            "Inspect an image: its predicted classes, feature maps and where the network looks"
+        )
         self.import_action = self._action("&Import Weights…", self.import_weights_dialog)
         self.import_action.setToolTip(
             "Load a .safetensors or state-dict file into the model as a new run"
@@ -206,6 +212,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addActions([self.save_action, self.save_as_action])
         file_menu.addSeparator()
+        file_menu.addAction(self.open_image_action)
         file_menu.addActions([self.import_action, self.export_action])
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -423,6 +430,15 @@ class MainWindow(QMainWindow):
         else:
             self.inspector.inspect_array(image)
         self.statusBar().showMessage(f"Inspecting {label}", 5000)
+
+    def open_image_dialog(self) -> None:
+        """File > Open Image: the chosen file goes to the Inspect view, as a dropped one does."""
+        from ui.inspector.view import IMAGE_FILTER
+
+        start = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+        path, _ = QFileDialog.getOpenFileName(self, "Inspect an image", start, IMAGE_FILTER)
+        if path:
+            self._on_inspect_requested(Path(path), Path(path).name)
 
     def show_export_dialog(self) -> ExportDialog:
         """File > Export: the dialog works on its own thread; the window stays usable."""
