@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from cnnstudio import standard_sets
 from cnnstudio.build import build_model
 from cnnstudio.data import DataSettings, display_names
 from cnnstudio.errors import TrainingError
@@ -61,6 +62,8 @@ class RunInfo:
     best_val_accuracy: float | None
     summary: str  # the settings in a few words: "sgd lr 0.01, batch 64, 10 epochs"
     has_checkpoint: bool
+    data: str = ""  # the data it trained on in a word or two: "CIFAR-10", "folder digits"
+    data_where: str = ""  # and in full: the folder's path, the validation share
 
 
 @dataclass
@@ -98,6 +101,24 @@ def settings_summary(training: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def data_words(data: Any) -> tuple[str, str]:
+    """The data a run trained on (its project's ``data`` settings): a word or two for the run
+    list, and the whole of it for a tooltip; ("", "") when the settings do not say."""
+    if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+        return "", ""
+    source = data["source"]
+    share = data.get("val_fraction")
+    held = f", {share:.0%} held out for validation" if isinstance(share, (int, float)) else ""
+    if source == "folder":
+        path = str(data.get("path") or "")
+        return f"folder {Path(path).name}", f"image folder {path}{held}"
+    if source == "sample":
+        return "sample set", f"the built-in sample set{held}"
+    std = standard_sets.STANDARD_SETS.get(source)
+    title = std.title if std is not None else source
+    return title, f"{title} (its official training images{held})"
+
+
 def run_info(folder: Path) -> RunInfo:
     """What the run list shows for the run in ``folder`` (missing files give 'unknown')."""
     settings = _read_json(folder / SETTINGS) or {}
@@ -124,7 +145,13 @@ def run_info(folder: Path) -> RunInfo:
             else settings_summary(training)
         ),
         has_checkpoint=(folder / LAST).is_file() or (folder / BEST).is_file(),
+        **dict(zip(("data", "data_where"), data_words(_project_data(settings)), strict=True)),
     )
+
+
+def _project_data(settings: dict[str, Any]) -> Any:
+    project = settings.get("project")
+    return project.get("data") if isinstance(project, dict) else None
 
 
 def trainer_process() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from cnnstudio.runs import (
     list_runs,
     read_evaluation,
     read_history,
+    run_info,
     settings_summary,
 )
 
@@ -48,6 +49,25 @@ def test_list_runs_newest_first_and_tolerates_missing_files(tmp_path: Path) -> N
     assert found[2].epochs_done == 4 and found[2].epochs == 4
     assert found[2].summary == "sgd lr 0.05, batch 32, 4 epochs"
     assert list_runs(tmp_path / "nothing") == [] and list_runs(None) == []
+    assert found[2].data == "" and found[0].data == ""  # the settings do not say
+
+
+@pytest.mark.parametrize(
+    ("data", "short", "full"),
+    [({"source": "folder", "path": "/home/me/flowers", "val_fraction": 0.2},
+      "folder flowers", "image folder /home/me/flowers, 20% held out for validation"),
+     ({"source": "cifar10"}, "CIFAR-10", "CIFAR-10 (its official training images)"),
+     ({"source": "sample", "val_fraction": 0.1}, "sample set",
+      "the built-in sample set, 10% held out for validation"),
+     ({"source": 3}, "", ""), (None, "", "")],
+)  # fmt: skip
+def test_a_run_says_which_data_it_trained_on(tmp_path: Path, data, short: str, full: str) -> None:
+    folder = fake_run(tmp_path / "runs", "20261201-100000")
+    settings = json.loads((folder / "settings.json").read_text())
+    settings["project"] = {"data": data}
+    (folder / "settings.json").write_text(json.dumps(settings))
+    info = run_info(folder)
+    assert (info.data, info.data_where) == (short, full)
 
 
 def test_read_history_skips_a_half_written_line(tmp_path: Path) -> None:

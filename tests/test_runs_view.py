@@ -59,7 +59,10 @@ def test_run_list_shows_every_run_with_its_accuracy(opened: MainWindow) -> None:
         assert view.table.item(row, 1).text() == "finished"
         assert view.table.item(row, 2).text() == "2/2"
         assert view.table.item(row, 3).text() == f"{info.best_val_accuracy:.2%}"
-        assert "sgd" in view.table.item(row, 4).text() or "adamw" in view.table.item(row, 4).text()
+        data_folder = Path(opened.document.project.data.path).name
+        assert view.table.item(row, 4).text() == f"folder {data_folder}"
+        assert "trained on image folder " in view.table.item(row, 4).toolTip()
+        assert "sgd" in view.table.item(row, 5).text() or "adamw" in view.table.item(row, 5).text()
 
 
 def test_selecting_two_runs_overlays_their_curves(opened: MainWindow) -> None:

@@ -24,7 +24,7 @@ from cnnstudio.errors import StudioError
 from cnnstudio.runs import RunInfo, delete_run, list_runs
 from ui.icons import icon
 
-COLUMNS = ("run", "state", "epochs", "best val. accuracy", "settings")
+COLUMNS = ("run", "state", "epochs", "best val. accuracy", "data", "settings")
 STATE_WORDS = {"early_stopped": "early stopped", "unknown": "?"}
 
 
@@ -89,7 +89,7 @@ class RunsView(QWidget):
             epochs = f"{info.epochs_done or 0}/{info.epochs}" if info.epochs else "–"
             best = f"{info.best_val_accuracy:.2%}" if info.best_val_accuracy is not None else "–"
             state = STATE_WORDS.get(info.state, info.state)
-            cells = (_started(info), state, epochs, best, info.summary)
+            cells = (_started(info), state, epochs, best, info.data or "–", info.summary)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if column in (2, 3):
@@ -97,6 +97,8 @@ class RunsView(QWidget):
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
                 tip = f"{info.folder}"
+                if info.data_where:
+                    tip += f"\ntrained on {info.data_where}"
                 if info.message:
                     tip += f"\n{info.message}"
                 item.setToolTip(tip)
