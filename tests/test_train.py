@@ -27,6 +27,7 @@ from cnnstudio.train import (
     Finished,
     RunStarted,
     StepLogged,
+    StepsDone,
     Trainer,
     estimate_memory,
     make_optimizer,
@@ -119,6 +120,26 @@ def test_a_run_reports_events_and_fills_its_folder(project: Project) -> None:
     assert {line["type"] for line in lines} == {"step", "epoch"}
     assert json.loads((run / "state.json").read_text())["state"] == "finished"
     assert result.final_val_accuracy == epochs[-1].val_accuracy
+
+
+def test_the_step_count_moves_between_logged_steps(project: Project, monkeypatch) -> None:
+    """StepsDone: after the first step at once, then at most every HEARTBEAT_SECONDS, without
+    waiting for log_every steps (a slow machine showed nothing for half a minute)."""
+    import cnnstudio.train.loop as loop
+
+    project.training = check_training({**project.training, "log_every": 1000, "epochs": 1})
+    monkeypatch.setattr(loop, "HEARTBEAT_SECONDS", 0.0)  # every step, to count them
+    events, result = collect(Trainer(project))
+    assert isinstance(result, Finished)
+    started = next(e for e in events if isinstance(e, RunStarted))
+    beats = [e for e in events if isinstance(e, StepsDone)]
+    assert [b.global_step for b in beats] == list(range(1, started.steps_per_epoch + 1))
+    assert [b.step for b in beats] == [b.global_step for b in beats]
+    assert all(b.epoch == 1 and b.steps == started.steps_per_epoch for b in beats)
+    # with the real interval, a short run reports its first step and few others
+    monkeypatch.setattr(loop, "HEARTBEAT_SECONDS", 3600.0)
+    events, _ = collect(Trainer(project))
+    assert [e.global_step for e in events if isinstance(e, StepsDone)] == [1]
 
 
 def test_dataset_statistics_are_stored_in_the_project_once(project: Project) -> None:

@@ -40,7 +40,7 @@ def test_a_short_run_draws_curves_and_ends_at_100_percent(qtbot, trainable: Main
     x, _ = panel.curves.raw_curve.getData()
     assert len(x) == len(panel.steps) > 10
     assert list(panel.curves.val_acc_curve.getData()[0]) == [1, 2, 3]
-    assert f"best {result.best_val_accuracy:.2%}" in panel.progress.format()
+    assert f"best {result.best_val_accuracy:.2%}" in panel.controller.status
     assert not panel.running and panel.start_button.isEnabled()
 
 
@@ -53,6 +53,9 @@ def test_pause_holds_the_steps_and_resume_continues(qtbot, trainable: MainWindow
     held = len(panel.steps)
     qtbot.wait(700)
     assert len(panel.steps) == held, "no step while paused"
+    status = panel.controller.status
+    assert status.startswith("paused · epoch ") and "ETA" not in status, status
+    assert panel.status_label.text().startswith("paused")
     with qtbot.waitSignal(panel.run_finished, timeout=120000):
         panel.pause_button.setChecked(False)
     assert len(panel.steps) > held

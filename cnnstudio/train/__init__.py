@@ -46,6 +46,7 @@ from cnnstudio.train.events import (
     Finished,
     RunStarted,
     StepLogged,
+    StepsDone,
     Warned,
 )
 from cnnstudio.train.memory import MemoryEstimate, estimate_memory
@@ -65,6 +66,7 @@ __all__ = [
     "MemoryEstimate",
     "RunStarted",
     "StepLogged",
+    "StepsDone",
     "TrainSettings",
     "Trainer",
     "Warned",

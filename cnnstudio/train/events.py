@@ -50,6 +50,21 @@ class StepLogged:
 
 
 @dataclass(frozen=True)
+class StepsDone:
+    """How far the run is, between the logged steps: sent after a step at most every
+    ``HEARTBEAT_SECONDS`` (and after the first), without reading anything from the device, so that
+    a window's step count moves on a slow machine where ``log_every`` steps take half a minute."""
+
+    epoch: int  # 1-based
+    step: int  # 1-based, within the epoch
+    steps: int
+    global_step: int
+
+
+HEARTBEAT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
 class EpochEnded:
     epoch: int  # 1-based
     epochs: int

@@ -21,12 +21,14 @@ from cnnstudio.train.checkpoint import Progress, TrainingParts, checkpoint_state
 from cnnstudio.train.devices import autocast
 from cnnstudio.train.distributed import World, all_sum
 from cnnstudio.train.events import (
+    HEARTBEAT_SECONDS,
     CheckpointSaved,
     Control,
     EpochEnded,
     EventSink,
     Failed,
     StepLogged,
+    StepsDone,
 )
 from cnnstudio.train_settings import TrainSettings
 
@@ -101,6 +103,7 @@ class Loop:
         self.epochs = self.settings.epochs
         self.steps = len(train_batches)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.settings.label_smoothing)
+        self._beat = -math.inf  # when the last StepsDone went out
 
     def run(self) -> str | Failed:
         """Train to the last epoch: "finished", "early_stopped", "stopped", or Failed (NaN)."""
@@ -178,6 +181,7 @@ class Loop:
             window.add(loss, correct, len(y))
             p.batch += 1
             p.global_step += 1
+            self._heartbeat()
             if window.full or p.batch == self.steps:
                 now = time.perf_counter()
                 failed = self._flush(window, now)
@@ -186,6 +190,15 @@ class Loop:
                 if failed:
                     return failed, train_time
         return None, train_time
+
+    def _heartbeat(self) -> None:
+        """StepsDone after the first step and then at most every HEARTBEAT_SECONDS."""
+        now = time.perf_counter()
+        if now - self._beat < HEARTBEAT_SECONDS:
+            return
+        self._beat = now
+        p = self.p
+        self.c.events(StepsDone(p.epoch + 1, p.batch, self.steps, p.global_step))
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.c.channels_last and x.dim() == 4:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -120,8 +121,14 @@ class TrainPanel(QWidget):
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        self.progress.setFormat("ready")
+        self.progress.setFormat("%p%")  # the bar holds the share; the words go under it
+        self.progress.setTextVisible(False)
         left.addWidget(self.progress)
+        self.status_label = QLabel("ready", self)
+        self.status_label.setProperty("role", "muted")
+        # elided to the room it has, never wrapped, never widening the dock
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        left.addWidget(self.status_label)
         self.message = QLabel(self)
         self.message.setWordWrap(True)
         left.addWidget(self.message)
@@ -253,7 +260,20 @@ class TrainPanel(QWidget):
 
     def _on_progress_changed(self) -> None:
         self.progress.setValue(self.controller.percent)
-        self.progress.setFormat(self.controller.status)
+        self._show_status()
+
+    def _show_status(self) -> None:
+        """The run's status line on one line, cut with … where the panel is narrow (the whole
+        line in the tooltip)."""
+        text = self.controller.status
+        room = max(40, self.status_label.width())
+        shown = self.status_label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, room)
+        self.status_label.setText(shown)
+        self.status_label.setToolTip(text if shown != text else "")
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._show_status()
 
     def _on_run_started(self, event) -> None:
         self.curves.steps_per_epoch = max(1, event.steps_per_epoch)

@@ -32,6 +32,10 @@ class RunController(QObject):
         self.status = "ready"
         self._first_step = 0
         self._total_steps = 1
+        self._all_steps = 1  # of the whole run, counted from its first epoch
+        self._rate = ""  # "250 img/s", from the last logged steps
+        self._seconds_per_step: float | None = None
+        self._where = ""  # "epoch 2 · step 14/63"
 
     @property
     def running(self) -> bool:
@@ -71,13 +75,19 @@ class RunController(QObject):
         worker.epoch_ended.connect(self._on_epoch_ended)
         worker.warned.connect(self._on_warned)
         worker.data_progressed.connect(self._on_data_progressed)
+        worker.steps_done.connect(self._on_steps_done)
         worker.run_finished.connect(self._on_run_finished)
 
     def pause(self) -> None:
+        """Pause after the current step; the status says so, without an ETA that would run out."""
         self.runner.pause()
+        if self.running:
+            self._show(self.percent, f"paused · {self._where}" if self._where else "paused")
 
     def resume(self) -> None:
         self.runner.resume()
+        if self.running:
+            self._show(self.percent, f"{self._where} · resuming…" if self._where else "resuming…")
 
     def stop(self) -> None:
         """Stop after the current step; the run writes a checkpoint."""
@@ -96,18 +106,33 @@ class RunController(QObject):
     def _on_run_started(self, event) -> None:
         self._total_steps = max(1, (event.epochs - event.start_epoch) * event.steps_per_epoch)
         self._first_step = event.start_epoch * event.steps_per_epoch
-        self._show(self.percent, f"training on {event.device_name}")
+        self._all_steps = self._first_step + self._total_steps
+        self._rate, self._seconds_per_step, self._where = "", None, ""
+        self._show(self.percent, f"first step on {event.device_name}…")
         self.run_started.emit(event)
 
     def _on_step_logged(self, event) -> None:
-        done = event.global_step - self._first_step
-        eta = time.strftime("%H:%M:%S", time.gmtime(event.eta_seconds))
-        self._show(
-            int(100 * done / self._total_steps),
-            f"epoch {event.epoch} · step {event.step}/{event.steps} · "
-            f"{event.images_per_sec:,.0f} img/s · ETA {eta}",
-        )
+        remaining = max(1, self._all_steps - event.global_step)
+        self._seconds_per_step = event.eta_seconds / remaining
+        self._rate = f"{event.images_per_sec:,.0f} img/s"
+        self._show_steps(event)
         self.step_logged.emit(event)
+
+    def _on_steps_done(self, event) -> None:
+        if not self.runner.paused:
+            self._show_steps(event)
+
+    def _show_steps(self, event) -> None:
+        """The step count and the ETA, the speed from the last logged steps (until the first
+        ones are logged: 'measuring speed')."""
+        done = event.global_step - self._first_step
+        self._where = f"epoch {event.epoch} · step {event.step}/{event.steps}"
+        if self._seconds_per_step is None:
+            tail = "measuring speed…"
+        else:
+            left = self._seconds_per_step * (self._all_steps - event.global_step)
+            tail = f"{self._rate} · ETA {time.strftime('%H:%M:%S', time.gmtime(left))}"
+        self._show(int(100 * done / self._total_steps), f"{self._where} · {tail}")
 
     def _on_epoch_ended(self, event) -> None:
         self.epoch_ended.emit(event)

@@ -17,6 +17,7 @@ from cnnstudio.train import (
     Finished,
     RunStarted,
     StepLogged,
+    StepsDone,
     Trainer,
     Warned,
 )
@@ -30,6 +31,7 @@ class TrainingWorker(QObject):
     epoch_ended = Signal(object)
     checkpoint_saved = Signal(object)
     data_progressed = Signal(object)
+    steps_done = Signal(object)
     warned = Signal(str)
     run_finished = Signal(object)  # Finished or Failed
 
@@ -48,6 +50,8 @@ class TrainingWorker(QObject):
     def _forward(self, event) -> None:
         if isinstance(event, StepLogged):
             self.step_logged.emit(event)
+        elif isinstance(event, StepsDone):
+            self.steps_done.emit(event)
         elif isinstance(event, EpochEnded):
             self.epoch_ended.emit(event)
         elif isinstance(event, CheckpointSaved):
@@ -103,6 +107,10 @@ class TrainingRunner(QObject):
     def pause(self) -> None:
         if self.worker is not None:
             self.worker.trainer.pause()
+
+    @property
+    def paused(self) -> bool:
+        return self.worker is not None and self.worker.trainer.control.paused
 
     def resume(self) -> None:
         if self.worker is not None:
