@@ -70,9 +70,11 @@ def test_selecting_two_runs_overlays_their_curves(opened: MainWindow) -> None:
     names = [r.name for r in panel.runs_view.runs]
     panel.runs_view.select_runs(names)
     assert len(panel.runs_view.selected()) == 2
-    drawn = {item.name() for item in panel.curves.overlays}
-    assert drawn == set(names)
     loss_items = [i for i in panel.curves.overlays if i in panel.curves.loss_plot.listDataItems()]
+    assert {item.name() for item in loss_items} == set(names)
+    assert len(panel.curves.overlays) == 4  # and each run's validation accuracy, same colour
+    legend = [label.text for _sample, label in panel.curves.legend.items]
+    assert all(legend.count(name) == 1 for name in names), legend  # one entry a run
     assert len(loss_items) == 2 and all(len(i.getData()[0]) > 5 for i in loss_items)
     panel.runs_view.select_runs([])
     assert panel.curves.overlays == []
@@ -191,6 +193,25 @@ def test_memory_hint_follows_the_batch_size(opened: MainWindow, qtbot) -> None:
     assert "batch 16" in first and "MiB" in first
     panel.form.editors["batch_size"].setValue(512)
     assert "batch 512" in panel.form.memory_hint.text()
+
+
+def test_legend_covers_no_point_and_a_new_run_starts_from_empty_axes(
+    opened: MainWindow, qtbot
+) -> None:
+    curves = opened.train_panel.curves
+    opened.train_panel.runs_view.select_runs([r.name for r in opened.train_panel.runs_view.runs])
+    opened.train_panel.tabs.setCurrentWidget(curves)
+    qtbot.waitUntil(lambda: curves.isVisible())
+    plots = (curves.loss_plot, curves.acc_plot, curves.lr_plot)
+
+    def apart() -> bool:  # once the layout has taken the legend's new entries
+        legend = curves.legend.sceneBoundingRect()
+        return not any(legend.intersects(plot.vb.sceneBoundingRect()) for plot in plots)
+
+    qtbot.waitUntil(apart, timeout=3000)
+    assert curves.loss_plot.viewRange()[0][1] > 5  # the overlaid runs' steps
+    curves.clear()
+    assert curves.loss_plot.viewRange() == [[0.0, 1.0], [0.0, 1.0]]
 
 
 def test_curves_export_as_csv_and_png(opened: MainWindow, qtbot, tmp_path: Path) -> None:

@@ -81,12 +81,13 @@ class CurvesView(QWidget):
 
     def _build_plots(self) -> None:
         plots = self.plots
-        # one row, so the curves keep their height in a short dock
-        self.loss_plot = plots.addPlot(row=0, col=0)
+        # one row, so the curves keep their height in a short dock; the legends above the plots,
+        # where they cover no point
+        self.loss_plot = plots.addPlot(row=1, col=0)
         self.acc_plot = plots.addPlot(
-            row=0, col=1, axisItems={"bottom": _EpochAxis(orientation="bottom")}
+            row=1, col=1, axisItems={"bottom": _EpochAxis(orientation="bottom")}
         )
-        self.lr_plot = plots.addPlot(row=0, col=2)
+        self.lr_plot = plots.addPlot(row=1, col=2)
         for col, stretch in enumerate((5, 3, 2)):
             plots.ci.layout.setColumnStretchFactor(col, stretch)
         self.loss_plot.setLabel("left", "loss")
@@ -104,29 +105,33 @@ class CurvesView(QWidget):
                 plot.getAxis(side).setStyle(maxTickLevel=1)
             plot.setClipToView(True)
             plot.setDownsampling(auto=True, mode="peak")
-        self.loss_plot.addLegend(offset=(-10, 10), labelTextSize="8pt", verSpacing=-4)
-        self.acc_plot.addLegend(offset=(-10, -10), labelTextSize="8pt", verSpacing=-4)
+        # one legend for the plots, as many entries a line as the width takes
+        self.legend = pg.LegendItem(colCount=6, labelTextSize="8pt", frame=False, horSpacing=12)
+        self.legend.setLabelTextColor(colours().text)
+        plots.addItem(self.legend, row=0, col=0, colspan=3)
+        for plot in (self.loss_plot, self.acc_plot):
+            plot.legend = self.legend  # the plots add their named curves (and overlays) to it
 
     def _build_curves(self) -> None:
         c = colours()
-        self.raw_curve = self.loss_plot.plot(pen=pg.mkPen(c.accent, width=1), name="step")
+        self.raw_curve = self.loss_plot.plot(pen=pg.mkPen(c.accent, width=1), name="loss (step)")
         self.raw_curve.setOpacity(0.3)
         self.smooth_curve = self.loss_plot.plot(pen=pg.mkPen(c.accent, width=2), name="smoothed")
         self.train_loss_curve = self.loss_plot.plot(
-            pen=None, symbol="o", symbolSize=6, symbolBrush=c.accent, name="train (epoch)"
+            pen=None, symbol="o", symbolSize=6, symbolBrush=c.accent, name="loss (epoch)"
         )
         self.val_loss_curve = self.loss_plot.plot(
             pen=pg.mkPen(c.warning, width=2),
             symbol="o",
             symbolSize=6,
             symbolBrush=c.warning,
-            name="validation",
+            name="validation loss",
         )
         self.train_acc_curve = self.acc_plot.plot(
-            pen=pg.mkPen(c.accent, width=2), symbol="o", symbolSize=6, name="train"
+            pen=pg.mkPen(c.accent, width=2), symbol="o", symbolSize=6, name="train accuracy"
         )
         self.val_acc_curve = self.acc_plot.plot(
-            pen=pg.mkPen(c.warning, width=2), symbol="o", symbolSize=6, name="validation"
+            pen=pg.mkPen(c.warning, width=2), symbol="o", symbolSize=6, name="validation accuracy"
         )
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen(c.muted, width=1.5))
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
@@ -138,9 +143,14 @@ class CurvesView(QWidget):
         self._timer.timeout.connect(self._redraw)
         self.loss_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.legend.setColumnCount(max(1, min(6, self.width() // 140)))
+
     def refresh_theme(self) -> None:
         """Redraw the plots' background and the buttons' icons in the current theme."""
         self.plots.setBackground(colours().base)
+        self.legend.setLabelTextColor(colours().text)
         for button in (self.csv_button, self.png_button):
             button.setIcon(icon("export"))
 
@@ -154,6 +164,12 @@ class CurvesView(QWidget):
                       self.val_loss_curve, self.train_acc_curve, self.val_acc_curve,
                       self.lr_curve):  # fmt: skip
             curve.setData([], [])
+        # an empty plot keeps the ranges of the run before unless told: start from nothing
+        for plot in (self.loss_plot, self.lr_plot):
+            plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            plot.enableAutoRange()
+        self.acc_plot.setXRange(1, 2, padding=0.05)
+        self.acc_plot.enableAutoRange(axis="x")
 
     def add_step(self, event) -> None:
         """A logged step (StepLogged): drawn with the next redraw."""
@@ -197,7 +213,6 @@ class CurvesView(QWidget):
                     symbol="o",
                     symbolSize=5,
                     symbolBrush=colour,
-                    name=info.name,
                 )
             )
 
@@ -276,6 +291,13 @@ class CurvesView(QWidget):
             saved = self.save_png(path)
             self.saved.emit(f"Plots saved to {path}" if saved else f"Cannot write {path}")
 
+    def _range_lr(self, values: list[float]) -> None:
+        flat = _flat_range(values)
+        if flat is None:
+            self.lr_plot.enableAutoRange(axis="y")
+        else:
+            self.lr_plot.setYRange(*flat, padding=0)
+
     # Drawing, coalesced
 
     def _mark_dirty(self) -> None:
@@ -294,6 +316,7 @@ class CurvesView(QWidget):
             self.raw_curve.setData(x, y)
             self.smooth_curve.setData(x, _smoothed(y))
             self.lr_curve.setData([s for s, _ in self.lrs], [v for _, v in self.lrs])
+            self._range_lr([v for _, v in self.lrs])
         if self.epochs:
             ends = [e.epoch * self.steps_per_epoch for e in self.epochs]
             self.train_loss_curve.setData(ends, [e.train_loss for e in self.epochs])
@@ -304,6 +327,15 @@ class CurvesView(QWidget):
         # auto-range now rather than inside the paint: there it changes the axes and asks for a
         # second, full paint (two to four paints per redraw instead of one)
         self.plots.scene().prepareForPaint()
+
+
+def _flat_range(values: list[float]) -> tuple[float, float] | None:
+    """The y range for a constant curve (a constant learning rate): from zero to above it,
+    where pyqtgraph would centre it in ±0.5 and show "0"; None when the values vary."""
+    if not values or max(values) != min(values):
+        return None
+    value = values[0]
+    return (0.0, value * 1.5) if value > 0 else (value - 1.0, value + 1.0)
 
 
 def _smoothed(values: list[float], beta: float = 0.9) -> list[float]:
