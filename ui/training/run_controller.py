@@ -119,14 +119,16 @@ class RunController(QObject):
         self.step_logged.emit(event)
 
     def _on_steps_done(self, event) -> None:
-        if not self.runner.paused:
-            self._show_steps(event)
+        self._show_steps(event)
 
     def _show_steps(self, event) -> None:
         """The step count and the ETA, the speed from the last logged steps (until the first
         ones are logged: 'measuring speed')."""
         done = event.global_step - self._first_step
         self._where = f"epoch {event.epoch} · step {event.step}/{event.steps}"
+        if self.runner.paused:  # the step in flight when Pause was pressed
+            self._show(int(100 * done / self._total_steps), f"paused · {self._where}")
+            return
         if self._seconds_per_step is None:
             tail = "measuring speed…"
         else:
