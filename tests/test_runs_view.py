@@ -118,6 +118,24 @@ def test_per_class_figures_read_alike_and_sort_by_value(opened: MainWindow) -> N
     assert confusion.verticalHeaderItem(0).toolTip() == f"true {name}"
 
 
+def test_per_class_table_shows_every_column_at_1280_wide(opened: MainWindow, qtbot) -> None:
+    opened.resize(1280, 800)
+    panel = opened.train_panel
+    panel.tabs.setCurrentWidget(panel.results_view)
+    panel.runs_view.select_runs([panel.runs_view.runs[0].name])
+    table = panel.results_view.per_class
+    qtbot.waitUntil(lambda: table.isVisible() and table.rowCount() > 0)
+    header = table.horizontalHeader()
+    last = table.columnCount() - 1
+    qtbot.waitUntil(  # once the splitter has laid the panes out
+        lambda: (
+            header.sectionViewportPosition(last) + header.sectionSize(last)
+            <= table.viewport().width() + 1
+        )
+    )
+    assert header.sectionSize(last) >= header.sectionSizeFromContents(last).width()
+
+
 def test_clicking_a_cell_shows_its_mistakes_and_opens_one(opened: MainWindow, qtbot) -> None:
     panel = opened.train_panel
     panel.runs_view.select_runs([panel.runs_view.runs[-1].name])

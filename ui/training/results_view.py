@@ -129,7 +129,7 @@ class ResultsView(QWidget):
         self.confusion.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.confusion.setToolTip("Click a cell to see those images")
         left_layout.addWidget(self.confusion, 1)
-        middle = QWidget(splitter)
+        middle = self.per_class_pane = QWidget(splitter)
         middle_layout = QVBoxLayout(middle)
         middle_layout.setContentsMargins(0, 0, 0, 0)
         self.per_class = QTableWidget(0, 5, middle)
@@ -235,6 +235,25 @@ class ResultsView(QWidget):
         # sortable by clicking a header; shown in the classes' own order until then
         self.per_class.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.per_class.setSortingEnabled(True)
+        self._keep_per_class_whole()
+
+    def _keep_per_class_whole(self) -> None:
+        """The splitter may not squeeze the per-class table below its columns ("support" was cut
+        off at 1280 wide): its pane is at least as wide as they are, a long class name cut with …
+        (the whole name in its tooltip)."""
+        table, header = self.per_class, self.per_class.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        table.resizeColumnToContents(0)
+        header.resizeSection(0, min(header.sectionSize(0), 160))
+        for row in range(table.rowCount()):
+            item = table.item(row, 0)
+            if item is not None:
+                item.setToolTip(item.text())
+        others = sum(header.sectionSize(c) for c in range(1, table.columnCount()))
+        scroll = table.verticalScrollBar().sizeHint().width()
+        self.per_class_pane.setMinimumWidth(
+            header.sectionSize(0) + others + scroll + 2 * table.frameWidth()
+        )
 
     def refresh_theme(self) -> None:
         """Recolour the heat map in the current theme."""
