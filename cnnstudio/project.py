@@ -73,6 +73,7 @@ class Project:
             raise ProjectError(None, "the project has no folder yet: give one to save into")
         target = self.path / PROJECT_FILE
         try:
+            self.path.mkdir(parents=True, exist_ok=True)  # Save As to a new folder's name
             atomic_write_text(target, self.to_json())
         except OSError as error:
             raise ProjectError(target, f"cannot save: {error.strerror or error}") from None

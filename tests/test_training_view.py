@@ -107,9 +107,56 @@ def test_a_failed_run_shows_why_and_the_window_stays_usable(qtbot, trainable: Ma
     assert "conv1" not in [n.id for n in trainable.document.spec.nodes]
 
 
-def test_unsaved_project_is_asked_to_be_saved_first(window: MainWindow) -> None:
+def test_unsaved_project_is_offered_a_save_and_the_note_goes_once_saved(
+    qtbot, window: MainWindow, monkeypatch, tmp_path: Path
+) -> None:
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    asked = []
+
+    def decline(*args, **kwargs):
+        asked.append(args[1])
+        return QMessageBox.StandardButton.Cancel
+
+    monkeypatch.setattr(QMessageBox, "question", decline)
     assert not window.train_panel.start()
+    assert asked == ["Save the project to train it"]
     assert "Save the project first" in window.train_panel.message.text()
+    # saved through File > Save As into a folder that does not exist yet: made, note gone
+    target = tmp_path / "new" / "my-project"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    assert window.save_project_as()
+    assert (target / "project.json").is_file()
+    assert window.train_panel.message.text() == ""
+
+
+def test_save_as_refuses_a_folder_of_other_files_and_starts_in_documents(
+    window: MainWindow, monkeypatch, tmp_path: Path
+) -> None:
+    from PySide6.QtCore import QStandardPaths
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    from ui.main_window import project_folder_refusal
+
+    busy = tmp_path / "photos"
+    busy.mkdir()
+    (busy / "cat.png").write_bytes(b"x")
+    assert "other files" in project_folder_refusal(busy)
+    assert project_folder_refusal(tmp_path / "fresh") is None
+    assert "is a file" in project_folder_refusal(busy / "cat.png")
+    starts, warned = [], []
+
+    def choose(_window, _title, start, _filter):
+        starts.append(start)
+        return str(busy), ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", choose)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a: warned.append(a[2]))
+    assert not window.save_project_as()
+    assert warned and "other files" in warned[0] and not (busy / "project.json").exists()
+    assert window.settings.last_project() is None
+    documents = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+    assert Path(starts[0]).parent == Path(documents)  # not the program's folder
 
 
 @pytest.mark.slow

@@ -51,6 +51,19 @@ from ui.theme import THEMES, apply_theme, set_role
 from ui.training.panel import TrainPanel
 
 
+def project_folder_refusal(folder: Path) -> str | None:
+    """Why ``folder`` cannot take a saved project, or None: a file of that name, or a folder
+    with other things in it and no project (a project's files would be mixed with them)."""
+    if folder.is_file():
+        return f"{folder} is a file: give the project a folder name"
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "project.json").is_file():
+        return (
+            f"{folder} has other files in it: give a new folder name (it is made for you) "
+            "or choose an empty folder"
+        )
+    return None
+
+
 class MainWindow(QMainWindow):
     """The top-level window over one project."""
 
@@ -98,6 +111,7 @@ class MainWindow(QMainWindow):
             "Data", "data", data_scroll, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self.train_panel = TrainPanel(self.document, self)
+        self.train_panel.save_first = self._offer_save_for_training
         self.train_panel.image_source_for = self._image_source_for
         self.train_dock = self._dock(
             "Train", "train", self.train_panel, Qt.DockWidgetArea.BottomDockWidgetArea
@@ -522,7 +536,9 @@ class MainWindow(QMainWindow):
         if not (self.confirm_stop_training() and self.maybe_save()):
             return
         self.train_panel.stop_and_wait()
-        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
+        folder = QFileDialog.getExistingDirectory(
+            self, "Open project folder", self._projects_folder()
+        )
         if folder:
             self.open_project(folder)
 
@@ -549,8 +565,47 @@ class MainWindow(QMainWindow):
         return self._save(None)
 
     def save_project_as(self) -> bool:
-        folder = QFileDialog.getExistingDirectory(self, "Save project into folder")
-        return self._save(folder) if folder else False
+        """Save into a folder named in the dialog: a new name makes the folder; an existing
+        folder is taken when it is empty or holds a project (after asking to replace it)."""
+        start = Path(self._projects_folder()) / (self.document.project.name or "project")
+        folder, _ = QFileDialog.getSaveFileName(
+            self, "Save project as (the project's folder)", str(start), "Project folder (*)"
+        )
+        if not folder:
+            return False
+        refusal = project_folder_refusal(Path(folder))
+        if refusal:
+            QMessageBox.warning(self, "Cannot save the project there", refusal)
+            return False
+        if (Path(folder) / "project.json").is_file() and Path(folder) != (
+            self.document.project.path
+        ):
+            answer = QMessageBox.question(
+                self, "Replace the project?",
+                f"{folder} holds a project already. Replace its project.json with this project? "
+                "Its runs stay.",
+            )  # fmt: skip
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        return self._save(folder)
+
+    def _offer_save_for_training(self) -> bool:
+        """Train on a project never saved: its runs need its folder, so offer to save it."""
+        answer = QMessageBox.question(
+            self, "Save the project to train it",
+            "A run keeps its checkpoints, curves and results in the project's folder. "
+            "Save the project now?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )  # fmt: skip
+        return answer == QMessageBox.StandardButton.Save and self.save_project_as()
+
+    def _projects_folder(self) -> str:
+        """Where the project dialogs open: beside the last project, else the user's documents."""
+        last = self.settings.last_project()
+        if last and Path(last).parent.is_dir():
+            return str(Path(last).parent)
+        return QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
 
     def _save(self, folder: str | None) -> bool:
         try:
@@ -561,6 +616,7 @@ class MainWindow(QMainWindow):
         self._remember(str(self.document.project.path))
         self._update_title()
         self.train_panel.runs_view.set_runs_dir(self.document.project.runs_dir)
+        self.train_panel.project_saved()
         return True
 
     def _remember(self, path: str) -> None:

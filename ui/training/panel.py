@@ -33,7 +33,7 @@ from ui.theme import colours
 from ui.training.curves_view import CurvesView
 from ui.training.lr_view import LRFinderView
 from ui.training.results_view import ImageSource, ResultsView
-from ui.training.run_controller import RunController
+from ui.training.run_controller import SAVE_FIRST, RunController
 from ui.training.runs_view import RunsView
 from ui.training.settings_form import TrainSettingsForm
 from ui.training.worker import TrainingRunner
@@ -52,6 +52,7 @@ class TrainPanel(QWidget):
         self.document = document
         self.controller = RunController(document, self)
         self.image_source_for: Callable[[dict], ImageSource | None] = lambda _data: None
+        self.save_first: Callable[[], object] | None = None  # offers to save an unsaved project
         self._build_ui()
         self._connect()
         self._set_running(False)
@@ -193,7 +194,10 @@ class TrainPanel(QWidget):
     # Starting and stopping
 
     def start(self, resume: bool | str = False, epochs: int | None = None) -> bool:
-        """Train the project (or resume a run); False, with the reason shown, when it cannot."""
+        """Train the project (or resume a run); False, with the reason shown, when it cannot.
+        An unsaved project is offered a save first (``save_first``, set by the window)."""
+        if self.document.project.path is None and self.save_first is not None:
+            self.save_first()
         refusal = self.controller.refusal()
         if refusal is None and self.lr_view.busy():
             refusal = "The learning-rate finder is running: wait for it to end."
@@ -208,6 +212,11 @@ class TrainPanel(QWidget):
         self._set_running(True)
         self.tabs.setCurrentIndex(0)
         return True
+
+    def project_saved(self) -> None:
+        """The project has a folder now: a 'save first' note no longer applies."""
+        if self.message.text() == SAVE_FIRST:
+            self.message.setText("")
 
     def _on_start_clicked(self) -> None:
         self.start()

@@ -12,6 +12,8 @@ from cnnstudio.runs import RunInfo
 from cnnstudio.train import Failed
 from ui.training.worker import TrainingRunner
 
+SAVE_FIRST = "Save the project first: its runs are kept in its folder."
+
 
 class RunController(QObject):
     """One run at a time; its events come back as signals carrying the engine's dataclasses."""
@@ -44,7 +46,7 @@ class RunController(QObject):
     def refusal(self) -> str | None:
         """Why the project cannot be trained now, or None."""
         if self.document.project.path is None:
-            return "Save the project first: its runs are kept in its folder."
+            return SAVE_FIRST
         if self.document.analysis is not None and not self.document.analysis.valid:
             return "The model has problems (red blocks): fix them first."
         return None
