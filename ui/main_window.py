@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QScrollArea,
     QToolBar,
 )
 
@@ -47,6 +46,7 @@ from ui.icons import clear_cache, icon
 from ui.inspector import InspectorView
 from ui.inspector.sources import live_source, run_source
 from ui.predict_view import PredictView
+from ui.scrolling import VerticalScroll
 from ui.theme import THEMES, apply_theme, set_role
 from ui.training.panel import TrainPanel
 
@@ -103,10 +103,8 @@ class MainWindow(QMainWindow):
         self.property_dock = self._dock(
             "Properties", "properties", self.property_panel, Qt.DockWidgetArea.RightDockWidgetArea
         )
-        data_scroll = QScrollArea(self)
-        data_scroll.setWidget(self.data_panel)
-        data_scroll.setWidgetResizable(True)
-        data_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        data_scroll = VerticalScroll(self.data_panel, self)
+        data_scroll.scroll_wheel_over(self.data_panel.chart)
         self.data_dock = self._dock(
             "Data", "data", data_scroll, Qt.DockWidgetArea.RightDockWidgetArea
         )

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QTabWidget,
     QVBoxLayout,
@@ -29,6 +28,7 @@ from cnnstudio.params import format_rate
 from cnnstudio.runs import RunInfo, read_evaluation, read_settings
 from cnnstudio.train import Failed
 from ui.icons import icon
+from ui.scrolling import VerticalScroll
 from ui.theme import colours
 from ui.training.curves_view import CurvesView
 from ui.training.lr_view import LRFinderView
@@ -134,12 +134,7 @@ class TrainPanel(QWidget):
         self.message.setWordWrap(True)
         left.addWidget(self.message)
         self.form = TrainSettingsForm(self.document, self)
-        scroll = QScrollArea(self)
-        scroll.setWidget(self.form)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        left.addWidget(scroll, 1)
+        left.addWidget(VerticalScroll(self.form, self), 1)
         return left
 
     def _connect(self) -> None:
