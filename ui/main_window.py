@@ -8,7 +8,7 @@ import copy
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QSize, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -89,8 +89,14 @@ class MainWindow(QMainWindow):
     # Building
 
     def _build_ui(self) -> None:
-        self.resize(1280, 820)
+        offscreen = QApplication.platformName() == "offscreen"  # no real screen: tests, pictures
+        available = self.screen().availableGeometry().size()
+        self.resize(QSize(1280, 820) if offscreen else first_size(available))
         self.setDockNestingEnabled(True)
+        # the right column (Properties, Data) runs the whole height: the Data view is tall, and
+        # the Train view below the editor keeps the width its curves need
+        self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setAcceptDrops(True)
         self.canvas = ModelCanvas(self.document, self)
         self.setCentralWidget(self.canvas)
@@ -123,9 +129,6 @@ class MainWindow(QMainWindow):
         self.train_dock.raise_()
         self.tabifyDockWidget(self.property_dock, self.data_dock)
         self.property_dock.raise_()
-        self.resizeDocks(
-            [self.palette_dock, self.property_dock], [220, 400], Qt.Orientation.Horizontal
-        )
         self.device_label = QLabel(self)
         self.path_label = QLabel(self)
         self.totals_label = QLabel(self)
@@ -294,8 +297,22 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
-        else:  # first start: the editor gets most of the height, the curves stay in view
-            self.resizeDocks([self.train_dock], [DEFAULT_BOTTOM_HEIGHT], Qt.Orientation.Vertical)
+        else:  # first start: sized once the window is shown (before, the docks take their hints)
+            self._first_start = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if getattr(self, "_first_start", False):
+            self._first_start = False
+            QTimer.singleShot(0, self._first_layout)
+
+    def _first_layout(self) -> None:
+        """The editor gets most of the room; the curves and the right column stay readable."""
+        horizontal, vertical = Qt.Orientation.Horizontal, Qt.Orientation.Vertical
+        self.resizeDocks(
+            [self.palette_dock, self.property_dock], [210, side_width(self.width())], horizontal
+        )
+        self.resizeDocks([self.train_dock], [bottom_height(self.height())], vertical)
 
     # Slots
 
@@ -673,7 +690,25 @@ class MainWindow(QMainWindow):
 WARM_UP_DELAY_MS = 300
 
 
-DEFAULT_BOTTOM_HEIGHT = 320
+DEFAULT_SIZE = QSize(1920, 1200)
+
+
+def first_size(available: QSize) -> QSize:
+    """The window's size on its first start: 1920×1200, or the screen's free area less a margin
+    on a smaller screen (1280×800 gave a window taller than the screen, its status bar cut)."""
+    return DEFAULT_SIZE.boundedTo(QSize(available.width() - 16, available.height() - 16))
+
+
+def side_width(window_width: int) -> int:
+    """The right column's (Properties, Data) first width: 27 % of the window, 330 to 480 pixels,
+    so that at 1280 wide the Train view below the editor keeps room for its three plots."""
+    return max(330, min(480, round(0.27 * window_width)))
+
+
+def bottom_height(window_height: int) -> int:
+    """The Train/Inspect/Predict docks' first height: 38 % of the window, 260 to 420 pixels (the
+    curves readable, the editor keeping most of the height)."""
+    return max(260, min(420, round(0.38 * window_height)))
 
 
 def _import_weights(_state: TaskState, project, path: Path, dataset):

@@ -145,7 +145,7 @@ class CurvesView(QWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self.legend.setColumnCount(max(1, min(6, self.width() // 140)))
+        self.legend.setColumnCount(max(1, min(6, self.width() // 200)))
 
     def refresh_theme(self) -> None:
         """Redraw the plots' background and the buttons' icons in the current theme."""

@@ -124,6 +124,7 @@ class TrainPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("%p%")  # the bar holds the share; the words go under it
         self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(8)  # a thin bar: the words are on the line under it
         left.addWidget(self.progress)
         self.status_label = QLabel("ready", self)
         self.status_label.setProperty("role", "muted")

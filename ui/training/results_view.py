@@ -119,6 +119,7 @@ class ResultsView(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         caption = QLabel("Confusion matrix: rows are the true class, columns the prediction", left)
         caption.setProperty("role", "muted")
+        caption.setWordWrap(True)  # not the width the pane must keep
         left_layout.addWidget(caption)
         self.confusion = QTableWidget(0, 0, left)
         self.confusion.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)

@@ -62,6 +62,7 @@ class RunsView(QWidget):
         buttons = QHBoxLayout()
         self.hint = QLabel("Select two or more runs to overlay their curves.", self)
         self.hint.setProperty("role", "muted")
+        self.hint.setWordWrap(True)
         buttons.addWidget(self.hint, 1)
         self.refresh_button = QPushButton(icon("refresh"), "Refresh", self)
         self.delete_button = QPushButton(icon("delete"), "Delete", self)

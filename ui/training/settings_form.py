@@ -52,7 +52,8 @@ class TrainSettingsForm(QWidget):
         self.editors = {}
         self.memory_hint = QLabel(self)
         self.memory_hint.setProperty("role", "muted")
-        self.memory_hint.setWordWrap(True)
+        # one line across the form (a wrapped label in a form row was cut in half)
+        self.memory_hint.setWordWrap(False)
         params = {p.name: p for p in TRAIN_PARAMS}
         for name in FORM_PARAMS:
             param = params[name]
@@ -67,7 +68,7 @@ class TrainSettingsForm(QWidget):
             self.editors[name] = editor
             self.form.addRow(name.replace("_", " "), editor)
             if name == "batch_size":
-                self.form.addRow("", self.memory_hint)
+                self.form.addRow(self.memory_hint)
         self.update_memory_hint()
 
     def _device_editor(self, param, value) -> QComboBox:
@@ -127,14 +128,18 @@ class TrainSettingsForm(QWidget):
         precision = settings.get("precision", "fp32")
         precision = "fp32" if precision in ("auto", "fp32") else precision
         estimate = estimate_memory(self.document.spec, settings, precision, saved)
-        text = f"≈ {format_bytes(estimate.total(batch))} for a step at batch {batch}"
+        text = f"≈ {format_bytes(estimate.total(batch))} a step at batch {batch}"
+        tip = "What a training step at this batch size needs: weights, gradients, optimizer state"
+        tip += " and the activations kept for the backward pass (the engine's estimate)"
         try:
             device = pick_device(str(settings.get("device", "auto")))
         except Exception:  # a device named in the settings that this machine lacks
             device = None
         free = free_memory(device) if device is not None else None
         if free is not None:
-            text += f"; largest batch that fits now: {estimate.largest_batch(free):,}"
+            text += f" · up to {estimate.largest_batch(free):,} fit now"
+            tip += f"; the largest batch that fits the memory free on {device} now"
         elif device is not None:
-            text += " (CPU: uses main memory)"
+            tip += "; on the CPU it comes out of the main memory"
         self.memory_hint.setText(text)
+        self.memory_hint.setToolTip(tip)
