@@ -208,6 +208,20 @@ def _mul(values, shapes, sources):
     )
 
 
+def _size_fix(shapes: tuple[Shape, ...], sources: tuple[str, ...]) -> str:
+    """How to give a merge's feature maps one size: pad the smaller branches, or shrink the
+    larger ones, each named."""
+    big = max(s[1:] for s in shapes)
+    small = min(s[1:] for s in shapes)
+    smaller = [src for s, src in zip(shapes, sources, strict=True) if s[1:] != big]
+    larger = [src for s, src in zip(shapes, sources, strict=True) if s[1:] == big]
+    keeps = "it keeps" if len(smaller) == 1 else "they keep"
+    return (
+        f"pad {', '.join(smaller)} so {keeps} {big[0]}×{big[1]} (a k×k Conv2d keeps the size "
+        f"with padding k // 2), or pool or stride {', '.join(larger)} to {small[0]}×{small[1]}"
+    )
+
+
 def _concat(values, shapes, sources):
     got = _listing(shapes, sources)
     if len({len(s) for s in shapes}) != 1:
@@ -218,7 +232,7 @@ def _concat(values, shapes, sources):
     if len(shapes[0]) == 3 and len({s[1:] for s in shapes}) != 1:
         raise Unfit(
             f"Concat needs feature maps of one height and width but receives {got}; "
-            "pool or stride the larger ones to match"
+            + _size_fix(shapes, sources)
         )
     return (sum(s[0] for s in shapes), *shapes[0][1:]), 0, 0, 0, {}
 
