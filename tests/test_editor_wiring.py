@@ -233,3 +233,49 @@ def test_drag_an_edges_arrow_end_to_another_block(qtbot, window) -> None:
     spec = window.document.spec
     assert spec.inputs_of("concat1") == ("conv3", "conv2")
     assert spec.inputs_of("gap1") == ("conv1",)
+
+
+def choose(combo, text: str) -> None:
+    """Pick ``text`` in a combo box as a user does (the activated signal is the user's)."""
+    combo.setCurrentText(text)
+    combo.activated.emit(combo.currentIndex())
+
+
+def test_properties_list_a_layers_inputs_and_change_them(qtbot, window) -> None:
+    three_branches(qtbot, window)
+    panel = window.property_panel.inputs
+    window.canvas.select(["gap1"])
+    assert panel.isVisible() and [c.currentText() for c in panel.choosers] == ["concat1"]
+    options = [panel.choosers[0].itemText(i) for i in range(panel.choosers[0].count())]
+    assert options == [INPUT, "conv1", "conv2", "conv3", "concat1"]  # not itself or after it
+    choose(panel.choosers[0], "conv2")
+    assert window.document.spec.inputs_of("gap1") == ("conv2",)
+    window.undo_action.trigger()
+    assert window.document.spec.inputs_of("gap1") == ("concat1",)
+
+
+def test_properties_add_and_remove_a_merges_inputs(qtbot, window) -> None:
+    three_branches(qtbot, window)
+    panel, document = window.property_panel.inputs, window.document
+    window.canvas.select(["concat1"])
+    assert [c.currentText() for c in panel.choosers] == ["conv3", "conv1", "conv2"]
+    panel.removers[1].click()
+    assert document.spec.inputs_of("concat1") == ("conv3", "conv2")
+    window.canvas.select(["concat1"])
+    choose(panel.adder, INPUT)
+    assert document.spec.inputs_of("concat1") == ("conv3", "conv2", INPUT)
+    settle(qtbot, window)
+    window.property_panel.grab().save("/tmp/wire-properties-inputs.png")
+    assert document.analysis.layer("concat1").output_shape == (67, 16, 16)
+    window.undo_action.trigger()
+    window.undo_action.trigger()
+    assert document.spec.inputs_of("concat1") == ("conv3", "conv1", "conv2")
+
+
+def test_an_edges_end_let_go_on_empty_canvas_removes_it(qtbot, window) -> None:
+    three_branches(qtbot, window)
+    canvas, ports = window.canvas, window.canvas.wiring
+    canvas.select_wire("conv2", "concat1")
+    beside = canvas.blocks["fc1"].sceneBoundingRect().bottomRight() + QPointF(60, 40)
+    drag(qtbot, canvas, ports.input_port("concat1"), beside)
+    assert window.document.spec.inputs_of("concat1") == ("conv3", "conv1")
