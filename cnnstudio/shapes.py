@@ -191,9 +191,23 @@ def _add(values, shapes, sources):
                 f"{shapes[0][0]} on the shortcut)"
             )
         elif all(len(s) == 3 for s in shapes):
-            fix = "; make the sizes match (for example a strided 1×1 Conv2d on the shortcut)"
+            fix = "; " + _shortcut_fix(shapes, sources)
         raise Unfit(f"Add needs inputs of one shape but receives {got}{fix}")
     return shapes[0], 0, 0, 0, {}
+
+
+def _shortcut_fix(shapes: tuple[Shape, ...], sources: tuple[str, ...]) -> str:
+    """How to make an Add's feature maps one size: a strided 1×1 Conv2d on the larger input
+    (the usual residual shortcut), with its stride and channels when they divide evenly."""
+    small = min(shapes, key=lambda s: s[1] * s[2])
+    big, source = max(zip(shapes, sources, strict=True), key=lambda p: p[0][1] * p[0][2])
+    stride = big[1] // small[1]
+    if big[1] % small[1] or big[2] % small[2] or big[2] // small[2] != stride:
+        return "make the sizes match (for example a strided 1×1 Conv2d on the shortcut)"
+    return (
+        f"make the sizes match: for example a 1×1 Conv2d with stride {stride} and "
+        f"out_channels {small[0]} between {source} and the Add"
+    )
 
 
 def _mul(values, shapes, sources):

@@ -209,3 +209,18 @@ def test_any_wiring_keeps_every_other_edge_and_an_order_that_builds(spec, data) 
     assert {n.id: (n.kind, n.params) for n in wired.nodes} == {
         n.id: (n.kind, n.params) for n in spec.nodes
     }
+
+
+def test_an_add_of_two_sizes_names_the_shortcut_that_fixes_it() -> None:
+    spec = ModelSpec(
+        (
+            node("a", "Conv2d", out_channels=8, stride=2),
+            node("add", "Add", ("a", INPUT)),
+            node("flat", "Flatten"),
+        )
+    )
+    (problem,) = [e.message for e in analyze(spec).errors if e.layer == "add"]
+    assert problem.endswith(
+        "make the sizes match: for example a 1×1 Conv2d with stride 2 and out_channels 8 "
+        "between the input and the Add"
+    )
