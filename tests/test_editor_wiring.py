@@ -191,7 +191,7 @@ def test_a_wire_into_a_one_input_layer_replaces_its_input_and_undoes(qtbot, wind
 def test_a_cycle_is_refused_with_the_reason(qtbot, window) -> None:
     three_branches(qtbot, window)
     before, depth = window.document.spec, window.document.undo_stack.count()
-    wire(qtbot, window.canvas, "gap1", "conv2")
+    wire(qtbot, window.canvas, "gap1", "conv2", picture="/tmp/wire-refused-mid-drag.png")
     assert window.document.spec == before
     assert window.document.undo_stack.count() == depth
     assert "would make a cycle" in window.canvas.wiring.message

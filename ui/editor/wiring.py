@@ -37,19 +37,23 @@ class EdgeItem(QGraphicsPathItem):
         self.setPen(pen)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setZValue(-1)
-        stroker = QPainterPathStroker()
-        stroker.setWidth(EDGE_HIT)
-        self._hit = stroker.createStroke(path)
+        self._hit: QPainterPath | None = None  # made on the first hit test, not per rebuild
+        half = EDGE_HIT / 2
+        self._bounds = path.boundingRect().adjusted(-half, -half, half, half)
 
     @property
     def key(self) -> tuple[str, str]:
         return self.source, self.target
 
     def shape(self) -> QPainterPath:
+        if self._hit is None:
+            stroker = QPainterPathStroker()
+            stroker.setWidth(EDGE_HIT)
+            self._hit = stroker.createStroke(self.path())
         return self._hit
 
     def boundingRect(self) -> QRectF:
-        return self._hit.boundingRect()
+        return self._bounds
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
         if not self.isSelected():
