@@ -173,8 +173,8 @@ class ModelSpec:
         return resolved
 
     def inputs_of(self, node_id: str) -> tuple[str, ...]:
-        """The layers (or INPUT) that feed ``node_id``."""
-        self.node(node_id)
+        """The layers (or INPUT) that feed ``node_id``; WiringError when there is no such layer."""
+        self._wired_node(node_id)
         return self.resolved_inputs()[node_id]
 
     def downstream(self, node_id: str) -> set[str]:

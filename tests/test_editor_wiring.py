@@ -279,3 +279,17 @@ def test_an_edges_end_let_go_on_empty_canvas_removes_it(qtbot, window) -> None:
     beside = canvas.blocks["fc1"].sceneBoundingRect().bottomRight() + QPointF(60, 40)
     drag(qtbot, canvas, ports.input_port("concat1"), beside)
     assert window.document.spec.inputs_of("concat1") == ("conv3", "conv1")
+
+
+def test_escape_drops_the_wire_being_dragged(qtbot, window) -> None:
+    three_branches(qtbot, window)
+    canvas, before = window.canvas, window.document.spec
+    canvas.zoom_to_fit()
+    start = canvas.mapFromScene(canvas.wiring.output_port("conv1"))
+    end = canvas.mapFromScene(canvas.wiring.input_port("gap1"))
+    qtbot.mousePress(canvas.viewport(), LEFT, pos=start)
+    qtbot.mouseMove(canvas.viewport(), end)
+    assert canvas.wiring.drag is not None and canvas.wiring.drag.target == "gap1"
+    qtbot.keyClick(canvas, Qt.Key.Key_Escape)
+    qtbot.mouseRelease(canvas.viewport(), LEFT, pos=end)
+    assert canvas.wiring.drag is None and window.document.spec == before

@@ -454,6 +454,12 @@ class ModelCanvas(QGraphicsView):
             return
         super().mouseReleaseEvent(event)
 
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Escape and self.wiring.cancel():
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
         super().drawForeground(painter, rect)
         self.wiring.paint(painter)

@@ -140,8 +140,10 @@ class Wiring:
             return True
         target = self.input_at(point)
         if target is not None:
-            edge = self._edge_ending_at(target)
-            self._start(WireDrag(edge[0], target, point))
+            source = self._edge_ending_at(target)[0]
+            if source != INPUT and source not in self.canvas.blocks:
+                return False  # an input naming no layer (a hand-edited file): nothing to drag
+            self._start(WireDrag(source, target, point))
             return True
         return False
 
@@ -153,14 +155,20 @@ class Wiring:
             self.canvas.viewport().setCursor(cursor)
             return False
         drag.pointer = point
-        drag.target = self.target_at(point)
+        before, drag.target = drag.target, self.target_at(point)
         if drag.target not in self._verdicts:
             self._verdicts[drag.target] = self._verdict(drag)
         drag.problem = self._verdicts[drag.target]
         self.canvas.viewport().update()
-        if drag.problem:
+        if drag.problem and drag.target is not None and drag.target != before:
             self._tell(drag.problem)
         return True
+
+    def cancel(self) -> bool:
+        """Drop the wire being dragged (Escape, or its source gone in an undo); False if none."""
+        dragging, self.drag = self.drag is not None, None
+        self.canvas.viewport().update()
+        return dragging
 
     def release(self, point: QPointF) -> bool:
         drag = self.drag
@@ -240,6 +248,10 @@ class Wiring:
         """The wire being dragged and the port it would land on (scene coordinates)."""
         drag = self.drag
         if drag is None:
+            return
+        known = (INPUT, *self.canvas.blocks)
+        if drag.source not in known or drag.target not in (None, *known):
+            self.drag = None  # the model changed under the drag (an undo): nothing to draw
             return
         c = colours()
         start, end = self.output_port(drag.source), drag.pointer
