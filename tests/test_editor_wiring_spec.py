@@ -181,6 +181,7 @@ def graphs(draw) -> ModelSpec:
     return ModelSpec(tuple(nodes))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(graphs(), st.data())
 def test_any_wiring_keeps_every_other_edge_and_an_order_that_builds(spec, data) -> None:
@@ -224,3 +225,22 @@ def test_an_add_of_two_sizes_names_the_shortcut_that_fixes_it() -> None:
         "make the sizes match: for example a 1×1 Conv2d with stride 2 and out_channels 8 "
         "between the input and the Add"
     )
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None)
+@given(graphs(), st.data())
+def test_every_input_candidate_is_accepted(spec, data) -> None:
+    """What the Properties panel offers never gets refused, and changes only that layer's inputs."""
+    target = data.draw(st.sampled_from([n.id for n in spec.nodes]))
+    source = data.draw(st.sampled_from(spec.input_candidates(target)))
+    current = spec.inputs_of(target)
+    if get_layer_kind(spec.node(target).kind).is_merge:
+        inputs = current if source in current else (*current, source)
+    else:
+        inputs = (source,)
+    wired = spec.set_inputs(target, inputs)
+    assert in_order(wired) and wired.nodes[-1].id == spec.nodes[-1].id
+    others = {(s, t) for s, t in edges(spec) if t != target}
+    assert {(s, t) for s, t in edges(wired) if t != target} == others
+    assert source in wired.inputs_of(target)
