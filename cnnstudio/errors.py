@@ -91,3 +91,9 @@ class ExportError(StudioError):
         self.layer = layer
         self.message = message
         super().__init__(message)
+
+
+class WiringError(StudioError):
+    """An edge of the model graph cannot be made, moved or removed: it would make a cycle, give a
+    one-input layer a second input, or leave the output behind another layer. ``str(error)`` says
+    why and what to do instead."""

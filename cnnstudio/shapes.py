@@ -191,9 +191,23 @@ def _add(values, shapes, sources):
                 f"{shapes[0][0]} on the shortcut)"
             )
         elif all(len(s) == 3 for s in shapes):
-            fix = "; make the sizes match (for example a strided 1×1 Conv2d on the shortcut)"
+            fix = "; " + _shortcut_fix(shapes, sources)
         raise Unfit(f"Add needs inputs of one shape but receives {got}{fix}")
     return shapes[0], 0, 0, 0, {}
+
+
+def _shortcut_fix(shapes: tuple[Shape, ...], sources: tuple[str, ...]) -> str:
+    """How to make an Add's feature maps one size: a strided 1×1 Conv2d on the larger input
+    (the usual residual shortcut), with its stride and channels when they divide evenly."""
+    small = min(shapes, key=lambda s: s[1] * s[2])
+    big, source = max(zip(shapes, sources, strict=True), key=lambda p: p[0][1] * p[0][2])
+    stride = big[1] // small[1]
+    if big[1] % small[1] or big[2] % small[2] or big[2] // small[2] != stride:
+        return "make the sizes match (for example a strided 1×1 Conv2d on the shortcut)"
+    return (
+        f"make the sizes match: for example a 1×1 Conv2d with stride {stride} and "
+        f"out_channels {small[0]} between {source} and the Add"
+    )
 
 
 def _mul(values, shapes, sources):
@@ -208,6 +222,20 @@ def _mul(values, shapes, sources):
     )
 
 
+def _size_fix(shapes: tuple[Shape, ...], sources: tuple[str, ...]) -> str:
+    """How to give a merge's feature maps one size: pad the smaller branches, or shrink the
+    larger ones, each named."""
+    big = max(s[1:] for s in shapes)
+    small = min(s[1:] for s in shapes)
+    smaller = [src for s, src in zip(shapes, sources, strict=True) if s[1:] != big]
+    larger = [src for s, src in zip(shapes, sources, strict=True) if s[1:] == big]
+    keeps = "it keeps" if len(smaller) == 1 else "they keep"
+    return (
+        f"pad {', '.join(smaller)} so {keeps} {big[0]}×{big[1]} (a k×k Conv2d keeps the size "
+        f"with padding k // 2), or pool or stride {', '.join(larger)} to {small[0]}×{small[1]}"
+    )
+
+
 def _concat(values, shapes, sources):
     got = _listing(shapes, sources)
     if len({len(s) for s in shapes}) != 1:
@@ -218,7 +246,7 @@ def _concat(values, shapes, sources):
     if len(shapes[0]) == 3 and len({s[1:] for s in shapes}) != 1:
         raise Unfit(
             f"Concat needs feature maps of one height and width but receives {got}; "
-            "pool or stride the larger ones to match"
+            + _size_fix(shapes, sources)
         )
     return (sum(s[0] for s in shapes), *shapes[0][1:]), 0, 0, 0, {}
 

@@ -7,11 +7,12 @@ one. ``from_dict`` reads it from JSON with a ProjectError naming the place of an
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cnnstudio.errors import ProjectError
+from cnnstudio.errors import ProjectError, WiringError
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.params import close_name
 
@@ -161,6 +162,171 @@ class ModelSpec:
             replace(n, inputs=(*current, source)) if n.id == target else n for n in self.nodes
         )
 
+    # Wiring: the graph's edges changed one at a time, the order fixed up so the model builds.
+
+    def resolved_inputs(self) -> dict[str, tuple[str, ...]]:
+        """Every layer's inputs by id, "the layer before me" spelled out."""
+        resolved, previous = {}, INPUT
+        for node in self.nodes:
+            resolved.setdefault(node.id, node.inputs or (previous,))
+            previous = node.id
+        return resolved
+
+    def inputs_of(self, node_id: str) -> tuple[str, ...]:
+        """The layers (or INPUT) that feed ``node_id``; WiringError when there is no such layer."""
+        self._wired_node(node_id)
+        return self.resolved_inputs()[node_id]
+
+    def downstream(self, node_id: str) -> set[str]:
+        """The layers that ``node_id``'s output reaches (itself excluded)."""
+        users: dict[str, list[str]] = {}
+        for user, sources in self.resolved_inputs().items():
+            for source in sources:
+                users.setdefault(source, []).append(user)
+        seen: set[str] = set()
+        stack = list(users.get(node_id, ()))
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(users.get(current, ()))
+        return seen
+
+    def input_candidates(self, node_id: str) -> tuple[str, ...]:
+        """What may feed ``node_id`` without a cycle or a layer behind the output: INPUT and
+        the layers its output does not reach, in display order."""
+        after = self.downstream(node_id)
+        last = self.nodes[-1].id
+        fit = [
+            n.id
+            for n in self.nodes
+            if n.id != node_id and n.id not in after and (n.id != last or node_id == last)
+        ]
+        return (INPUT, *fit)
+
+    def set_inputs(self, node_id: str, inputs: tuple[str, ...] | list[str]) -> ModelSpec:
+        """``node_id`` fed by ``inputs`` (layer ids or INPUT), the layers reordered so each comes
+        after its inputs (``in_data_order``). WiringError, saying why, when a one-input layer
+        would get several, a name is unknown, or the edges would make a cycle."""
+        inputs = tuple(inputs)
+        node = self._wired_node(node_id)
+        _check_input_count(node, inputs)
+        after = self.downstream(node_id)
+        known = {n.id for n in self.nodes}
+        for source in inputs:
+            if source == node_id:
+                raise WiringError(f"{node_id} cannot take its own output as its input")
+            if source != INPUT and source not in known:
+                raise WiringError(f"{node_id}: input {source!r} names no layer")
+            if source in after:
+                path = " → ".join(self._path(node_id, source))
+                raise WiringError(
+                    f"{source} → {node_id} would make a cycle: {node_id} already feeds "
+                    f"{source} ({path}); a layer cannot feed its own input"
+                )
+        if len(set(inputs)) != len(inputs):
+            raise WiringError(f"{node_id} takes each input once; got {', '.join(inputs)}")
+        wired = self.with_nodes(
+            replace(n, inputs=inputs) if n.id == node_id else n for n in self.nodes
+        )
+        return wired.in_data_order()
+
+    def wire(self, source: str, target: str) -> ModelSpec:
+        """An edge ``source`` → ``target``: one more input of a merge (Add, Concat, Mul), the
+        new input of any other layer (it has one)."""
+        current = self.inputs_of(target)
+        if source in current:
+            raise WiringError(f"{source} already feeds {target}")
+        kind = LAYER_KINDS.get(self.node(target).kind)
+        merged = (*current, source) if kind is not None and kind.is_merge else (source,)
+        return self.set_inputs(target, merged)
+
+    def unwire(self, source: str, target: str) -> ModelSpec:
+        """Without the edge ``source`` → ``target``. A layer left with no input takes the model's
+        input (every layer has one); WiringError when it takes only that already."""
+        current = self.inputs_of(target)
+        if source not in current:
+            raise WiringError(f"{source} does not feed {target}")
+        rest = tuple(name for name in current if name != source)
+        if not rest and source == INPUT:
+            raise WiringError(
+                f"{target} needs an input and has only the model's: drag another layer's "
+                f"output onto {target} to change it, or delete {target}"
+            )
+        return self.set_inputs(target, rest or (INPUT,))
+
+    def move_wire(self, source: str, target: str, new_target: str) -> ModelSpec:
+        """The edge ``source`` → ``target`` ending at ``new_target`` instead (``unwire`` then
+        ``wire``)."""
+        if new_target == target:
+            return self
+        return self.unwire(source, target).wire(source, new_target)
+
+    def in_data_order(self) -> ModelSpec:
+        """The layers in a stable topological order: each after its inputs, and otherwise in the
+        order they had. A layer that took "the layer before me" and gets another one before it
+        names its input explicitly, so the reorder changes no edge. WiringError on a cycle or
+        when the output layer would no longer be last."""
+        resolved = self.resolved_inputs()
+        index = {n.id: i for i, n in enumerate(self.nodes)}
+        if len(index) != len(self.nodes):
+            raise WiringError("layer ids must be unique before the layers can be rewired")
+        waiting = {
+            n.id: {s for s in resolved[n.id] if s in index and s != n.id} for n in self.nodes
+        }
+        users: dict[str, list[str]] = {}
+        for user, sources in waiting.items():
+            for source in sources:
+                users.setdefault(source, []).append(user)
+        ready = [index[i] for i, sources in waiting.items() if not sources]
+        heapq.heapify(ready)
+        order: list[Node] = []
+        while ready:
+            node = self.nodes[heapq.heappop(ready)]
+            order.append(node)
+            for user in users.get(node.id, ()):
+                waiting[user].discard(node.id)
+                if not waiting[user]:
+                    heapq.heappush(ready, index[user])
+        if len(order) < len(self.nodes):
+            stuck = ", ".join(n.id for n in self.nodes if waiting[n.id])
+            raise WiringError(f"layers {stuck} feed each other in a cycle: change their inputs")
+        last = self.nodes[-1].id if self.nodes else None
+        if order and order[-1].id != last:
+            raise WiringError(
+                f"{last} is the model's output: a layer it feeds would come after it and become "
+                f"the output; add layers after {last} and wire those instead"
+            )
+        fixed, previous = [], INPUT
+        for node in order:
+            if not node.inputs and resolved[node.id] != (previous,):
+                node = replace(node, inputs=resolved[node.id])
+            fixed.append(node)
+            previous = node.id
+        return self.with_nodes(fixed)
+
+    def _wired_node(self, node_id: str) -> Node:
+        try:
+            return self.node(node_id)
+        except KeyError:
+            raise WiringError(f"no layer with id {node_id!r} to wire") from None
+
+    def _path(self, start: str, end: str) -> list[str]:
+        """Layer ids along the data flow from ``start`` to ``end`` (a path known to exist)."""
+        resolved = self.resolved_inputs()
+        came_from: dict[str, str] = {}
+        stack = [end]
+        while stack:
+            current = stack.pop()
+            for source in resolved.get(current, ()):
+                if source not in came_from and source != end:
+                    came_from[source] = current
+                    stack.append(source)
+        path = [start]
+        while path[-1] != end:
+            path.append(came_from[path[-1]])
+        return path
+
     def with_shape(self, input_shape: tuple[int, int, int], num_classes: int) -> ModelSpec:
         return replace(self, input_shape=tuple(input_shape), num_classes=num_classes)
 
@@ -192,6 +358,21 @@ def _no_unknown_keys(data: dict, known: tuple[str, ...], where: str) -> None:
             hint = close_name(str(key), known)
             fix = f" (did you mean {hint!r}?)" if hint else f" (known: {', '.join(known)})"
             raise ProjectError(None, f"unknown key {key!r}{fix}", where)
+
+
+def _check_input_count(node: Node, inputs: tuple[str, ...]) -> None:
+    kind = LAYER_KINDS.get(node.kind)
+    if not inputs:
+        raise WiringError(f"{node.id} needs an input")
+    if kind is None:
+        return
+    if not kind.is_merge and len(inputs) > 1:
+        raise WiringError(
+            f"{node.id} ({kind.name}) takes one input: join branches with Add, Concat or Mul "
+            "first and feed it that"
+        )
+    if len(inputs) > kind.max_inputs:
+        raise WiringError(f"{node.id} ({kind.name}) takes at most {kind.max_inputs} inputs")
 
 
 def _node_from_dict(data: Any, where: str) -> Node:

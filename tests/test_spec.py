@@ -121,7 +121,8 @@ def test_concat_needs_matching_sizes() -> None:
     )
     assert messages(analyze(spec), "cat") == [
         "Concat needs feature maps of one height and width but receives 8×16×16 from a and 8×8×8 "
-        "from b; pool or stride the larger ones to match"
+        "from b; pad b so it keeps 16×16 (a k×k Conv2d keeps the size with padding k // 2), or "
+        "pool or stride a to 8×8"
     ]
 
 

@@ -12,7 +12,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from cnnstudio import create_model_spec, load_project
-from ui.editor.canvas import BLOCK_H, BLOCK_W, GAP, MIME_CONNECT, MIME_KIND, MIME_MOVE, block_top
+from ui.editor.canvas import BLOCK_H, BLOCK_W, GAP, MIME_KIND, MIME_MOVE, block_top
 from ui.main_window import MainWindow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,8 +166,12 @@ def test_a_refused_value_says_why_and_changes_nothing(window: MainWindow) -> Non
 def test_connect_a_merge_input_by_dragging_from_a_port(qtbot, window: MainWindow) -> None:
     drop(window.canvas, MIME_KIND, "Add", between(3))
     assert ids(window)[3] == "add1"
-    drop(window.canvas, MIME_CONNECT, "bn1",
-         QPointF(BLOCK_W / 2, block_top(3) + BLOCK_H / 3))  # fmt: skip
+    canvas, viewport = window.canvas, window.canvas.viewport()
+    start = canvas.mapFromScene(canvas.wiring.output_port("bn1"))
+    end = canvas.mapFromScene(QPointF(BLOCK_W / 2, block_top(3) + BLOCK_H / 3))
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
+    qtbot.mouseMove(viewport, end)
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=end)
     assert window.document.spec.node("add1").inputs == ("relu1", "bn1")
     settle(qtbot, window)
     assert window.canvas.blocks["add1"].info.output_shape == (32, 32, 32)

@@ -275,6 +275,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.canvas.selection_changed.connect(self._on_canvas_selection_changed)
+        self.canvas.wiring_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.palette_panel.kind_activated.connect(self._on_palette_kind_activated)
         self.document.analysis_ready.connect(self._on_analysis_ready)
         self.document.analysis_failed.connect(self._on_analysis_failed)
@@ -367,6 +368,8 @@ class MainWindow(QMainWindow):
         ids = self.canvas.selected_ids()
         if ids:
             self.document.push(RemoveLayersCommand(self.document, ids))
+        else:
+            self.canvas.delete_selected_wires()
 
     def duplicate_selected(self) -> None:
         ids = self.canvas.selected_ids()

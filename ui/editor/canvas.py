@@ -1,7 +1,7 @@
 """The model canvas: the layers drawn as blocks in a layered layout (ui/editor/layout.py), a chain
 as one column, branches side by side, the tensor shape on every edge. Layers are dropped in from
-the palette, dragged to reorder, and a merge gets another input by dragging from a block's output
-port onto it. Every change is one undo command on the document."""
+the palette, dragged to reorder, and wired by dragging from an output port to an input port
+(ui/editor/wiring.py). Every change is one undo command on the document."""
 
 from __future__ import annotations
 
@@ -26,15 +26,15 @@ from cnnstudio.cli import human
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.shapes import format_shape
 from cnnstudio.spec import INPUT
-from ui.editor.commands import ConnectInputCommand, InsertLayerCommand, MoveLayerCommand
+from ui.editor.commands import InsertLayerCommand, MoveLayerCommand
 from ui.editor.layout import INPUT_H, INPUT_TOP, ROW_GAP, ROW_H, GraphLayout, Route, layout_spec
 from ui.editor.layout import row_top as _row_top
+from ui.editor.wiring import EdgeItem, Wiring
 from ui.icons import GROUP_ICONS, icon
 from ui.theme import colours
 
 MIME_KIND = "application/x-cnnstudio-layer-kind"
 MIME_MOVE = "application/x-cnnstudio-move"
-MIME_CONNECT = "application/x-cnnstudio-connect"
 
 BLOCK_W, BLOCK_H, GAP = 300.0, ROW_H, ROW_GAP
 """A block's least width (wider when its text needs it), its height, the room between rows."""
@@ -147,7 +147,6 @@ class BlockItem(QGraphicsObject):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
         self._press: QPointF | None = None
-        self._on_port = False
         errors = info.errors if info else ()
         tip = f"<b>{node.kind}</b> {node.id}"
         kind = LAYER_KINDS.get(node.kind)
@@ -182,10 +181,14 @@ class BlockItem(QGraphicsObject):
         return self.node.kind == "Backbone" and bool(self.node.params.get("freeze", True))
 
     def boundingRect(self) -> QRectF:
-        return QRectF(-2, -2, self.width + 4, BLOCK_H + PORT_R + 4)
+        return QRectF(-2, -PORT_R - 2, self.width + 4, BLOCK_H + 2 * PORT_R + 4)
 
     def port_rect(self) -> QRectF:
         return QRectF(self.width / 2 - PORT_R, BLOCK_H - PORT_R, 2 * PORT_R, 2 * PORT_R)
+
+    def input_port_rect(self) -> QRectF:
+        """Where wires arrive: the top centre."""
+        return QRectF(self.width / 2 - PORT_R, -PORT_R, 2 * PORT_R, 2 * PORT_R)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
         c = colours()
@@ -210,6 +213,7 @@ class BlockItem(QGraphicsObject):
         painter.setPen(QPen(QColor(c.accent), 1.5))
         painter.setBrush(QBrush(QColor(c.base)))
         painter.drawEllipse(self.port_rect())
+        painter.drawEllipse(self.input_port_rect())
 
     def _paint_text(self, painter: QPainter) -> None:
         c, text = colours(), self.text
@@ -231,7 +235,6 @@ class BlockItem(QGraphicsObject):
 
     def mousePressEvent(self, event) -> None:
         self._press = event.pos()
-        self._on_port = self.port_rect().adjusted(-3, -3, 3, 3).contains(event.pos())
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event) -> None:
@@ -242,8 +245,7 @@ class BlockItem(QGraphicsObject):
             return
         self._press = None
         mime = QMimeData()
-        kind = MIME_CONNECT if self._on_port else MIME_MOVE
-        mime.setData(kind, QByteArray(self.node.id.encode()))
+        mime.setData(MIME_MOVE, QByteArray(self.node.id.encode()))
         drag = QDrag(self.view.viewport())
         drag.setMimeData(mime)
         drag.exec(Qt.DropAction.MoveAction | Qt.DropAction.LinkAction)
@@ -269,6 +271,7 @@ class ModelCanvas(QGraphicsView):
     """Draws the document's model and turns drops into undo commands."""
 
     selection_changed = Signal(list)
+    wiring_message = Signal(str)  # a wire made, or why it was refused
 
     def __init__(self, document, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -280,6 +283,8 @@ class ModelCanvas(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         self.blocks: dict[str, BlockItem] = {}
+        self.edges: dict[tuple[str, str], EdgeItem] = {}
+        self.wiring = Wiring(self)
         self.graph_layout: GraphLayout | None = None
         self._widths: dict[str, float] = {}
         self._indicator = None
@@ -298,12 +303,12 @@ class ModelCanvas(QGraphicsView):
         return self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, int(width))
 
     def rebuild(self) -> None:
-        selected = self.selected_ids()
+        selected, wires = self.selected_ids(), self.selected_wires()
         scene = self.scene()
         scene.blockSignals(True)
         scene.clear()
         self._indicator = None
-        self.blocks = {}
+        self.blocks, self.edges = {}, {}
         spec = self.document.spec
         analysis: Analysis | None = self.document.analysis
         infos = {}
@@ -326,6 +331,9 @@ class ModelCanvas(QGraphicsView):
             scene.addItem(block)
             block.setSelected(node_id in selected)
         self._draw_edges(spec, infos)
+        for key in wires:
+            if key in self.edges:
+                self.edges[key].setSelected(True)
         left, right = self.graph_layout.span
         height = self.graph_layout.height + 40
         scene.setSceneRect(QRectF(left - 60, 0, right - left + 120, max(height, 200)))
@@ -343,6 +351,8 @@ class ModelCanvas(QGraphicsView):
         text.setBrush(QBrush(QColor(c.text)))
         bounds = text.boundingRect()
         text.setPos(x - bounds.width() / 2, INPUT_TOP + INPUT_H / 2 - bounds.height() / 2)
+        port = QRectF(x - PORT_R, INPUT_TOP + INPUT_H - PORT_R, 2 * PORT_R, 2 * PORT_R)
+        self.scene().addEllipse(port, QPen(QColor(c.accent), 1.5), QBrush(QColor(c.base)))
 
     def _draw_edges(self, spec, infos: dict[str, LayerInfo]) -> None:
         """Every edge, with the shape it carries at its middle; an edge that does not come from
@@ -354,7 +364,9 @@ class ModelCanvas(QGraphicsView):
         order = {INPUT: -1, **{n.id: i for i, n in enumerate(spec.nodes)}}
         for route in self.graph_layout.routes:
             skip = order[route.source] != order[route.target] - 1
-            edge = self.scene().addPath(edge_path(route), pens[skip])
+            edge = EdgeItem(route.source, route.target, edge_path(route), pens[skip])
+            self.scene().addItem(edge)
+            self.edges[edge.key] = edge
             arrow = QPainterPath(QPointF(*route.points[-1]))
             x, y = route.points[-1]
             arrow.lineTo(x - 4, y - 7)
@@ -363,7 +375,10 @@ class ModelCanvas(QGraphicsView):
             self.scene().addPath(arrow, pens[skip], QBrush(pens[skip].color()))
             info = infos.get(route.source)
             shape = spec.input_shape if route.source == INPUT else info and info.output_shape
-            edge.setToolTip(f"{route.source} → {route.target}")
+            edge.setToolTip(
+                f"{route.source} → {route.target}: click to select (Delete removes it), "
+                "drag its arrow end to another block to move it"
+            )
             if shape:
                 self._draw_edge_label(route, format_shape(shape), label_font)
 
@@ -386,6 +401,18 @@ class ModelCanvas(QGraphicsView):
         for node_id, block in self.blocks.items():
             block.setSelected(node_id in node_ids)
 
+    def selected_wires(self) -> list[tuple[str, str]]:
+        """The selected edges as (source, target)."""
+        return [key for key, edge in self.edges.items() if edge.isSelected()]
+
+    def select_wire(self, source: str, target: str) -> None:
+        self.scene().clearSelection()
+        self.edges[(source, target)].setSelected(True)
+
+    def delete_selected_wires(self) -> bool:
+        """Remove the selected edges (one undo step each); False when none is selected."""
+        return self.wiring.delete_selected()
+
     def _on_scene_selection_changed(self) -> None:
         self.selection_changed.emit(self.selected_ids())
 
@@ -406,6 +433,36 @@ class ModelCanvas(QGraphicsView):
             event.accept()
             return
         super().wheelEvent(event)
+
+    # Wiring: the view's own mouse events, so that a test drives them with qtbot
+
+    def mousePressEvent(self, event) -> None:
+        if self.wiring.press(self.mapToScene(event.position().toPoint()), event.button()):
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self.wiring.move(self.mapToScene(event.position().toPoint())):
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:
+        if self.wiring.release(self.mapToScene(event.position().toPoint())):
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Escape and self.wiring.cancel():
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        super().drawForeground(painter, rect)
+        self.wiring.paint(painter)
 
     # Drops
 
@@ -450,7 +507,7 @@ class ModelCanvas(QGraphicsView):
         self._indicator = self.scene().addLine(place.x - half, y, place.x + half, y, pen)
 
     def dragEnterEvent(self, event) -> None:
-        if any(event.mimeData().hasFormat(m) for m in (MIME_KIND, MIME_MOVE, MIME_CONNECT)):
+        if any(event.mimeData().hasFormat(m) for m in (MIME_KIND, MIME_MOVE)):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -458,16 +515,6 @@ class ModelCanvas(QGraphicsView):
     def dragMoveEvent(self, event) -> None:
         mime = event.mimeData()
         scene_pos = self.mapToScene(event.position().toPoint())
-        if mime.hasFormat(MIME_CONNECT):
-            target = self._block_at(scene_pos)
-            ok = (
-                target is not None
-                and LAYER_KINDS.get(target.node.kind) is not None
-                and LAYER_KINDS[target.node.kind].is_merge
-            )
-            self._show_indicator(None)
-            event.setAccepted(ok)
-            return
         if mime.hasFormat(MIME_KIND) or mime.hasFormat(MIME_MOVE):
             self._show_indicator(self.insertion_index(scene_pos))
             event.acceptProposedAction()
@@ -499,11 +546,4 @@ class ModelCanvas(QGraphicsView):
             self.select([node_id])
             event.acceptProposedAction()
             return
-        elif mime.hasFormat(MIME_CONNECT):
-            source = bytes(mime.data(MIME_CONNECT)).decode()
-            block = self._block_at(scene_pos)
-            if block is not None and block.node.id != source:
-                self.document.push(ConnectInputCommand(self.document, source, block.node.id))
-                event.acceptProposedAction()
-                return
         event.ignore()

@@ -142,3 +142,36 @@ class RenameClassCommand(QUndoCommand):
 
     def undo(self) -> None:
         self.document.apply_class_names(self.before)
+
+
+class WireCommand(SpecCommand):
+    """An edge from ``source`` to ``target`` (``ModelSpec.wire``); WiringError, before anything
+    is pushed, when it cannot be made."""
+
+    def __init__(self, document, source: str, target: str) -> None:
+        after = document.spec.wire(source, target)
+        super().__init__(document, after, f"Wire {source} to {target}")
+
+
+class UnwireCommand(SpecCommand):
+    """Without the edge ``source`` → ``target`` (``ModelSpec.unwire``)."""
+
+    def __init__(self, document, source: str, target: str) -> None:
+        after = document.spec.unwire(source, target)
+        super().__init__(document, after, f"Remove the wire {source} → {target}")
+
+
+class MoveWireCommand(SpecCommand):
+    """The edge ``source`` → ``target`` ending at ``new_target`` (``ModelSpec.move_wire``)."""
+
+    def __init__(self, document, source: str, target: str, new_target: str) -> None:
+        after = document.spec.move_wire(source, target, new_target)
+        super().__init__(document, after, f"Move the wire {source} → {target} to {new_target}")
+
+
+class SetInputsCommand(SpecCommand):
+    """A layer's inputs, all at once (the Properties panel's list)."""
+
+    def __init__(self, document, node_id: str, inputs: tuple[str, ...]) -> None:
+        after = document.spec.set_inputs(node_id, inputs)
+        super().__init__(document, after, f"Set the inputs of {node_id}")

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.params import AUTO, Param, format_bytes, format_rate
 from ui.editor.commands import SetModelShapeCommand, SetParamCommand
+from ui.editor.inputs_panel import LayerInputsPanel
 
 
 def make_editor(param: Param, value: Any, on_change) -> QWidget:
@@ -143,7 +144,9 @@ class PropertyPanel(QWidget):
         self.memory = QLabel(self)
         self.memory.setWordWrap(True)
         self.memory.setProperty("role", "muted")
-        widgets = (self.title, self.help, self.form_host, self.memory, self.message, self.problems)
+        self.inputs = LayerInputsPanel(self.document, self)
+        widgets = (self.title, self.help, self.form_host, self.inputs)
+        widgets += (self.memory, self.message, self.problems)
         for widget in widgets:
             self.layout_.addWidget(widget)
         self.layout_.addStretch(1)
@@ -161,6 +164,7 @@ class PropertyPanel(QWidget):
 
     def show_node(self, node_id: str | None) -> None:
         self._clear_form()
+        self.inputs.show_node(node_id)
         spec = self.document.spec
         if node_id is None or node_id not in [n.id for n in spec.nodes]:
             self.node_id = None
