@@ -44,6 +44,26 @@ def test_a_short_run_draws_curves_and_ends_at_100_percent(qtbot, trainable: Main
     assert not panel.running and panel.start_button.isEnabled()
 
 
+def test_training_leaves_the_project_saved_and_keeps_its_statistics(
+    qtbot, trainable: MainWindow
+) -> None:
+    """The dataset's mean and std are derived data, not an edit: after a run the project is
+    still saved ("*" nowhere, no question on closing), and its next save keeps them."""
+    from cnnstudio import load_project
+
+    trainable.document.set_training("epochs", 1)
+    trainable.document.save()
+    panel = trainable.train_panel
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        assert panel.start()
+    assert not trainable.document.dirty and not trainable.isWindowModified()
+    data = trainable.document.project.data
+    assert data.mean is not None and len(data.std) == 3
+    trainable.document.save()
+    assert load_project(trainable.document.project.path).data.mean == data.mean
+    assert trainable.close()  # no question asked: the conftest fails any unexpected dialog
+
+
 def test_pause_holds_the_steps_and_resume_continues(qtbot, trainable: MainWindow) -> None:
     panel = trainable.train_panel
     panel.start()

@@ -148,7 +148,6 @@ class TrainPanel(QWidget):
         self.controller.warned.connect(self.message.setText)
         self.controller.run_finished.connect(self._on_run_finished)
         self.document.project_replaced.connect(self.refresh_form)
-        self.document.data_changed.connect(self._on_data_changed)
         self.runs_view.selection_changed.connect(self._on_runs_selected)
         self.document.class_names_changed.connect(self._on_class_names_changed)
         self.results_view.inspect_requested.connect(self.inspect_requested)
@@ -174,13 +173,7 @@ class TrainPanel(QWidget):
         self.runs_view.set_runs_dir(self.document.project.runs_dir)
         self.results_view.set_evaluation(None)
 
-    def _on_data_changed(self) -> None:
-        """Other data may bring another default batch size (the Data view sets it)."""
-        self.form.show_value("batch_size", self.document.project.training["batch_size"])
-        self.form.update_memory_hint()
-
     def _on_lr_applied(self, value: float) -> None:
-        self.form.show_value("lr", value)
         self.message.setText(f"Learning rate set to {format_rate(value)} by the finder.")
 
     # Starting and stopping
