@@ -93,3 +93,45 @@ def test_passing_through_the_boxes_without_typing_changes_nothing(
     window.train_panel.start_button.setFocus()
     assert window.document.undo_stack.count() == 0
     assert not window.document.dirty and not window.isWindowModified()
+
+
+def _press(qtbot, widget, key: Qt.Key, shift: bool = False) -> None:
+    modifiers = Qt.KeyboardModifier.ControlModifier
+    if shift:
+        modifiers |= Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(widget, key, modifiers)
+
+
+def test_ctrl_z_in_a_layer_property_box_undoes_the_model_edit(qtbot, window: MainWindow) -> None:
+    document = window.document
+    original = document.spec
+    window.canvas.select(["conv1"])
+    box = window.property_panel.editors["out_channels"]
+    box.setFocus()
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box, "48")
+    assert document.spec.node("conv1").params["out_channels"] == 48
+    _press(qtbot, box, Qt.Key.Key_Z)
+    assert document.spec == original, "the box's own undo swallowed Ctrl+Z"
+    _press(qtbot, window.focusWidget() or window, Qt.Key.Key_Z, shift=True)
+    assert document.spec.node("conv1").params["out_channels"] == 48
+
+
+def test_ctrl_z_in_a_training_box_commits_it_then_undoes(qtbot, window: MainWindow) -> None:
+    document, form = window.document, window.train_panel.form
+    epochs = form.editors["epochs"]
+    epochs.setValue(epochs.value() + 5)  # an earlier edit
+    box = form.editors["backbone_lr"]  # an editable combo: it commits when the typing ends
+    box.setFocus()
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), "0.003")
+    assert "backbone_lr" not in document.project.training or (
+        document.project.training["backbone_lr"] != 0.003
+    )
+    _press(qtbot, box.lineEdit(), Qt.Key.Key_Z)  # the typed value becomes an edit, then undone
+    assert document.undo_stack.count() == 2 and document.undo_stack.index() == 1
+    assert box.currentText() != "0.003"
+    _press(qtbot, box.lineEdit(), Qt.Key.Key_Z)  # and the one before
+    assert document.undo_stack.index() == 0 and not document.dirty
+    _press(qtbot, box.lineEdit(), Qt.Key.Key_Y)
+    assert document.undo_stack.index() == 1
