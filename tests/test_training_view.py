@@ -89,26 +89,67 @@ def test_stop_ends_the_run_with_a_checkpoint(qtbot, trainable: MainWindow) -> No
     assert load_checkpoint(Path(finished.args[0].run_dir) / "last.pt")["progress"]["global_step"]
 
 
-def test_closing_mid_run_asks_stops_and_leaves_no_thread(qtbot, trainable: MainWindow,
-                                                         monkeypatch) -> None:  # fmt: skip
+def _answering(monkeypatch, *answers) -> list[tuple[str, str, object]]:
+    """QMessageBox.question gives ``answers`` in turn; returns what it was asked."""
+    asked, queue = [], list(answers)
+
+    def answer(parent, title, text, buttons, *args, **kwargs):
+        asked.append((title, text, buttons))
+        return queue.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    return asked
+
+
+def test_closing_mid_run_asks_once_cancel_keeps_it_going_discard_stops(
+    qtbot, trainable: MainWindow, monkeypatch
+) -> None:
+    panel = trainable.train_panel
+    trainable.document.set_training("epochs", 50)  # unsaved
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    button = QMessageBox.StandardButton
+    asked = _answering(monkeypatch, button.Cancel, button.Discard)
+    assert not trainable.close()
+    assert panel.running and trainable.isVisible() and trainable.document.dirty
+    steps = len(panel.steps)
+    qtbot.waitUntil(lambda: len(panel.steps) > steps, timeout=60000)  # the run goes on
+    assert trainable.close()
+    assert [title for title, _text, _buttons in asked] == ["A run is training"] * 2
+    _title, text, buttons = asked[0]
+    assert text.startswith("A run is training. Stop it and quit?")
+    assert "unsaved changes" in text and buttons & button.Save and buttons & button.Discard
+    assert not panel.runner.thread.isRunning()
+    runs = list((trainable.document.project.path / "runs").iterdir())
+    assert load_checkpoint(runs[0] / "last.pt")["progress"]["global_step"] >= 2
+
+
+def test_closing_mid_run_can_save_in_the_same_question(qtbot, trainable: MainWindow,
+                                                       monkeypatch) -> None:  # fmt: skip
+    from cnnstudio import load_project
+
     panel = trainable.train_panel
     trainable.document.set_training("epochs", 50)
     panel.start()
     qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
-    asked = []
-
-    def answer(parent, title, *args, **kwargs):
-        asked.append(title)
-        return QMessageBox.StandardButton.Yes if title == "Training is running" \
-            else QMessageBox.StandardButton.Discard  # fmt: skip
-
-    monkeypatch.setattr(QMessageBox, "question", answer)
-    trainable.document.discard_changes()
+    asked = _answering(monkeypatch, QMessageBox.StandardButton.Save)
     assert trainable.close()
-    assert asked == ["Training is running"]
+    assert len(asked) == 1 and not panel.runner.thread.isRunning()
+    assert load_project(trainable.document.project.path).training["epochs"] == 50
+
+
+def test_closing_mid_run_of_a_saved_project_asks_only_to_stop(qtbot, trainable: MainWindow,
+                                                              monkeypatch) -> None:  # fmt: skip
+    panel = trainable.train_panel
+    trainable.document.set_training("epochs", 50)
+    trainable.document.save()
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    asked = _answering(monkeypatch, QMessageBox.StandardButton.Yes)
+    assert trainable.close()
+    ((_title, text, buttons),) = asked
+    assert "unsaved" not in text and not buttons & QMessageBox.StandardButton.Save
     assert not panel.runner.thread.isRunning()
-    runs = list((trainable.document.project.path / "runs").iterdir())
-    assert load_checkpoint(runs[0] / "last.pt")["progress"]["global_step"] >= 2
 
 
 def test_a_failed_run_shows_why_and_the_window_stays_usable(qtbot, trainable: MainWindow) -> None:

@@ -461,17 +461,30 @@ class MainWindow(QMainWindow):
 
     # Files
 
-    def confirm_stop_training(self) -> bool:
-        """While a run trains, ask before leaving the project; True when it may go."""
+    def confirm_leaving(self, doing: str = "quit") -> bool:
+        """Before the project is left (quit, a new or another project): one question while a run
+        trains, that stops it and saves or discards unsaved changes; else ``maybe_save``. False,
+        with everything as it was (the run going on), when the user cancels."""
         if not self.train_panel.running:
-            return True
+            return self.maybe_save()
+        text = f"A run is training. Stop it and {doing}?\n\nIt stops after its current step and "
+        text += "writes a checkpoint, so it can be resumed."
+        buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel
+        if self.document.dirty:
+            text += f"\n\n{self.document.project.name} has unsaved changes: save them?"
+            buttons = (QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                       | QMessageBox.StandardButton.Cancel)  # fmt: skip
         answer = QMessageBox.question(
-            self,
-            "Training is running",
-            "Stop the run (a checkpoint is written) and leave this project?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            self, "A run is training", text, buttons, QMessageBox.StandardButton.Cancel
         )
-        return answer == QMessageBox.StandardButton.Yes
+        if answer == QMessageBox.StandardButton.Cancel:
+            return False
+        if answer == QMessageBox.StandardButton.Save and not self.save_project():
+            return False  # the save failed or was cancelled: the run goes on
+        self.statusBar().showMessage("Stopping the run: writing a checkpoint…")
+        self.train_panel.stop_and_wait()
+        self.statusBar().clearMessage()
+        return True
 
     def maybe_save(self) -> bool:
         """Ask before unsaved changes are lost; False when the user cancels."""
@@ -493,14 +506,12 @@ class MainWindow(QMainWindow):
         return True
 
     def new_project(self) -> None:
-        if self.confirm_stop_training() and self.maybe_save():
-            self.train_panel.stop_and_wait()
+        if self.confirm_leaving("start a new project"):
             self.document.replace_project(new_project())
 
     def open_project_dialog(self) -> None:
-        if not (self.confirm_stop_training() and self.maybe_save()):
+        if not self.confirm_leaving("open another project"):
             return
-        self.train_panel.stop_and_wait()
         folder = QFileDialog.getExistingDirectory(self, "Open project folder")
         if folder:
             self.open_project(folder)
@@ -555,7 +566,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(self.settings.recent_projects()))
 
     def _open_recent(self, path: str) -> None:
-        if self.maybe_save():
+        if self.confirm_leaving("open another project"):
             self.open_project(path)
 
     def _update_title(self) -> None:
@@ -578,7 +589,7 @@ class MainWindow(QMainWindow):
         self.canvas.rebuild()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.confirm_stop_training() or not self.maybe_save():
+        if not self.confirm_leaving("quit"):
             event.ignore()
             return
         self.train_panel.shutdown()
