@@ -152,6 +152,53 @@ def test_closing_mid_run_of_a_saved_project_asks_only_to_stop(qtbot, trainable: 
     assert not panel.runner.thread.isRunning()
 
 
+def test_the_run_menu_trains_pauses_and_stops_from_the_keyboard(
+    qtbot, trainable: MainWindow
+) -> None:
+    from PySide6.QtCore import Qt
+
+    panel, window = trainable.train_panel, trainable
+    window.document.set_training("epochs", 50)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    menu = [a.text() for a in window.run_menu.actions() if not a.isSeparator()]
+    assert menu == ["&Train", "&Pause", "&Stop", "&Resume from Checkpoint"]
+    assert window.menuBar().actions()[3].text() == "&Run"  # between Model and View
+    assert "(Ctrl+Return or F5)" in panel.start_button.toolTip()
+    assert "(Ctrl+. or Shift+F5)" in panel.stop_button.toolTip()
+    assert "(Ctrl+P)" in panel.pause_button.toolTip()
+    assert not panel.stop_action.isEnabled()
+    control = Qt.KeyboardModifier.ControlModifier
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return, control)
+    assert panel.running and panel.stop_action.isEnabled() and not panel.start_action.isEnabled()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_P, control)
+    assert panel.pause_button.isChecked() and panel.pause_action.text() == "Resume &Training"
+    qtbot.keyClick(window.canvas, Qt.Key.Key_P, control)
+    assert not panel.pause_button.isChecked()
+    with qtbot.waitSignal(panel.run_finished, timeout=30000) as finished:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_Period, control)
+    assert finished.args[0].state == "stopped"
+    with qtbot.waitSignal(panel.run_finished, timeout=30000) as finished:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_F5)
+        qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+        qtbot.keyClick(window.canvas, Qt.Key.Key_F5, Qt.KeyboardModifier.ShiftModifier)
+    assert finished.args[0].state == "stopped"
+
+
+def test_channels_last_and_compile_are_in_the_form(qtbot, window: MainWindow) -> None:
+    form, document = window.train_panel.form, window.document
+    for name, words in (("channels_last", "channels-last"), ("compile", "torch.compile")):
+        box = form.editors[name]
+        assert words in box.toolTip()
+        assert box.isChecked() == document.project.training.get(name, name == "channels_last")
+        box.click()
+        assert document.project.training[name] == box.isChecked()
+        window.undo_action.trigger()
+        assert document.project.training.get(name, name == "channels_last") == box.isChecked()
+    form.grab().save("/tmp/win-train-form.png")
+
+
 def test_a_failed_run_shows_why_and_the_window_stays_usable(qtbot, trainable: MainWindow) -> None:
     panel = trainable.train_panel
     shutil.rmtree(trainable.document.project.data.path)

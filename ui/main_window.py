@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QScrollArea,
     QToolBar,
@@ -195,6 +196,7 @@ class MainWindow(QMainWindow):
             "&Fit Model", self.canvas.zoom_to_fit, QKeySequence("Ctrl+0"), "fit"
         )
         self._build_menus()
+        self._build_run_menu()
         self._build_toolbar()
         self._fill_recent_menu()
 
@@ -231,6 +233,17 @@ class MainWindow(QMainWindow):
         for theme in THEMES:
             action = theme_menu.addAction(theme.capitalize())
             action.triggered.connect(lambda _c=False, t=theme: self.set_theme(t))
+
+    def _build_run_menu(self) -> None:
+        """Run: Train, Pause, Stop, Resume from Checkpoint (the Train view's actions, with their
+        shortcuts), between Model and View."""
+        view_menu = next(a for a in self.menuBar().actions() if a.text() == "&View")
+        run_menu = QMenu("&Run", self)
+        run_menu.addActions(self.train_panel.run_actions[:3])
+        run_menu.addSeparator()
+        run_menu.addAction(self.train_panel.run_actions[3])
+        self.menuBar().insertMenu(view_menu, run_menu)
+        self.run_menu = run_menu
 
     def _build_toolbar(self) -> None:
         toolbar = QToolBar("Main", self)

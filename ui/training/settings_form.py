@@ -33,6 +33,8 @@ FORM_PARAMS = (
     "precision",
     "early_stopping",
     "device",
+    "channels_last",
+    "compile",
     "seed",
 )
 MEMORY_PARAMS = ("batch_size", "optimizer", "precision", "device")  # what the estimate reads
