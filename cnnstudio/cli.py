@@ -279,7 +279,10 @@ def _add_inspect(commands) -> None:
     )
     inspect_cmd.add_argument("--top", type=_positive_int, default=5, metavar="K")
     inspect_cmd.add_argument(
-        "--out", type=Path, required=True, metavar="OUTDIR", help="folder for the PNG files"
+        "--out",
+        type=Path,
+        metavar="OUTDIR",
+        help="folder for the PNG files (default: IMAGE's name with -inspect, beside it)",
     )
     inspect_cmd.set_defaults(handler=_cmd_inspect)
 
@@ -304,10 +307,9 @@ def _add_export(commands) -> None:
     export_cmd.add_argument("dir", metavar="DIR", type=Path, help="project folder")
     export_cmd.add_argument(
         "--format",
-        required=True,
         choices=list(EXPORT_FORMATS),
         metavar="FORMAT",
-        help=", ".join(EXPORT_FORMATS),
+        help=", ".join(EXPORT_FORMATS) + " (default: from the extension of --out)",
     )
     export_cmd.add_argument("--run", metavar="RUN", help="run folder name (default: latest)")
     export_cmd.add_argument(
@@ -579,7 +581,7 @@ class _TrainPrinter:
         elif name == "EpochEnded":
             if self.live:
                 print("\r" + " " * 78 + "\r", end="", file=sys.stderr)
-            mark = " *" if event.best else ""
+            mark = " (best so far)" if event.best else ""
             rate = event.train_images / max(event.train_seconds, 1e-9)
             print(
                 f"epoch {event.epoch}/{event.epochs}: loss {event.train_loss:.4f} acc "
@@ -738,12 +740,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     layers = args.layer or ()
     result = inspect_image(run.model, args.image, run.input_shape, run.mean, run.std, run.classes,
                            layers=layers, target=args.target, k=args.top)  # fmt: skip
-    written = write_pictures(result, args.out, args.layer)
+    out = args.out or args.image.with_name(f"{args.image.stem}-inspect")
+    written = write_pictures(result, out, args.layer)
     for rank, prediction in enumerate(result.predictions, 1):
         print(f"{rank}. {prediction.name} {100 * prediction.probability:.1f}%")
     print(
         f"Grad-CAM of {result.target_name} at {result.cam_layer}; {len(written)} pictures in "
-        f"{args.out} (run {run.run_folder.name}, {run.checkpoint.name})"
+        f"{out} (run {run.run_folder.name}, {run.checkpoint.name})"
     )
     return 0
 
@@ -815,13 +818,14 @@ def format_predictions(done) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from cnnstudio.export import export, export_source
+    from cnnstudio.export import export, export_source, format_of
 
     if args.untrained and args.run:
         raise UsageError("--run and --untrained exclude each other")
+    chosen = args.format or format_of(args.out)
     project = load_project(args.dir)
     source = export_source(project, args.run, untrained=args.untrained)
-    result = export(source, args.format, args.out)
+    result = export(source, chosen, args.out)
     for path in result.files:
         print(f"wrote {path} ({format_bytes(_size_of(path))})")
     print(f"checked: max difference {result.max_abs_diff:.2g} ({result.seconds:.1f} s)")

@@ -39,6 +39,7 @@ ImageLike = Union[str, Path, "PILImage.Image", np.ndarray]
 # their "features" is one long Sequential whose stages are what a user wants to pick from.
 _EXPANDED_CHILDREN = ("features",)
 _MAX_NAMES_IN_MESSAGE = 30
+HEAT_METHODS = ("grad-cam", "saliency")  # what the heat map of an inspection shows
 
 
 class Prediction(NamedTuple):
@@ -73,7 +74,8 @@ class Inspection:
 
     ``maps`` holds the output of every listed layer (and of ``layer``); ``filters`` the normalised
     weights of every listed convolution; ``heat`` the Grad-CAM map of class ``target`` at
-    ``cam_layer`` (zeros when the model has no spatial layer).
+    ``cam_layer`` (zeros when the model has no spatial layer), or its saliency map
+    (``heat_method``).
     """
 
     image: np.ndarray  # H×W×C float32 in [0, 1]: the input after resizing, before normalisation
@@ -86,6 +88,7 @@ class Inspection:
     layers: tuple[LayerEntry, ...]
     maps: dict[str, np.ndarray]
     filters: dict[str, np.ndarray]
+    heat_method: str = "grad-cam"  # what made ``heat``: one of HEAT_METHODS
 
     @property
     def feature_maps(self) -> np.ndarray | None:
@@ -492,7 +495,10 @@ def saliency(
     """Vanilla gradient saliency: |d score / d pixel|, the maximum over the channels, divided by
     its maximum: H×W float32 in [0, 1]."""
     inputs, logits, _ = _forward(model, x, [], grad=True)
-    index = _target_index(target, logits, classes)
+    return _saliency(logits, inputs, _target_index(target, logits, classes))
+
+
+def _saliency(logits: torch.Tensor, inputs: torch.Tensor, index: int) -> np.ndarray:
     (grad,) = torch.autograd.grad(logits[0, index], inputs)
     return _unit(grad[0].abs().amax(0))
 
@@ -524,18 +530,23 @@ def inspect_image(
     cam_layer: str | None = None,
     target: int | str | None = None,
     k: int = 5,
+    heat_method: str = "grad-cam",
 ) -> Inspection:
     """What the inspector shows for ``image``, from one forward and one partial backward pass.
 
     ``layer`` is the layer whose maps come first (default: the first convolution); ``layers`` adds
     submodules beyond the listed ones (any module path); ``cam_layer`` is where Grad-CAM looks
     (default: ``default_cam_layer``); ``target`` the class it explains (default: the top one).
+    ``heat_method`` makes the heat map: "grad-cam" (at ``cam_layer``), or "saliency" (the
+    gradient of the class score with respect to each input pixel).
     """
+    if heat_method not in HEAT_METHODS:
+        raise InspectError(f"heat map {heat_method!r}: choose one of {', '.join(HEAT_METHODS)}")
     pixels = load_pixels(image, input_shape)
     x = _normalise(pixels, mean, std)
     listed = _layer_modules(model)
     extra = [name for name in (layer, cam_layer, *layers) if name]
-    _, logits, captured = _forward(
+    inputs, logits, captured = _forward(
         model, x, [name for name, _, _ in listed] + extra, grad=True, required=extra
     )
     entries = _entries(listed, captured)
@@ -547,7 +558,9 @@ def inspect_image(
     cam_name = cam_layer or default_cam_layer(entries)
     index = _target_index(target, logits, classes)
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    if cam_name is None:
+    if heat_method == "saliency":
+        heat = _saliency(logits, inputs, index)
+    elif cam_name is None:
         heat = np.zeros(size, dtype=np.float32)
     else:
         heat = _cam(logits, captured[cam_name], index, size, cam_name)
@@ -566,4 +579,5 @@ def inspect_image(
         layers=entries,
         maps=maps,
         filters={name: filters(model, name) for name in dict.fromkeys(convolutions)},
+        heat_method=heat_method,
     )

@@ -144,6 +144,31 @@ def test_explaining_another_class_and_the_opacity(qtbot, view, tmp_path) -> None
     assert view.heat_item.opacity() == pytest.approx(0.8)
 
 
+def test_saliency_beside_grad_cam(qtbot, view, tmp_path) -> None:
+    """The heat map's method is a choice; saliency is computed on the pool thread like Grad-CAM
+    and matches the engine's ``saliency`` for the same image and class."""
+    from cnnstudio.inspect import preprocess, saliency
+
+    image = picture(tmp_path / "cat.png")
+    with qtbot.waitSignal(view.inspected, timeout=60000):
+        drop_files(view, image)
+    grad_cam = view.result.heat
+    assert [view.method_box.itemText(i) for i in range(view.method_box.count())] == [
+        "Grad-CAM", "Saliency"
+    ]  # fmt: skip
+    view.method_box.setCurrentIndex(1)
+    with qtbot.waitSignal(view.inspected, timeout=60000):
+        view.method_box.activated.emit(1)
+    result = view.result
+    assert result.heat_method == "saliency" and view.cam_caption.text().startswith("Saliency of")
+    source = simple_source()
+    x = preprocess(image, source.input_shape, source.mean, source.std)
+    expected = saliency(source.model, x, result.target)
+    assert result.heat.shape == expected.shape and not np.allclose(result.heat, grad_cam)
+    assert np.allclose(result.heat, expected, atol=1e-5)
+    view.grab().save("/tmp/win-inspect-saliency.png")
+
+
 def test_paste_and_arrays(qtbot, view) -> None:
     pixels = np.zeros((20, 30, 3), np.uint8)
     pixels[:, :15] = (250, 20, 20)

@@ -44,6 +44,26 @@ def test_a_short_run_draws_curves_and_ends_at_100_percent(qtbot, trainable: Main
     assert not panel.running and panel.start_button.isEnabled()
 
 
+def test_training_leaves_the_project_saved_and_keeps_its_statistics(
+    qtbot, trainable: MainWindow
+) -> None:
+    """The dataset's mean and std are derived data, not an edit: after a run the project is
+    still saved ("*" nowhere, no question on closing), and its next save keeps them."""
+    from cnnstudio import load_project
+
+    trainable.document.set_training("epochs", 1)
+    trainable.document.save()
+    panel = trainable.train_panel
+    with qtbot.waitSignal(panel.run_finished, timeout=120000):
+        assert panel.start()
+    assert not trainable.document.dirty and not trainable.isWindowModified()
+    data = trainable.document.project.data
+    assert data.mean is not None and len(data.std) == 3
+    trainable.document.save()
+    assert load_project(trainable.document.project.path).data.mean == data.mean
+    assert trainable.close()  # no question asked: the conftest fails any unexpected dialog
+
+
 def test_pause_holds_the_steps_and_resume_continues(qtbot, trainable: MainWindow) -> None:
     panel = trainable.train_panel
     panel.start()
@@ -72,26 +92,114 @@ def test_stop_ends_the_run_with_a_checkpoint(qtbot, trainable: MainWindow) -> No
     assert load_checkpoint(Path(finished.args[0].run_dir) / "last.pt")["progress"]["global_step"]
 
 
-def test_closing_mid_run_asks_stops_and_leaves_no_thread(qtbot, trainable: MainWindow,
-                                                         monkeypatch) -> None:  # fmt: skip
+def _answering(monkeypatch, *answers) -> list[tuple[str, str, object]]:
+    """QMessageBox.question gives ``answers`` in turn; returns what it was asked."""
+    asked, queue = [], list(answers)
+
+    def answer(parent, title, text, buttons, *args, **kwargs):
+        asked.append((title, text, buttons))
+        return queue.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    return asked
+
+
+def test_closing_mid_run_asks_once_cancel_keeps_it_going_discard_stops(
+    qtbot, trainable: MainWindow, monkeypatch
+) -> None:
+    panel = trainable.train_panel
+    trainable.document.set_training("epochs", 50)  # unsaved
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    button = QMessageBox.StandardButton
+    asked = _answering(monkeypatch, button.Cancel, button.Discard)
+    assert not trainable.close()
+    assert panel.running and trainable.isVisible() and trainable.document.dirty
+    steps = len(panel.steps)
+    qtbot.waitUntil(lambda: len(panel.steps) > steps, timeout=60000)  # the run goes on
+    assert trainable.close()
+    assert [title for title, _text, _buttons in asked] == ["A run is training"] * 2
+    _title, text, buttons = asked[0]
+    assert text.startswith("A run is training. Stop it and quit?")
+    assert "unsaved changes" in text and buttons & button.Save and buttons & button.Discard
+    assert not panel.runner.thread.isRunning()
+    runs = list((trainable.document.project.path / "runs").iterdir())
+    assert load_checkpoint(runs[0] / "last.pt")["progress"]["global_step"] >= 2
+
+
+def test_closing_mid_run_can_save_in_the_same_question(qtbot, trainable: MainWindow,
+                                                       monkeypatch) -> None:  # fmt: skip
+    from cnnstudio import load_project
+
     panel = trainable.train_panel
     trainable.document.set_training("epochs", 50)
     panel.start()
     qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
-    asked = []
-
-    def answer(parent, title, *args, **kwargs):
-        asked.append(title)
-        return QMessageBox.StandardButton.Yes if title == "Training is running" \
-            else QMessageBox.StandardButton.Discard  # fmt: skip
-
-    monkeypatch.setattr(QMessageBox, "question", answer)
-    trainable.document.discard_changes()
+    asked = _answering(monkeypatch, QMessageBox.StandardButton.Save)
     assert trainable.close()
-    assert asked == ["Training is running"]
+    assert len(asked) == 1 and not panel.runner.thread.isRunning()
+    assert load_project(trainable.document.project.path).training["epochs"] == 50
+
+
+def test_closing_mid_run_of_a_saved_project_asks_only_to_stop(qtbot, trainable: MainWindow,
+                                                              monkeypatch) -> None:  # fmt: skip
+    panel = trainable.train_panel
+    trainable.document.set_training("epochs", 50)
+    trainable.document.save()
+    panel.start()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    asked = _answering(monkeypatch, QMessageBox.StandardButton.Yes)
+    assert trainable.close()
+    ((_title, text, buttons),) = asked
+    assert "unsaved" not in text and not buttons & QMessageBox.StandardButton.Save
     assert not panel.runner.thread.isRunning()
-    runs = list((trainable.document.project.path / "runs").iterdir())
-    assert load_checkpoint(runs[0] / "last.pt")["progress"]["global_step"] >= 2
+
+
+def test_the_run_menu_trains_pauses_and_stops_from_the_keyboard(
+    qtbot, trainable: MainWindow
+) -> None:
+    from PySide6.QtCore import Qt
+
+    panel, window = trainable.train_panel, trainable
+    window.document.set_training("epochs", 50)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    menu = [a.text() for a in window.run_menu.actions() if not a.isSeparator()]
+    assert menu == ["&Train", "&Pause", "&Stop", "&Resume from Checkpoint"]
+    assert window.menuBar().actions()[3].text() == "&Run"  # between Model and View
+    assert "(Ctrl+Return or F5)" in panel.start_button.toolTip()
+    assert "(Ctrl+. or Shift+F5)" in panel.stop_button.toolTip()
+    assert "(Ctrl+P)" in panel.pause_button.toolTip()
+    assert not panel.stop_action.isEnabled()
+    control = Qt.KeyboardModifier.ControlModifier
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return, control)
+    assert panel.running and panel.stop_action.isEnabled() and not panel.start_action.isEnabled()
+    qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_P, control)
+    assert panel.pause_button.isChecked() and panel.pause_action.text() == "Resume &Training"
+    qtbot.keyClick(window.canvas, Qt.Key.Key_P, control)
+    assert not panel.pause_button.isChecked()
+    with qtbot.waitSignal(panel.run_finished, timeout=30000) as finished:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_Period, control)
+    assert finished.args[0].state == "stopped"
+    with qtbot.waitSignal(panel.run_finished, timeout=30000) as finished:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_F5)
+        qtbot.waitUntil(lambda: len(panel.steps) >= 2, timeout=60000)
+        qtbot.keyClick(window.canvas, Qt.Key.Key_F5, Qt.KeyboardModifier.ShiftModifier)
+    assert finished.args[0].state == "stopped"
+
+
+def test_channels_last_and_compile_are_in_the_form(qtbot, window: MainWindow) -> None:
+    form, document = window.train_panel.form, window.document
+    for name, words in (("channels_last", "channels-last"), ("compile", "torch.compile")):
+        box = form.editors[name]
+        assert words in box.toolTip()
+        assert box.isChecked() == document.project.training.get(name, name == "channels_last")
+        box.click()
+        assert document.project.training[name] == box.isChecked()
+        window.undo_action.trigger()
+        assert document.project.training.get(name, name == "channels_last") == box.isChecked()
+    form.grab().save("/tmp/win-train-form.png")
 
 
 def test_a_failed_run_shows_why_and_the_window_stays_usable(qtbot, trainable: MainWindow) -> None:

@@ -124,6 +124,8 @@ class DataPanel(QWidget):
         self.needs = None  # what the data asks of the model (cnnstudio.fit.DataNeeds)
         self.defaults = None  # the settings suggested for the data (DataDefaults)
         self._choice: DataSettings | None = None  # data chosen, taken when its read ends
+        self._read_settings: DataSettings | None = None  # the data settings last read
+        self._applying = False  # the view's own edit: it shows it already
         self._seed = 0
         self._reads = Jobs(self, newest_wins=True)
         self._previews = Jobs(self, newest_wins=True)
@@ -259,6 +261,7 @@ class DataPanel(QWidget):
         self.document.project_replaced.connect(self._on_project_replaced)
         self.document.spec_changed.connect(self._on_spec_changed)
         self.document.class_names_changed.connect(self._on_class_names_changed)
+        self.document.data_changed.connect(self._on_data_changed)
 
     # Settings
 
@@ -318,9 +321,36 @@ class DataPanel(QWidget):
             self.document.project.training.get("batch_size") == self.defaults.batch_size
         )
         self._choice = None
-        if follows and defaults is not None:
-            self.document.set_training("batch_size", defaults.batch_size)
-        self.document.set_data(settings)  # data_changed: the Train view shows the batch size
+        training = {"batch_size": defaults.batch_size} if follows and defaults is not None else {}
+        where = Path(settings.path).name if settings.source == "folder" and settings.path else None
+        text = f"Use the data {where or dict(SOURCES).get(settings.source, settings.source)}"
+        self._set_data(settings, text, training)
+
+    def _set_data(self, settings: DataSettings, text: str, training: dict | None = None) -> None:
+        """One undo step; the view shows it already, so its own data_changed is not redrawn."""
+        self._applying = True
+        try:
+            self.document.set_data(settings, text, training)
+        finally:
+            self._applying = False
+
+    def _on_data_changed(self) -> None:
+        """The data settings changed by undo or redo: other data is read again, other
+        augmentation shown."""
+        if self._applying:
+            return
+        read = self._read_settings
+        same = read is not None and all(
+            getattr(read, name) == getattr(self.settings, name)
+            for name in ("source", "path", "val_fraction", "split_seed")
+        )
+        self._choice = None
+        self._show_settings()
+        if same:
+            self._show_warnings()
+            self._show_samples()
+        else:
+            self.reload()
 
     def _on_source_activated(self, index: int) -> None:
         key = self.source.itemData(index)
@@ -354,7 +384,9 @@ class DataPanel(QWidget):
         if param.check(value):
             return
         augment = {**self.settings.augment, param.name: value}
-        self.document.set_data(replace(self.settings, augment=augment))
+        shown = f"{value:g}" if isinstance(value, float) else value
+        text = f"Set {param.name.replace('_', ' ')} to {shown}"
+        self._set_data(replace(self.settings, augment=augment), text)
         self._show_defaults()
         self._show_warnings()
         self._show_samples()
@@ -380,6 +412,7 @@ class DataPanel(QWidget):
 
     def _on_read_finished(self, _number: int, result: tuple) -> None:
         settings, defaults, summary, dataset = result
+        self._read_settings = settings
         if self._choice is not None:
             self._take_choice(settings, defaults)
         self.defaults = defaults

@@ -1,10 +1,12 @@
 """The open project as the window sees it: the Project, its undo stack, and its analysis.
 
-Every edit of the model goes through ``push`` as one QUndoCommand. After each change the analysis
-runs on a pool thread (``ui.background.Jobs``; the newest request wins) and arrives through
-``analysis_ready``. Then the activation memory of a valid model is measured in a job of its own
-(a backbone takes a few tenths of a second, and the first measurement in a process seconds: the
-analysis does not wait for it) and arrives through ``activations_ready``.
+Every edit of the project (the model, the training and the data settings) goes through ``push``
+as one QUndoCommand; the undo stack alone says whether the project has unsaved changes. After
+each change of the model the analysis runs on a pool thread (``ui.background.Jobs``; the newest
+request wins) and arrives through ``analysis_ready``. Then the activation memory of a valid
+model is measured in a job of its own (a backbone takes a few tenths of a second, and the first
+measurement in a process seconds: the analysis does not wait for it) and arrives through
+``activations_ready``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from cnnstudio import Analysis, ModelSpec, Project, analyze, load_project, new_p
 from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.progress import TaskState
 from ui.background import Jobs
+from ui.editor.commands import SetDataCommand, SetTrainingCommand
 
 
 def _analyse(_state: TaskState, spec: ModelSpec) -> Analysis:
@@ -39,6 +42,7 @@ class ProjectDocument(QObject):
     project_replaced = Signal()
     dirty_changed = Signal(bool)
     data_changed = Signal()
+    training_changed = Signal(str)  # the name of the setting
     class_names_changed = Signal()
 
     def __init__(self, project: Project | None = None, parent: QObject | None = None) -> None:
@@ -55,8 +59,7 @@ class ProjectDocument(QObject):
         self._measures = Jobs(self, newest_wins=True)
         self._measures.finished.connect(self._on_measure_finished)
         self._measures.failed.connect(self._on_measure_failed)
-        self.undo_stack.cleanChanged.connect(lambda clean: self.dirty_changed.emit(not clean))
-        self._data_dirty = False
+        self.undo_stack.cleanChanged.connect(self._on_clean_changed)
 
     # State
 
@@ -66,7 +69,10 @@ class ProjectDocument(QObject):
 
     @property
     def dirty(self) -> bool:
-        return not self.undo_stack.isClean() or self._data_dirty
+        return not self.undo_stack.isClean()
+
+    def _on_clean_changed(self, clean: bool) -> None:
+        self.dirty_changed.emit(not clean)
 
     def push(self, command: QUndoCommand) -> None:
         self.undo_stack.push(command)
@@ -77,12 +83,32 @@ class ProjectDocument(QObject):
         self.spec_changed.emit(spec)
         self.request_analysis()
 
-    def set_data(self, data) -> None:
-        """Change the data settings (not an undoable model edit, but it makes the project dirty)."""
+    def set_data(self, data, text: str = "Change the data", training: dict | None = None) -> None:
+        """Change the data settings (and ``training`` settings that follow them) as one undo
+        step; nothing when nothing changes."""
+        current = self.project.training
+        follows = {k: v for k, v in (training or {}).items() if current.get(k) != v}
+        if data == self.project.data and not follows:
+            return
+        self.push(SetDataCommand(self, data, text, follows))
+
+    def apply_data(self, data, training: dict, absent: object = None) -> None:
+        """Set the data settings (called by undo commands only)."""
         self.project.data = data
-        self._data_dirty = True
-        self.dirty_changed.emit(True)
+        self.apply_training(training, absent)
         self.data_changed.emit()
+
+    def adopt_statistics(self, data) -> None:
+        """Keep the mean and std a run computed on the project's data (``data``, the run's copy
+        of the settings): derived data, not an edit, so the project stays clean; they are saved
+        with the project's next save and spare the next run from computing them again."""
+        now = self.project.data
+        if data.mean is None or data.stats_key == now.stats_key:
+            return
+        unset = {"mean": None, "std": None, "stats_key": None}
+        if replace(data, **unset) != replace(now, **unset):
+            return  # the data was changed since the run started
+        self.project.data = replace(now, mean=data.mean, std=data.std, stats_key=data.stats_key)
 
     def apply_class_names(self, names: dict[str, str]) -> None:
         """Set the classes' display names (called by undo commands only: the undo stack keeps
@@ -91,10 +117,20 @@ class ProjectDocument(QObject):
         self.class_names_changed.emit()
 
     def set_training(self, name: str, value) -> None:
-        """Change one training setting (makes the project dirty; not a model edit)."""
-        self.project.training[name] = value
-        self._data_dirty = True
-        self.dirty_changed.emit(True)
+        """Change one training setting as an undo step; nothing when it has that value."""
+        if name in self.project.training and self.project.training[name] == value:
+            return
+        self.push(SetTrainingCommand(self, name, value))
+
+    def apply_training(self, values: dict, absent: object = None) -> None:
+        """Set training settings (called by undo commands only); ``absent`` marks a setting the
+        project did not have, which goes again."""
+        for name, value in values.items():
+            if absent is not None and value is absent:
+                self.project.training.pop(name, None)
+            else:
+                self.project.training[name] = value
+            self.training_changed.emit(name)
 
     def request_analysis(self) -> None:
         self.activations, self.activations_error = None, ""
@@ -137,7 +173,6 @@ class ProjectDocument(QObject):
     def replace_project(self, project: Project) -> None:
         self.project = project
         self.undo_stack.clear()
-        self._data_dirty = False
         self.project_replaced.emit()
         self.spec_changed.emit(project.model)
         self.dirty_changed.emit(False)
@@ -149,14 +184,12 @@ class ProjectDocument(QObject):
     def save(self, path: str | Path | None = None) -> Path:
         written = self.project.save(path)
         self.undo_stack.setClean()
-        self._data_dirty = False
         self.dirty_changed.emit(False)
         return written
 
     def discard_changes(self) -> None:
         """Forget that there are unsaved changes (the user chose to discard them)."""
         self.undo_stack.setClean()
-        self._data_dirty = False
         self.dirty_changed.emit(False)
 
     def busy(self) -> bool:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QToolBar,
 )
@@ -216,6 +217,7 @@ class MainWindow(QMainWindow):
             "&Fit Model", self.canvas.zoom_to_fit, QKeySequence("Ctrl+0"), "fit"
         )
         self._build_menus()
+        self._build_run_menu()
         self._build_toolbar()
         self._fill_recent_menu()
 
@@ -258,6 +260,17 @@ class MainWindow(QMainWindow):
             action.setData(theme)
             self.theme_actions.addAction(action)
             action.triggered.connect(lambda _c=False, t=theme: self.set_theme(t))
+
+    def _build_run_menu(self) -> None:
+        """Run: Train, Pause, Stop, Resume from Checkpoint (the Train view's actions, with their
+        shortcuts), between Model and View."""
+        view_menu = next(a for a in self.menuBar().actions() if a.text() == "&View")
+        run_menu = QMenu("&Run", self)
+        run_menu.addActions(self.train_panel.run_actions[:3])
+        run_menu.addSeparator()
+        run_menu.addAction(self.train_panel.run_actions[3])
+        self.menuBar().insertMenu(view_menu, run_menu)
+        self.run_menu = run_menu
 
     def _build_toolbar(self) -> None:
         toolbar = QToolBar("Main", self)
@@ -514,17 +527,30 @@ class MainWindow(QMainWindow):
 
     # Files
 
-    def confirm_stop_training(self) -> bool:
-        """While a run trains, ask before leaving the project; True when it may go."""
+    def confirm_leaving(self, doing: str = "quit") -> bool:
+        """Before the project is left (quit, a new or another project): one question while a run
+        trains, that stops it and saves or discards unsaved changes; else ``maybe_save``. False,
+        with everything as it was (the run going on), when the user cancels."""
         if not self.train_panel.running:
-            return True
+            return self.maybe_save()
+        text = f"A run is training. Stop it and {doing}?\n\nIt stops after its current step and "
+        text += "writes a checkpoint, so it can be resumed."
+        buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel
+        if self.document.dirty:
+            text += f"\n\n{self.document.project.name} has unsaved changes: save them?"
+            buttons = (QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                       | QMessageBox.StandardButton.Cancel)  # fmt: skip
         answer = QMessageBox.question(
-            self,
-            "Training is running",
-            "Stop the run (a checkpoint is written) and leave this project?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            self, "A run is training", text, buttons, QMessageBox.StandardButton.Cancel
         )
-        return answer == QMessageBox.StandardButton.Yes
+        if answer == QMessageBox.StandardButton.Cancel:
+            return False
+        if answer == QMessageBox.StandardButton.Save and not self.save_project():
+            return False  # the save failed or was cancelled: the run goes on
+        self.statusBar().showMessage("Stopping the run: writing a checkpoint…")
+        self.train_panel.stop_and_wait()
+        self.statusBar().clearMessage()
+        return True
 
     def maybe_save(self) -> bool:
         """Ask before unsaved changes are lost; False when the user cancels."""
@@ -546,14 +572,12 @@ class MainWindow(QMainWindow):
         return True
 
     def new_project(self) -> None:
-        if self.confirm_stop_training() and self.maybe_save():
-            self.train_panel.stop_and_wait()
+        if self.confirm_leaving("start a new project"):
             self.document.replace_project(new_project())
 
     def open_project_dialog(self) -> None:
-        if not (self.confirm_stop_training() and self.maybe_save()):
+        if not self.confirm_leaving("open another project"):
             return
-        self.train_panel.stop_and_wait()
         folder = QFileDialog.getExistingDirectory(
             self, "Open project folder", self._projects_folder()
         )
@@ -650,7 +674,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(self.settings.recent_projects()))
 
     def _open_recent(self, path: str) -> None:
-        if self.maybe_save():
+        if self.confirm_leaving("open another project"):
             self.open_project(path)
 
     def _update_title(self) -> None:
@@ -676,7 +700,7 @@ class MainWindow(QMainWindow):
             action.setChecked(action.data() == theme)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.confirm_stop_training() or not self.maybe_save():
+        if not self.confirm_leaving("quit"):
             event.ignore()
             return
         self.train_panel.shutdown()

@@ -38,7 +38,7 @@ from torch import nn
 from cnnstudio import model_source
 from cnnstudio.errors import ExportError, StudioError
 from cnnstudio.export.check import TOLERANCE, check_model, check_writable
-from cnnstudio.export.formats import FORMATS, ExportFormat, ExportResult
+from cnnstudio.export.formats import FORMATS, ExportFormat, ExportResult, format_of
 from cnnstudio.export.project_folder import write_project
 from cnnstudio.export.python_file import python_code, write_python
 from cnnstudio.export.training_script import training_script_code, write_training_script
@@ -56,6 +56,7 @@ __all__ = [
     "export",
     "export_source",
     "export_training_script",
+    "format_of",
     "python_code",
     "training_script_code",
 ]

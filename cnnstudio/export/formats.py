@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnstudio.errors import ExportError
+
 
 @dataclass(frozen=True)
 class ExportFormat:
@@ -68,6 +70,31 @@ FORMATS: dict[str, ExportFormat] = {
         ),
     )
 }
+
+
+def format_of(path: Path | str) -> str:
+    """The export format a file name asks for by its extension (``model.onnx``: "onnx");
+    ExportError when the extension names none, or more than one (.py: the model's code or the
+    training script)."""
+    suffix = Path(path).suffix.lower()
+    matches = [f.name for f in FORMATS.values() if f.suffix and f.suffix == suffix]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ExportError(
+            f"{Path(path).name}: a {suffix} file can be {' or '.join(matches)}: "
+            "choose with --format",
+            path=path,
+        )
+    known = ", ".join(
+        f"{f.suffix} ({f.name})" for f in FORMATS.values() if f.suffix and f.suffix != ".py"
+    )
+    raise ExportError(
+        f"{Path(path).name}: no export format has the extension {suffix or '(none)'!r}; the "
+        f"known ones are {known}, .py (python or training-script); a project folder needs "
+        "--format project",
+        path=path,
+    )
 
 
 @dataclass(frozen=True)

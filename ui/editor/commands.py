@@ -1,8 +1,10 @@
-"""Undo commands for model edits. Each keeps the spec before and after, so undo and redo restore
-exactly the previous model; a value dragged through many steps merges into one command."""
+"""Undo commands for every edit of the project: the model (each keeps the spec before and after,
+so undo and redo restore exactly the previous model), the training settings and the data settings.
+A value dragged through many steps merges into one command."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtGui import QUndoCommand
@@ -11,6 +13,9 @@ from cnnstudio import ModelSpec, Node
 from cnnstudio.layers import get_layer_kind
 
 _SET_PARAM_ID = 1001
+_SET_TRAINING_ID = 1002
+_SET_AUGMENT_ID = 1003
+_ABSENT = object()  # a training setting the project did not have before the edit
 
 
 class SpecCommand(QUndoCommand):
@@ -175,3 +180,71 @@ class SetInputsCommand(SpecCommand):
     def __init__(self, document, node_id: str, inputs: tuple[str, ...]) -> None:
         after = document.spec.set_inputs(node_id, inputs)
         super().__init__(document, after, f"Set the inputs of {node_id}")
+
+
+class SetTrainingCommand(QUndoCommand):
+    """One training setting; repeated edits of the same setting merge (spin-box drags)."""
+
+    def __init__(self, document, name: str, value: Any) -> None:
+        super().__init__(f"Set {name.replace('_', ' ')} to {value}")
+        self.document, self.name = document, name
+        self.before = document.project.training.get(name, _ABSENT)
+        self.after = value
+
+    def redo(self) -> None:
+        self.document.apply_training({self.name: self.after})
+
+    def undo(self) -> None:
+        self.document.apply_training({self.name: self.before}, absent=_ABSENT)
+
+    def id(self) -> int:
+        return _SET_TRAINING_ID
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, SetTrainingCommand) or other.name != self.name:
+            return False
+        self.after = other.after
+        self.setText(other.text())
+        return True
+
+
+class SetDataCommand(QUndoCommand):
+    """The data settings (other data, or its augmentation), with the training settings that
+    follow them (the batch size that suits other data) in the same edit. Edits of one
+    augmentation setting in a row merge (spin-box drags)."""
+
+    def __init__(self, document, data, text: str, training: dict | None = None) -> None:
+        super().__init__(text)
+        self.document = document
+        self.before, self.after = document.project.data, data
+        current = document.project.training
+        self.training_after = dict(training or {})
+        self.training_before = {k: current.get(k, _ABSENT) for k in self.training_after}
+        self.augment_name = _only_augment_change(self.before, data)
+
+    def redo(self) -> None:
+        self.document.apply_data(self.after, self.training_after)
+
+    def undo(self) -> None:
+        self.document.apply_data(self.before, self.training_before, absent=_ABSENT)
+
+    def id(self) -> int:
+        return _SET_AUGMENT_ID if self.augment_name and not self.training_after else -1
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        if not isinstance(other, SetDataCommand) or other.id() != self.id():
+            return False
+        if other.augment_name != self.augment_name:
+            return False
+        self.after = other.after
+        self.setText(other.text())
+        return True
+
+
+def _only_augment_change(before, after) -> str | None:
+    """The one augmentation setting that ``after`` changes, when it changes nothing else."""
+    if replace(before, augment={}) != replace(after, augment={}):
+        return None
+    names = {k for k in {**before.augment, **after.augment}
+             if before.augment.get(k) != after.augment.get(k)}  # fmt: skip
+    return names.pop() if len(names) == 1 else None

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtGui import QValidator
+from PySide6.QtCore import QEvent, QKeyCombination, QObject, Qt
+from PySide6.QtGui import QKeyEvent, QKeySequence, QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -25,9 +27,51 @@ from ui.editor.commands import SetModelShapeCommand, SetParamCommand
 from ui.editor.inputs_panel import LayerInputsPanel
 
 
+class _UndoKeysToTheDocument(QObject):
+    """Ctrl+Z and Ctrl+Shift+Z (Ctrl+Y) in a box that edits the project undo the project's last
+    edit, as in the best tools, instead of the box's own typing: the box commits what it shows,
+    then the key reaches the window's Undo / Redo shortcut."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() != QEvent.Type.ShortcutOverride or not _is_undo_key(event):
+            return False
+        if isinstance(watched, QAbstractSpinBox):
+            watched.interpretText()
+        elif isinstance(watched, QLineEdit) and watched.isModified():
+            watched.editingFinished.emit()
+        event.ignore()  # not the box's: the shortcut map takes it
+        return True
+
+
+def _is_undo_key(event: QKeyEvent) -> bool:
+    keys = (QKeySequence.StandardKey.Undo, QKeySequence.StandardKey.Redo)
+    return any(event.matches(key) for key in keys) or event.keyCombination() in (
+        QKeyCombination(Qt.KeyboardModifier.ControlModifier, Qt.Key.Key_Y),
+        QKeyCombination(
+            Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_Z
+        ),
+    )
+
+
+_UNDO_KEYS = _UndoKeysToTheDocument()
+
+
+def route_undo_keys(editor: QWidget) -> QWidget:
+    """Let the window's Undo / Redo keys through ``editor`` (and the text box inside it)."""
+    editor.installEventFilter(_UNDO_KEYS)
+    inner = editor.lineEdit() if isinstance(editor, QComboBox) and editor.isEditable() else None
+    if inner is not None:
+        inner.installEventFilter(_UNDO_KEYS)
+    return editor
+
+
 def make_editor(param: Param, value: Any, on_change) -> QWidget:
     """A widget for one parameter. ``on_change(value)`` returns None when the value was taken, or
-    the reason it was refused."""
+    the reason it was refused. Ctrl+Z in it undoes the project's last edit (``route_undo_keys``)."""
+    return route_undo_keys(_make_editor(param, value, on_change))
+
+
+def _make_editor(param: Param, value: Any, on_change) -> QWidget:
     if param.type == "bool":
         box = QCheckBox()
         box.setChecked(bool(value))
@@ -196,13 +240,13 @@ class PropertyPanel(QWidget):
             spin.setRange(1, top)
             spin.setValue(value)
             spin.valueChanged.connect(lambda _v: self._on_shape_changed())
-            self.editors[name] = spin
+            self.editors[name] = route_undo_keys(spin)
             self.form.addRow(f"input {name}", spin)
         classes = QSpinBox()
         classes.setRange(2, 100_000)
         classes.setValue(spec.num_classes)
         classes.valueChanged.connect(lambda _v: self._on_shape_changed())
-        self.editors["num_classes"] = classes
+        self.editors["num_classes"] = route_undo_keys(classes)
         self.form.addRow("classes", classes)
         self._show_problems()
 

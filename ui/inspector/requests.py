@@ -27,6 +27,7 @@ class Request:
     target: int | None = None
     source: Any = None  # a ModelSource, a function returning one, or None
     resolved: ModelSource | None = None  # ``source`` resolved by an earlier answer
+    heat_method: str = "grad-cam"  # cnnstudio.inspect.HEAT_METHODS
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def answer(_state: TaskState, request: Request) -> Answer:
         source.classes,
         request.layer,
         target=request.target,
+        heat_method=request.heat_method,
     )
     return Answer(request, source, inspection)
 
@@ -82,13 +84,15 @@ class InspectRequests:
         self._source_number += 1
         return self.pending_image if self.in_flight else self.image
 
-    def ask(self, image: Any, layer: str | None, target: int | None) -> Request:
+    def ask(
+        self, image: Any, layer: str | None, target: int | None, heat_method: str = "grad-cam"
+    ) -> Request:
         """A new request, which replaces any still unanswered."""
         self.number += 1
         self.pending_image = image
         self.in_flight = True
         self._asked_source = self._source_number
-        return Request(self.number, image, layer, target, self._source, self.resolved)
+        return Request(self.number, image, layer, target, self._source, self.resolved, heat_method)
 
     def take(self, reply: Answer) -> bool:
         """Record ``reply``; False when a newer request replaced it (then it is not shown)."""

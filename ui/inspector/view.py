@@ -45,6 +45,10 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All
 MAX_MAPS = 256  # a grid of more maps is unreadable in a dock; the heading says how many are shown
 HEAT_LUT = colormap(np.linspace(0.0, 1.0, 256), "jet")
 MAP_LUT = colormap(np.linspace(0.0, 1.0, 256), "inferno")
+HEAT_METHOD_TEXTS = {  # cnnstudio.inspect.HEAT_METHODS: the name shown, and what it shows
+    "grad-cam": ("Grad-CAM", "where a late convolution finds the class (coarse regions)"),
+    "saliency": ("Saliency", "which input pixels change the class score most (fine, noisy)"),
+}
 HINT = "Drop an image here, paste one (Ctrl+V) or choose Open image…"
 
 
@@ -137,10 +141,20 @@ class InspectorView(QWidget):
         explain.setProperty("role", "muted")
         row.addWidget(explain)
         self.target_box = QComboBox(self)
-        self.target_box.setToolTip("The class Grad-CAM explains")
+        self.target_box.setToolTip("The class the heat map explains")
         self.target_box.setMinimumContentsLength(14)
         self.target_box.addItem("top prediction", None)
         row.addWidget(self.target_box)
+        self.method_box = QComboBox(self)
+        for method, (text, tip) in HEAT_METHOD_TEXTS.items():
+            self.method_box.addItem(text, method)
+            self.method_box.setItemData(
+                self.method_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
+            )
+        self.method_box.setToolTip("How the heat map is made:\n" + "\n".join(
+            f"{text}: {tip}" for text, tip in HEAT_METHOD_TEXTS.values()
+        ))  # fmt: skip
+        row.addWidget(self.method_box)
         row.addStretch(1)
         self.model_label = QLabel(self)
         self.model_label.setProperty("role", "muted")
@@ -156,6 +170,7 @@ class InspectorView(QWidget):
         self.pictures.setMinimumHeight(90)
         self.input_box = _image_box(self.pictures, "input, as the model sees it", 0, 0)
         self.cam_box = _image_box(self.pictures, "Grad-CAM", 0, 1)
+        self.cam_title = self.pictures.getItem(0, 1)  # the heat map's name, above it
         self.input_item = pg.ImageItem(axisOrder="row-major")
         self.input_box.addItem(self.input_item)
         self.cam_base = pg.ImageItem(axisOrder="row-major")
@@ -171,7 +186,7 @@ class InspectorView(QWidget):
         self.opacity = QSlider(Qt.Orientation.Horizontal, host)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(50)
-        self.opacity.setToolTip("How strongly the Grad-CAM heat map covers the image")
+        self.opacity.setToolTip("How strongly the heat map covers the image")
         opacity_row.addWidget(label)
         opacity_row.addWidget(self.opacity, 1)
         column.addLayout(opacity_row)
@@ -261,6 +276,7 @@ class InspectorView(QWidget):
     def _connect(self) -> None:
         self.open_button.clicked.connect(self._on_open_clicked)
         self.target_box.activated.connect(self._on_target_activated)
+        self.method_box.activated.connect(self._on_target_activated)
         self.opacity.valueChanged.connect(self._on_opacity_changed)
         self.layer_tree.currentItemChanged.connect(self._on_layer_current_changed)
         self.maps_widget.scene().sigMouseClicked.connect(self._on_maps_clicked)
@@ -362,7 +378,9 @@ class InspectorView(QWidget):
     # Requests and answers
 
     def _submit(self, image: Any) -> None:
-        request = self.requests.ask(image, self.layer, self.target_box.currentData())
+        request = self.requests.ask(
+            image, self.layer, self.target_box.currentData(), self.method_box.currentData()
+        )
         self._jobs.submit(answer, request)
         self.open_button.setText("Inspecting…")
 
@@ -420,8 +438,13 @@ class InspectorView(QWidget):
         self.heat_item.setOpacity(self.opacity.value() / 100)
         for box in (self.input_box, self.cam_box):
             box.autoRange(padding=0.02)
-        where = f" at {result.cam_layer}" if result.cam_layer else " (no spatial layer)"
-        self.cam_caption.setText(f"Grad-CAM of {result.target_name}{where}")
+        name = HEAT_METHOD_TEXTS[result.heat_method][0]
+        self.cam_title.setText(name, color=colours().muted, size="9pt")
+        if result.heat_method == "grad-cam":
+            where = f" at {result.cam_layer}" if result.cam_layer else " (no spatial layer)"
+        else:
+            where = " (per input pixel)"
+        self.cam_caption.setText(f"{name} of {result.target_name}{where}")
         self._draw_chart(result)
         if self.layer not in result.maps:
             self.layer = result.layer

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -38,6 +39,28 @@ from ui.training.runs_view import RunsView
 from ui.training.settings_form import TrainSettingsForm
 from ui.training.worker import TrainingRunner
 
+RUN_KEYS = {  # shortcuts of the Run menu; the first of each is shown in the menu
+    "train": ("Ctrl+Return", "Ctrl+Enter", "F5"),
+    "pause": ("Ctrl+P",),
+    "stop": ("Ctrl+.", "Shift+F5"),
+}
+
+
+def _action(panel: QWidget, button: QPushButton, text: str, keys: tuple[str, ...]) -> QAction:
+    """An action that presses ``button``; its shortcuts are added to the button's tooltip."""
+    action = QAction(button.icon(), text, panel)
+    action.setShortcuts([QKeySequence(key) for key in keys])
+    action.setProperty("button", button)
+    action.triggered.connect(button.click)
+    if keys:
+        shown = " or ".join(
+            QKeySequence(key).toString(QKeySequence.SequenceFormat.NativeText)
+            for key in dict.fromkeys(k for k in keys if k != "Ctrl+Enter")
+        )
+        button.setToolTip(f"{button.toolTip() or text.replace('&', '')} ({shown})")
+        action.setToolTip(button.toolTip())
+    return action
+
 
 class TrainPanel(QWidget):
     """Starts runs of the document's project and shows them as they happen."""
@@ -54,6 +77,7 @@ class TrainPanel(QWidget):
         self.image_source_for: Callable[[dict], ImageSource | None] = lambda _data: None
         self.save_first: Callable[[], object] | None = None  # offers to save an unsaved project
         self._build_ui()
+        self._build_actions()
         self._connect()
         self._set_running(False)
         self.runs_view.set_runs_dir(self.document.project.runs_dir)
@@ -100,6 +124,16 @@ class TrainPanel(QWidget):
         self.tabs.addTab(self.lr_view, icon("lr"), "Learning rate")
         layout.addWidget(self.tabs, 1)
 
+    def _build_actions(self) -> None:
+        """Train, Pause, Stop and Resume as actions with shortcuts (the window's Run menu holds
+        them); each presses its button, so the buttons stay the one place that acts."""
+        self.start_action = _action(self, self.start_button, "&Train", RUN_KEYS["train"])
+        self.pause_action = _action(self, self.pause_button, "&Pause", RUN_KEYS["pause"])
+        self.stop_action = _action(self, self.stop_button, "&Stop", RUN_KEYS["stop"])
+        self.resume_action = _action(self, self.resume_button, "&Resume from Checkpoint", ())
+        self.run_actions = [self.start_action, self.pause_action, self.stop_action,
+                            self.resume_action]  # fmt: skip
+
     def _build_controls(self) -> QVBoxLayout:
         left = QVBoxLayout()
         left.setContentsMargins(0, 0, 0, 0)
@@ -108,6 +142,7 @@ class TrainPanel(QWidget):
         self.start_button.setToolTip("Start a new run of the project (saved runs stay)")
         self.pause_button = QPushButton(icon("pause"), "Pause", self)
         self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Hold the run after the current step; press again to go on")
         self.stop_button = QPushButton(icon("stop"), "Stop", self)
         self.stop_button.setToolTip("Stop after the current step; a checkpoint is written")
         for button in (self.start_button, self.pause_button, self.stop_button):
@@ -152,7 +187,6 @@ class TrainPanel(QWidget):
         self.controller.warned.connect(self.message.setText)
         self.controller.run_finished.connect(self._on_run_finished)
         self.document.project_replaced.connect(self.refresh_form)
-        self.document.data_changed.connect(self._on_data_changed)
         self.runs_view.selection_changed.connect(self._on_runs_selected)
         self.document.class_names_changed.connect(self._on_class_names_changed)
         self.results_view.inspect_requested.connect(self.inspect_requested)
@@ -169,6 +203,8 @@ class TrainPanel(QWidget):
         self.pause_button.setIcon(icon("play" if self.pause_button.isChecked() else "pause"))
         self.stop_button.setIcon(icon("stop"))
         self.resume_button.setIcon(icon("resume"))
+        for action in self.run_actions:
+            action.setIcon(action.property("button").icon())
         self.tabs.setTabIcon(0, icon("train"))
         self.tabs.setTabIcon(3, icon("lr"))
 
@@ -178,13 +214,7 @@ class TrainPanel(QWidget):
         self.runs_view.set_runs_dir(self.document.project.runs_dir)
         self.results_view.set_evaluation(None)
 
-    def _on_data_changed(self) -> None:
-        """Other data may bring another default batch size (the Data view sets it)."""
-        self.form.show_value("batch_size", self.document.project.training["batch_size"])
-        self.form.update_memory_hint()
-
     def _on_lr_applied(self, value: float) -> None:
-        self.form.show_value("lr", value)
         self.message.setText(f"Learning rate set to {format_rate(value)} by the finder.")
 
     # Starting and stopping
@@ -229,10 +259,12 @@ class TrainPanel(QWidget):
             self.controller.pause()
             self.pause_button.setText("Resume")
             self.pause_button.setIcon(icon("play"))
+            self.pause_action.setText("Resume &Training")
         else:
             self.controller.resume()
             self.pause_button.setText("Pause")
             self.pause_button.setIcon(icon("pause"))
+            self.pause_action.setText("&Pause")
 
     def _on_stop_clicked(self) -> None:
         self.pause_button.setChecked(False)
@@ -257,6 +289,8 @@ class TrainPanel(QWidget):
         self.resume_button.setEnabled(not running and not finding)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
+        for action in self.run_actions:
+            action.setEnabled(action.property("button").isEnabled())
         self.lr_view.find_button.setEnabled(not running and not finding)
         self.form.set_editable(not running)
         self.results_view.evaluate_bar.set_allowed(not running)

@@ -151,6 +151,8 @@ class RunController(QObject):
     def _on_run_finished(self, result) -> None:
         self.result = result
         self.runner.thread.wait()
+        if self.runner.worker is not None:  # the statistics it computed on the project's data
+            self.document.adopt_statistics(self.runner.worker.trainer.project.data)
         if isinstance(result, Failed):
             self._show(self.percent, "failed")
         else:

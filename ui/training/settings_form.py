@@ -5,9 +5,16 @@ chosen batch and the largest batch that fits."""
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFormLayout, QLabel, QWidget
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QWidget,
+)
 
-from cnnstudio.params import format_bytes
+from cnnstudio.params import format_bytes, format_rate
 from cnnstudio.train import available_devices, estimate_memory, free_memory, pick_device
 from cnnstudio.train_settings import TRAIN_PARAMS
 from ui.editor.properties import make_editor
@@ -26,6 +33,8 @@ FORM_PARAMS = (
     "precision",
     "early_stopping",
     "device",
+    "channels_last",
+    "compile",
     "seed",
 )
 MEMORY_PARAMS = ("batch_size", "optimizer", "precision", "device")  # what the estimate reads
@@ -44,6 +53,7 @@ class TrainSettingsForm(QWidget):
         self.form.setContentsMargins(0, 4, 8, 4)
         self.refresh()
         self.document.activations_ready.connect(lambda _m: self.update_memory_hint())
+        self.document.training_changed.connect(self._on_training_changed)
 
     def refresh(self) -> None:
         """Show the project's training settings (after another project was opened)."""
@@ -92,25 +102,30 @@ class TrainSettingsForm(QWidget):
             editor.setEnabled(editable)
 
     def show_value(self, name: str, value) -> None:
-        """Show a value set elsewhere (the learning-rate finder) without setting it again."""
+        """Show a value set elsewhere (undo, the learning-rate finder) without setting it again;
+        an editor that shows it already is left alone (the user may be typing in it)."""
         editor = self.editors.get(name)
         if editor is None:
             return
         editor.blockSignals(True)
-        if hasattr(editor, "setValue"):
-            editor.setValue(value)
-        elif hasattr(editor, "setText"):
-            editor.setText(f"{value:g}")
-        editor.blockSignals(False)
+        try:
+            _show(editor, value)
+        finally:
+            editor.blockSignals(False)
+
+    def _on_training_changed(self, name: str) -> None:
+        param = next((p for p in TRAIN_PARAMS if p.name == name), None)
+        if param is not None:
+            self.show_value(name, self.document.project.training.get(name, param.default))
+        if name in MEMORY_PARAMS:
+            self.update_memory_hint()
 
     def _on_setting_changed(self, param, value) -> None:
         reason = param.check(value)
         if reason:
             self.rejected.emit(f"{param.name} {reason}: not applied")
             return
-        self.document.set_training(param.name, value)
-        if param.name in MEMORY_PARAMS:
-            self.update_memory_hint()
+        self.document.set_training(param.name, value)  # training_changed updates the hint
 
     def update_memory_hint(self) -> None:
         """The engine's memory estimate for the chosen batch, and the largest batch that fits the
@@ -143,3 +158,21 @@ class TrainSettingsForm(QWidget):
             tip += "; on the CPU it comes out of the main memory"
         self.memory_hint.setText(text)
         self.memory_hint.setToolTip(tip)
+
+
+def _show(editor: QWidget, value) -> None:
+    if isinstance(editor, QCheckBox):
+        editor.setChecked(bool(value))
+    elif isinstance(editor, QAbstractSpinBox):
+        special = editor.specialValueText()
+        number = editor.minimum() if special and value == special else value
+        if editor.value() != number:
+            editor.setValue(number)
+    elif isinstance(editor, QComboBox):
+        index = editor.findData(str(value))  # the device list: settings as item data
+        if index >= 0:
+            editor.setCurrentIndex(index)
+        else:
+            text = format_rate(value) if isinstance(value, float) else str(value)
+            if editor.currentText() != text:
+                editor.setCurrentText(text)
