@@ -71,7 +71,8 @@ def read_layers(data: Any) -> tuple[Node, ...]:
     try:
         nodes = ModelSpec.from_dict({"nodes": layers}, "layers").nodes
     except ProjectError as error:
-        raise StudioError(f"{where}: {error.where}: {error.message}") from None
+        place = (error.where or "layers").replace("layers.nodes[", "layers[", 1)
+        raise StudioError(f"{where}: {place}: {error.message}") from None
     seen: set[str] = set()
     for i, node in enumerate(nodes):
         place = f"{where}: layers[{i}]"

@@ -132,3 +132,103 @@ def test_any_selection_pastes_anywhere_as_a_well_formed_model(chosen: list[str])
         for node in pasted.nodes:
             assert set(node.inputs) <= seen
             seen.add(node.id)
+
+
+# The window: Edit > Copy / Cut / Paste on the system clipboard
+
+
+def _load(window, spec) -> None:
+    from ui.editor.commands import ReplaceModelCommand
+
+    window.document.push(ReplaceModelCommand(window.document, spec, "Template"))
+
+
+def _press(qtbot, window, key: str) -> None:
+    from PySide6.QtCore import Qt
+
+    window.activateWindow()
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, key, Qt.KeyboardModifier.ControlModifier)
+
+
+def test_copy_and_paste_a_residual_block_with_the_keys_is_one_undo_step(qtbot, window) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    from ui.editor.clipboard import MIME_TYPE
+
+    _load(window, resnet_small())
+    window.canvas.select(BLOCK)
+    _press(qtbot, window, "c")
+    mime = QGuiApplication.clipboard().mimeData()
+    assert mime.hasFormat(MIME_TYPE)
+    assert json.loads(mime.text())["layers"][0]["id"] == "conv2"  # a text editor gets JSON
+    window.canvas.select(["relu3"])
+    steps = window.document.undo_stack.count()
+    _press(qtbot, window, "v")
+    spec = window.document.spec
+    assert "add4" in [n.id for n in spec.nodes] and spec.node("conv4").inputs == ("relu9",)
+    assert window.document.undo_stack.count() == steps + 1
+    assert sorted(window.canvas.selected_ids()) == sorted(
+        ["conv8", "bn8", "relu8", "conv9", "bn9", "add4", "relu9"]
+    )
+    qtbot.waitUntil(lambda: window.document.analysis_is_current, timeout=30000)
+    assert window.document.analysis.valid
+    window.document.undo_stack.undo()
+    assert window.document.spec == resnet_small()
+
+
+def test_cut_removes_the_layers_and_paste_puts_them_back_at_the_end(qtbot, window) -> None:
+    spec = spec_of(
+        ("conv1", "Conv2d", {"out_channels": 4}),
+        ("relu1", "ReLU", {}),
+        ("flat", "Flatten", {}),
+        ("fc", "Linear", {"out_features": 10}),
+    )
+    _load(window, spec)
+    window.canvas.select(["relu1"])
+    window.clipboard.cut_action.trigger()
+    assert [n.id for n in window.document.spec.nodes] == ["conv1", "flat", "fc"]
+    assert window.document.undo_stack.undoText() == "Cut relu1"
+    window.canvas.select([])
+    window.clipboard.paste_action.trigger()
+    assert [n.id for n in window.document.spec.nodes] == ["conv1", "flat", "fc", "relu1"]
+
+
+def test_layers_copied_in_one_window_paste_into_another(qtbot, window, app_settings) -> None:
+    from cnnstudio import new_project
+    from ui.main_window import MainWindow
+
+    _load(window, resnet_small())
+    window.canvas.select(BLOCK)
+    window.clipboard.copy_action.trigger()
+    other = MainWindow(new_project(), app_settings)
+    other.show()
+    try:
+        before = [n.id for n in other.document.spec.nodes]
+        other.canvas.select([before[0]])
+        pasted = other.clipboard.paste()
+        spec = other.document.spec
+        assert len(pasted) == len(BLOCK) and spec.index(pasted[0]) == 1
+        assert spec.node(pasted[5]).kind == "Add" and before[0] in spec.node(pasted[5]).inputs
+    finally:
+        qtbot.waitUntil(lambda: not other.document.busy(), timeout=60000)
+        other.document.discard_changes()
+        other.close()
+    assert not other.document.busy()
+
+
+def test_junk_on_the_clipboard_is_a_message_and_no_edit(qtbot, window, monkeypatch) -> None:
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QMessageBox
+
+    said: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: said.append(text))
+    before = window.document.spec
+    for junk in ("hello", '{"format": "cnnstudio.layers", "version": 1, "layers": [7]}'):
+        QGuiApplication.clipboard().setText(junk)
+        assert window.clipboard.paste() == []
+    assert window.document.spec is before and window.document.undo_stack.count() == 0
+    assert said[0].startswith("the clipboard holds no CNN Studio layers (not JSON")
+    assert said[1] == (
+        "the clipboard: layers[0]: must be an object with id, kind and params, got int"
+    )

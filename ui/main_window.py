@@ -33,6 +33,7 @@ from ui.data_view import DataPanel
 from ui.document import ProjectDocument
 from ui.editor.backbone_dialog import BackboneDialog
 from ui.editor.canvas import ModelCanvas
+from ui.editor.clipboard import ClipboardActions
 from ui.editor.commands import (
     DuplicateLayersCommand,
     InsertLayerCommand,
@@ -194,6 +195,7 @@ class MainWindow(QMainWindow):
         self.fit_action = self._action(
             "&Fit Model", self.canvas.zoom_to_fit, QKeySequence("Ctrl+0"), "fit"
         )
+        self.clipboard = ClipboardActions(self.document, self.canvas, self)
         self._build_menus()
         self._build_toolbar()
         self._fill_recent_menu()
@@ -212,6 +214,7 @@ class MainWindow(QMainWindow):
         edit_menu = menu.addMenu("&Edit")
         edit_menu.addActions([self.undo_action, self.redo_action])
         edit_menu.addSeparator()
+        edit_menu.addActions(self.clipboard.actions())
         edit_menu.addActions([self.delete_action, self.duplicate_action])
         model_menu = menu.addMenu("&Model")
         templates = model_menu.addMenu(icon("template"), "&Templates")

@@ -9,6 +9,7 @@ from PySide6.QtGui import QUndoCommand
 
 from cnnstudio import ModelSpec, Node
 from cnnstudio.layers import get_layer_kind
+from cnnstudio.selection import paste_layers
 
 _SET_PARAM_ID = 1001
 
@@ -142,3 +143,12 @@ class RenameClassCommand(QUndoCommand):
 
     def undo(self) -> None:
         self.document.apply_class_names(self.before)
+
+
+class PasteLayersCommand(SpecCommand):
+    """Copied layers (``cnnstudio.selection.paste_layers``) inserted after the layer ``after``
+    (at the end when None); StudioError before anything changes when the data is not layers."""
+
+    def __init__(self, document, data, after: str | None) -> None:
+        spec, self.new_ids = paste_layers(document.spec, data, after)
+        super().__init__(document, spec, f"Paste {', '.join(self.new_ids)}")
