@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from cnnstudio.analysis import _reserved_ids, analyze
+from cnnstudio.backbones import trained_size, whole_network
 from cnnstudio.errors import StudioError
+from cnnstudio.progress import TaskState
 from cnnstudio.spec import INPUT, ModelSpec, Node
 
 # Modules copied with these attributes as parameters (the catalogue's names, torch's own).
@@ -84,6 +86,41 @@ class Imported:
 
     spec: ModelSpec
     state_dict: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class OpenedNetwork:
+    """A torchvision network opened for editing (``open_torchvision``): the traced graph and its
+    weights, where they came from, and the normalisation its weights take."""
+
+    imported: Imported
+    source: str
+    pretrained: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def weights(self) -> str:
+        """What its weights are, in words: "ImageNet (DEFAULT)" or "random"."""
+        return "ImageNet (DEFAULT)" if self.pretrained else "random"
+
+
+def open_torchvision(state: TaskState, name: str) -> OpenedNetwork:
+    """torchvision's classifier ``name`` traced into a spec at the image size it was trained on,
+    with its ImageNet weights when they are in torch's cache (random ones otherwise: nothing is
+    downloaded). What the window's backbone chooser runs on a pool thread; Cancelled when
+    ``state`` is told to stop."""
+    state.report(0, 3, f"building {name}")
+    network = whole_network(name)
+    state.check(f"opening {name}")
+    state.report(1, 3, f"tracing {name}")
+    size = trained_size(name)
+    imported = import_module(network.module, (3, size, size), f"torchvision:{name}")
+    state.check(f"opening {name}")
+    state.report(3, 3, f"{name} traced")
+    return OpenedNetwork(
+        imported, f"torchvision:{name}", network.pretrained, network.mean, network.std
+    )
 
 
 class _Tracer(fx.Tracer):

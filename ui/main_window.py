@@ -37,6 +37,7 @@ from ui.editor.clipboard import ClipboardActions
 from ui.editor.commands import (
     DuplicateLayersCommand,
     InsertLayerCommand,
+    OpenGraphCommand,
     RemoveLayersCommand,
     ReplaceModelCommand,
     SetBackboneCommand,
@@ -350,9 +351,23 @@ class MainWindow(QMainWindow):
 
     def choose_backbone(self) -> None:
         dialog = BackboneDialog(self)
-        if dialog.exec() and dialog.chosen:
+        accepted = dialog.exec()
+        if accepted and dialog.opened is not None:
+            self.open_as_graph(dialog.opened)
+        elif accepted and dialog.chosen:
             info = next(r for r in dialog.rows if r.name == dialog.chosen)
             self.document.push(SetBackboneCommand(self.document, info.name, info.input_size))
+
+    def open_as_graph(self, opened) -> None:
+        """A network opened for editing (the backbone chooser's "open as editable graph")
+        replaces the model, one undo step; its weights become a run at the next save."""
+        self.document.push(OpenGraphCommand(self.document, opened))
+        self.canvas.zoom_to_fit()
+        self.statusBar().showMessage(
+            f"Opened {opened.source} as an editable graph ({len(opened.imported.spec.nodes)} "
+            f"layers); its {opened.weights} weights become a run when the project is saved",
+            15000,
+        )
 
     # Dropping an image folder anywhere on the window
 

@@ -152,3 +152,22 @@ class PasteLayersCommand(SpecCommand):
     def __init__(self, document, data, after: str | None) -> None:
         spec, self.new_ids = paste_layers(document.spec, data, after)
         super().__init__(document, spec, f"Paste {', '.join(self.new_ids)}")
+
+
+class OpenGraphCommand(SpecCommand):
+    """A network opened for editing (``cnnstudio.fx_import.OpenedNetwork``) replaces the model;
+    its weights become a run of the project at the next save. Undo brings the previous model
+    back and takes the pending weights with it."""
+
+    def __init__(self, document, opened) -> None:
+        super().__init__(document, opened.imported.spec, f"Open {opened.source} as a graph")
+        self.opened = opened
+        self.previous = document.starting_weights
+
+    def redo(self) -> None:
+        super().redo()
+        self.document.set_starting_weights(self.opened)
+
+    def undo(self) -> None:
+        super().undo()
+        self.document.set_starting_weights(self.previous)
