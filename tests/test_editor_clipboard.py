@@ -119,6 +119,45 @@ def test_junk_is_refused_in_one_line_naming_the_place(data, message: str) -> Non
     assert str(caught.value).startswith("the clipboard")
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# mostly well-formed layers (conv1 is taken in the model, a and b are free), now and then not
+LAYER = st.fixed_dictionaries(
+    {"id": st.sampled_from(["conv1", "a", "b", "conv1", "a", "b", "input", 3]),
+     "kind": st.sampled_from(["Conv2d", "ReLU", "Add", "ReLU", "Add", "Nope"]),
+     "inputs": st.lists(st.sampled_from(["input", "input", "input", "a", "conv1", 1]),
+                        min_size=1, max_size=2)},
+    optional={"params": st.just({}) | JSON},
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    JSON
+    | st.lists(LAYER, max_size=3, unique_by=lambda layer: layer["id"]).map(
+        lambda layers: {**_HEADER, "layers": layers}
+    )
+)
+def test_any_json_pastes_or_is_refused_with_a_studio_error(data) -> None:
+    """Whatever JSON is on the clipboard: layers pasted into a well-formed model, or StudioError."""
+    spec = resnet_small()
+    try:
+        pasted, ids = paste_layers(spec, data, "relu1")
+    except StudioError as error:
+        assert str(error).startswith("the clipboard") and "\n" not in str(error)
+        return
+    assert len(pasted.nodes) == len(spec.nodes) + len(ids)
+    assert len({n.id for n in pasted.nodes}) == len(pasted.nodes)
+
+
+_HEADER = {"format": "cnnstudio.layers", "version": 1}
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from([*BLOCK, "conv1", "fc1", "gap1", "add2"]), min_size=1))
 def test_any_selection_pastes_anywhere_as_a_well_formed_model(chosen: list[str]) -> None:
