@@ -145,3 +145,37 @@ def test_a_network_the_tracer_cannot_represent_is_one_line_in_the_dialog(
         "Cannot open convnext_tiny as a graph: torchvision:convnext_tiny: node permute"
     )
     assert dialog.isVisible() and dialog.graph_button.isEnabled() and dialog.opened is None
+
+
+def test_the_model_menus_chooser_opens_the_graph_it_returns(
+    qtbot, window, monkeypatch, tmp_path
+) -> None:
+    """Model > Choose Backbone…: a network the dialog opened as a graph replaces the model; the
+    weights written at the save are the network's as opened, though the model changed since."""
+    from torch import nn
+
+    from cnnstudio.fx_import import OpenedNetwork, import_module
+    from ui.editor.backbone_dialog import BackboneDialog
+    from ui.editor.commands import SetParamCommand
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    opened = OpenedNetwork(
+        import_module(module, (3, 8, 8), "tiny"), "tiny", False, (0.5,) * 3, (0.25,) * 3
+    )
+
+    def chosen(dialog) -> int:  # what exec() ends with when the opening finished
+        dialog.opened = opened
+        dialog.done(1)
+        return 1
+
+    monkeypatch.setattr(BackboneDialog, "exec", chosen)
+    window.choose_backbone()
+    assert window.document.spec == opened.imported.spec
+    window.document.push(SetParamCommand(window.document, "layer_2", "out_features", 5))
+    window.document.save(tmp_path / "p")
+    (run,) = list_runs(window.document.project.runs_dir)
+    source = from_run(run.folder)
+    x = torch.randn(2, 3, 8, 8)
+    assert (_outputs(source.model, x) - _outputs(module, x)).abs().max().item() == 0
+    assert tuple(source.std) == (0.25,) * 3
