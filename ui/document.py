@@ -94,11 +94,12 @@ class ProjectDocument(QObject):
         opened = self.starting_weights
         if opened is None:
             return None
-        self.starting_weights = None
-        self._written_starts.append(opened)
         project = replace(self.project, model=opened.imported.spec)
         origin = f"{opened.source} ({opened.weights} weights)"
-        return import_state(project, opened.imported.state_dict, opened.mean, opened.std, origin)
+        run = import_state(project, opened.imported.state_dict, opened.mean, opened.std, origin)
+        self.starting_weights = None
+        self._written_starts.append(opened)
+        return run
 
     def set_data(self, data) -> None:
         """Change the data settings (not an undoable model edit, but it makes the project dirty)."""
@@ -160,7 +161,7 @@ class ProjectDocument(QObject):
     def replace_project(self, project: Project) -> None:
         self.project = project
         self.undo_stack.clear()
-        self.starting_weights = None
+        self.starting_weights, self._written_starts = None, []
         self._data_dirty = False
         self.project_replaced.emit()
         self.spec_changed.emit(project.model)
