@@ -193,6 +193,44 @@ def create_backbone(
     return model
 
 
+@dataclass(frozen=True)
+class Network:
+    """A whole torchvision classifier (``whole_network``): the module, whether it holds the
+    DEFAULT ImageNet weights, and the per-channel mean and std (0-1 scale) its input takes."""
+
+    module: nn.Module
+    pretrained: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def whole_network(name: str) -> Network:
+    """torchvision's network ``name`` with its classifier head (for opening it as a graph), with
+    the DEFAULT weights when they are in torch's cache (read with ``weights_only=True``; never
+    downloaded here) and random values otherwise. Auxiliary heads (GoogLeNet, Inception v3) are
+    left out: evaluation does not use them. Their input transform is left out too: the weights
+    then take images normalised with mean and std 0.5, which is what the transform computed from
+    ImageNet-normalised ones."""
+    import torch
+    from torchvision.models import get_model
+
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}")
+    pretrained = weights_cached(name)
+    kwargs = {**_builder_kwargs(name, pretrained), "transform_input": False}
+    if name not in ("googlenet", "inception_v3"):
+        del kwargs["transform_input"]
+    with torch.device("cpu"):
+        model = get_model(name, weights=None, **kwargs)
+    preprocess = default_weights(name).transforms()
+    mean, std = tuple(preprocess.mean), tuple(preprocess.std)
+    if pretrained:
+        _load_default_weights(model, name, head="")
+        if "transform_input" in kwargs:
+            mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return Network(model, pretrained, mean, std)
+
+
 def probe(name: str, input_shape: tuple[int, ...], weights: str = "none") -> Probe:
     """Shape, parameters and FLOPs of the headless backbone for one input, found on the meta
     device (nothing is allocated, nothing downloaded) and cached."""
@@ -317,7 +355,7 @@ def _load_default_weights(model: nn.Module, name: str, head: str) -> None:
             ) from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds no state dict of weights")
-    skipped = (f"{head}.", *_AUX_PREFIXES)
+    skipped = (f"{head}.", *_AUX_PREFIXES) if head else _AUX_PREFIXES
     state = {k: v for k, v in state.items() if not k.startswith(skipped)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -416,14 +416,9 @@ def _cmd_new(args: argparse.Namespace) -> int:
 def _new_from_model(args: argparse.Namespace, folder: Path, data: DataSettings | None) -> int:
     """``new --from-model``: the traced model as the project's graph, its weights as an imported
     run (so Inspect, Evaluate, Predict and Export work on it at once)."""
-    import tempfile
-
-    from safetensors.torch import save_file
-
-    from cnnstudio.data import class_names
     from cnnstudio.fx_import import import_module, load_model
     from cnnstudio.normalization import normalization
-    from cnnstudio.runs import import_weights
+    from cnnstudio.runs import import_state
 
     torchvision = args.from_model.startswith("torchvision:")
     if args.weights is not None and not torchvision:
@@ -444,14 +439,9 @@ def _new_from_model(args: argparse.Namespace, folder: Path, data: DataSettings |
     else:
         norm = normalization(project.data, project.model)
         mean, std = norm.mean, norm.std
-    names = class_names(project.data)
-    names = names if len(names) == classes else [str(i) for i in range(classes)]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{args.from_model.replace(':', '-')}.safetensors"
-        save_file({k: v.contiguous() for k, v in imported.state_dict.items()}, str(path))
-        run = import_weights(project, path, mean, std, names)
-    analysis = analyze(project.model)
     weights = args.weights or "random"
+    run = import_state(project, imported.state_dict, mean, std, f"{args.from_model} ({weights})")
+    analysis = analyze(project.model)
     print(
         f"Created {folder / PROJECT_FILE}: {args.from_model} ({len(project.model.nodes)} layers, "
         f"{analysis.total_params:,} parameters), {classes} classes, input "

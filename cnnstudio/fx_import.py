@@ -4,11 +4,15 @@
 graph node onto a catalogue kind: the module calls of catalogue kinds with their exact parameters,
 and the functions and methods that have one (``+`` is Add, ``*`` Mul, ``torch.cat`` Concat,
 ``torch.flatten`` and ``x.view(x.size(0), -1)`` Flatten, ``torch.mean(x, (2, 3))`` global average
-pooling, ``F.relu`` ReLU, ...). A layer's id is its module path with dots as underscores
-(``layer1.0.conv1`` is ``layer1_0_conv1``), so the module's weights become a state dict keyed as
-``build_model(spec)`` names its submodules. torchvision's StochasticDepth becomes Identity: what it
-does in evaluation (it only drops residual branches while training). Anything else is a
-StudioError naming the model, the graph node and the operation.
+pooling, ``F.relu`` ReLU, ``F.max_pool2d`` MaxPool2d, ...). A layer's id is its module path with
+dots as underscores (``layer1.0.conv1`` is ``layer1_0_conv1``), so the module's weights become a
+state dict keyed as ``build_model(spec)`` names its submodules. torchvision's StochasticDepth
+becomes Identity: what it does in evaluation (it only drops residual branches while training).
+Auxiliary classifiers that only run while training (GoogLeNet's) are not traced, so left out.
+Anything else is a StudioError naming the model, the graph node and the operation.
+
+``open_torchvision`` opens a torchvision classifier with its ImageNet weights from torch's cache:
+what the window's backbone chooser runs to open a network as an editable graph.
 
 ``load_model`` makes the module from a name: ``torchvision:resnet18`` (random weights: nothing is
 downloaded) or ``package.module:ClassOrFactory``, which imports and runs the user's own code: only
@@ -28,7 +32,9 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from cnnstudio.analysis import _reserved_ids, analyze
+from cnnstudio.backbones import trained_size, whole_network
 from cnnstudio.errors import StudioError
+from cnnstudio.progress import TaskState
 from cnnstudio.spec import INPUT, ModelSpec, Node
 
 # Modules copied with these attributes as parameters (the catalogue's names, torch's own).
@@ -72,6 +78,21 @@ _MERGES = {
     torch.mul: "Mul",
     "mul": "Mul",
 }
+# Functional pools: the module they equal and the names of their arguments after the tensor.
+_POOLS = {
+    F.max_pool2d: (
+        nn.MaxPool2d,
+        ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    ),
+    torch.max_pool2d: (
+        nn.MaxPool2d,
+        ("kernel_size", "stride", "padding", "dilation", "ceil_mode"),
+    ),
+    F.avg_pool2d: (
+        nn.AvgPool2d,
+        ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    ),
+}
 # Where a refused function is said to come from: F.avg_pool2d rather than torch._C._nn.
 _SPACES = (("F", F), ("torch", torch), ("operator", operator))
 _SIZE0 = "<size(0)>"  # the value of x.size(0): only a view(x.size(0), -1) may use it
@@ -84,6 +105,41 @@ class Imported:
 
     spec: ModelSpec
     state_dict: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class OpenedNetwork:
+    """A torchvision network opened for editing (``open_torchvision``): the traced graph and its
+    weights, where they came from, and the normalisation its weights take."""
+
+    imported: Imported
+    source: str
+    pretrained: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def weights(self) -> str:
+        """What its weights are, in words: "ImageNet (DEFAULT)" or "random"."""
+        return "ImageNet (DEFAULT)" if self.pretrained else "random"
+
+
+def open_torchvision(state: TaskState, name: str) -> OpenedNetwork:
+    """torchvision's classifier ``name`` traced into a spec at the image size it was trained on,
+    with its ImageNet weights when they are in torch's cache (random ones otherwise: nothing is
+    downloaded). What the window's backbone chooser runs on a pool thread; Cancelled when
+    ``state`` is told to stop."""
+    state.report(0, 3, f"building {name}")
+    network = whole_network(name)
+    state.check(f"opening {name}")
+    state.report(1, 3, f"tracing {name}")
+    size = trained_size(name)
+    imported = import_module(network.module, (3, size, size), f"torchvision:{name}")
+    state.check(f"opening {name}")
+    state.report(3, 3, f"{name} traced")
+    return OpenedNetwork(
+        imported, f"torchvision:{name}", network.pretrained, network.mean, network.std
+    )
 
 
 class _Tracer(fx.Tracer):
@@ -260,8 +316,19 @@ class _Mapper:
             self.emit(fx_node, "AdaptiveAvgPool2d", {"output_size": size}, [source])
         elif target in (torch.mean, "mean"):
             self.add_mean(fx_node, args, kwargs, source)
+        elif callable(target) and target in _POOLS:
+            self.add_pool(fx_node, args, kwargs, source)
         else:
             raise self.unsupported(fx_node)
+
+    def add_pool(self, fx_node: fx.Node, args: tuple, kwargs: dict, source: str | None) -> None:
+        """``F.max_pool2d`` and ``F.avg_pool2d`` as the catalogue's pooling layers."""
+        module_type, names = _POOLS[fx_node.target]
+        if len(args) - 1 > len(names) or set(kwargs) - set(names):
+            raise self.unsupported(fx_node)
+        pool = module_type(**dict(zip(names, args[1:], strict=False)), **kwargs)
+        kind, params = _module_params(pool, lambda what: self.fail(fx_node, what))
+        self.emit(fx_node, kind, params, [source])
 
     def add_mean(self, fx_node: fx.Node, args: tuple, kwargs: dict, source: str | None) -> None:
         dims = kwargs.pop("dim", args[1] if len(args) > 1 else None)

@@ -32,12 +32,12 @@ import torch
 
 from cnnstudio import standard_sets
 from cnnstudio.build import build_model
-from cnnstudio.data import DataSettings, display_names
-from cnnstudio.errors import TrainingError
+from cnnstudio.data import DataSettings, class_names, display_names
+from cnnstudio.errors import TrainingError, WeightsError
 from cnnstudio.files import atomic_write_bytes, atomic_write_text
 from cnnstudio.metrics import Evaluation
 from cnnstudio.params import format_rate
-from cnnstudio.weights import load_weights
+from cnnstudio.weights import load_weights, mismatches
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -474,9 +474,37 @@ def import_weights(
     path = Path(path)
     model = build_model(project.model, pretrained=False)
     load_weights(model, path)  # raises before anything is written
+    return _imported_run(project, model, mean, std, classes, str(path))
+
+
+def import_state(
+    project,
+    state: dict[str, torch.Tensor],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    origin: str,
+) -> Path:
+    """A run of the project's model from weights in memory, as ``import_weights`` makes one from
+    a file: the starting weights of a model opened for editing (``new --from-model``, the
+    window's "open as an editable graph"). ``origin`` says where they came from; the classes are
+    the data's when there are as many as the model's outputs, else numbers."""
+    if project.runs_dir is None:
+        raise TrainingError("save the project first: its runs are kept in its folder")
+    model = build_model(project.model, pretrained=False)
+    problems = mismatches(model.state_dict(), state)
+    if problems:
+        raise WeightsError(f"the weights from {origin} do not fit the model: {problems[0]}")
+    model.load_state_dict(state, strict=True)
+    names = class_names(project.data)
+    count = project.model.num_classes
+    names = names if len(names) == count else [str(i) for i in range(count)]
+    return _imported_run(project, model, mean, std, names, origin)
+
+
+def _imported_run(project, model, mean, std, classes: list[str], origin: str) -> Path:
     folder = new_run_dir(project.runs_dir, suffix="-imported")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_checkpoint(folder / BEST, {"model": state, "imported_from": str(path)})
+    save_checkpoint(folder / BEST, {"model": state, "imported_from": origin})
     write_settings(
         folder,
         {
@@ -485,8 +513,8 @@ def import_weights(
             "mean": list(mean),
             "std": list(std),
             "classes": list(classes),
-            "imported_from": str(path),
+            "imported_from": origin,
         },
     )
-    write_state(folder, state="imported", message=f"weights from {path}")
+    write_state(folder, state="imported", message=f"weights from {origin}")
     return folder

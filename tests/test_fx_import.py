@@ -65,12 +65,15 @@ def tiny_se() -> nn.Module:
     return TinySE()
 
 
-def _same_model(original: nn.Module, imported, input_shape, batch: int = 2) -> float:
-    """Max abs difference of the studio's model (weights loaded strictly) and the original."""
+def _same_model(
+    original: nn.Module, imported, input_shape, batch: int = 2, left_out: int = 0
+) -> float:
+    """Max abs difference of the studio's model (weights loaded strictly) and the original,
+    whose parameters it has all but ``left_out`` of (heads that evaluation does not use)."""
     model = build_model(imported.spec).eval()
     model.load_state_dict(imported.state_dict, strict=True)
-    assert sum(p.numel() for p in model.parameters()) == sum(
-        p.numel() for p in original.parameters()
+    assert sum(p.numel() for p in model.parameters()) == (
+        sum(p.numel() for p in original.parameters()) - left_out
     )
     x = torch.randn(batch, *input_shape)
     with torch.no_grad():
@@ -89,6 +92,34 @@ def test_functional_ops_become_catalogue_layers_with_the_same_outputs() -> None:
     ids = [n.id for n in imported.spec.nodes]
     assert "conv" in ids and "act_1" in ids  # module path ids; a reused activation numbered
     assert _same_model(original, imported, (3, 8, 8)) <= 1e-5
+
+
+class FunctionalPools(nn.Module):
+    """The pooling functions, positional and keyword (as the PyTorch tutorial's Net and
+    Inception v3's blocks call them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        x = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
+        x = F.max_pool2d(x, 3, 2, 1, 1, True)
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_functional_pools_become_pooling_layers_with_the_same_outputs() -> None:
+    original = FunctionalPools()
+    imported = import_module(original, (3, 16, 16), "pools")
+    pools = [(n.kind, n.params) for n in imported.spec.nodes if "Pool" in n.kind]
+    assert pools == [
+        ("MaxPool2d", {"kernel_size": 2, "stride": 2, "padding": 0, "ceil_mode": False}),
+        ("AvgPool2d", {"kernel_size": 3, "stride": 1, "padding": 1, "ceil_mode": False}),
+        ("MaxPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ]
+    assert _same_model(original, imported, (3, 16, 16)) <= 1e-5
 
 
 def test_an_op_outside_the_catalogue_is_named_with_its_node() -> None:
@@ -192,6 +223,22 @@ def test_torchvision_model_imports_with_the_same_outputs(name: str) -> None:
     imported = import_module(original, shape, f"torchvision:{name}")
     assert imported.spec.num_classes == 1000
     assert _same_model(original, imported, shape) <= 1e-5
+
+
+@pytest.mark.slow
+def test_googlenet_imports_without_its_auxiliary_classifiers() -> None:
+    """In evaluation GoogLeNet does not run its aux heads: the graph leaves them (and their
+    weights) out and gives the same outputs with the parameters less theirs."""
+    from torchvision.models import googlenet
+
+    torch.manual_seed(0)
+    original = googlenet(aux_logits=True, init_weights=False)
+    aux = sum(p.numel() for n, p in original.named_parameters() if n.startswith(("aux1", "aux2")))
+    assert aux > 6_000_000
+    imported = import_module(original, (3, 64, 64), "torchvision:googlenet")
+    assert imported.spec.num_classes == 1000
+    assert not any(key.startswith("aux") for key in imported.state_dict)
+    assert _same_model(original, imported, (3, 64, 64), left_out=aux) <= 1e-5
 
 
 @pytest.mark.slow

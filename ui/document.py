@@ -20,6 +20,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from cnnstudio import Analysis, ModelSpec, Project, analyze, load_project, new_project
 from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.progress import TaskState
+from cnnstudio.runs import import_state
 from ui.background import Jobs
 from ui.editor.commands import SetDataCommand, SetTrainingCommand
 
@@ -60,6 +61,10 @@ class ProjectDocument(QObject):
         self._measures.finished.connect(self._on_measure_finished)
         self._measures.failed.connect(self._on_measure_failed)
         self.undo_stack.cleanChanged.connect(self._on_clean_changed)
+        # a network opened for editing (fx_import.OpenedNetwork) whose weights become a run of
+        # the project when it is next saved; set by its undo command
+        self.starting_weights = None
+        self._written_starts: list = []
 
     # State
 
@@ -82,6 +87,25 @@ class ProjectDocument(QObject):
         self.project.model = spec
         self.spec_changed.emit(spec)
         self.request_analysis()
+
+    def set_starting_weights(self, opened) -> None:
+        """The network whose weights the next save writes as the project's starting run (None:
+        none); called by undo commands only. Weights already written are not written again."""
+        written = any(opened is done for done in self._written_starts)
+        self.starting_weights = None if written else opened
+
+    def _write_starting_run(self) -> Path | None:
+        """The starting weights as an imported run of the model as it was opened (what
+        ``new --from-model`` makes), whatever was edited since."""
+        opened = self.starting_weights
+        if opened is None:
+            return None
+        project = replace(self.project, model=opened.imported.spec)
+        origin = f"{opened.source} ({opened.weights} weights)"
+        run = import_state(project, opened.imported.state_dict, opened.mean, opened.std, origin)
+        self.starting_weights = None
+        self._written_starts.append(opened)
+        return run
 
     def set_data(self, data, text: str = "Change the data", training: dict | None = None) -> None:
         """Change the data settings (and ``training`` settings that follow them) as one undo
@@ -173,6 +197,7 @@ class ProjectDocument(QObject):
     def replace_project(self, project: Project) -> None:
         self.project = project
         self.undo_stack.clear()
+        self.starting_weights, self._written_starts = None, []
         self.project_replaced.emit()
         self.spec_changed.emit(project.model)
         self.dirty_changed.emit(False)
@@ -183,6 +208,7 @@ class ProjectDocument(QObject):
 
     def save(self, path: str | Path | None = None) -> Path:
         written = self.project.save(path)
+        self._write_starting_run()
         self.undo_stack.setClean()
         self.dirty_changed.emit(False)
         return written

@@ -33,9 +33,11 @@ from ui.data_view import DataPanel
 from ui.document import ProjectDocument
 from ui.editor.backbone_dialog import BackboneDialog
 from ui.editor.canvas import ModelCanvas
+from ui.editor.clipboard import ClipboardActions
 from ui.editor.commands import (
     DuplicateLayersCommand,
     InsertLayerCommand,
+    OpenGraphCommand,
     RemoveLayersCommand,
     ReplaceModelCommand,
     SetBackboneCommand,
@@ -216,6 +218,7 @@ class MainWindow(QMainWindow):
         self.fit_action = self._action(
             "&Fit Model", self.canvas.zoom_to_fit, QKeySequence("Ctrl+0"), "fit"
         )
+        self.clipboard = ClipboardActions(self.document, self.canvas, self)
         self._build_menus()
         self._build_run_menu()
         self._build_toolbar()
@@ -236,6 +239,7 @@ class MainWindow(QMainWindow):
         edit_menu = menu.addMenu("&Edit")
         edit_menu.addActions([self.undo_action, self.redo_action])
         edit_menu.addSeparator()
+        edit_menu.addActions(self.clipboard.actions())
         edit_menu.addActions([self.delete_action, self.duplicate_action])
         model_menu = menu.addMenu("&Model")
         templates = model_menu.addMenu(icon("template"), "&Templates")
@@ -404,9 +408,23 @@ class MainWindow(QMainWindow):
 
     def choose_backbone(self) -> None:
         dialog = BackboneDialog(self)
-        if dialog.exec() and dialog.chosen:
+        accepted = dialog.exec()
+        if accepted and dialog.opened is not None:
+            self.open_as_graph(dialog.opened)
+        elif accepted and dialog.chosen:
             info = next(r for r in dialog.rows if r.name == dialog.chosen)
             self.document.push(SetBackboneCommand(self.document, info.name, info.input_size))
+
+    def open_as_graph(self, opened) -> None:
+        """A network opened for editing (the backbone chooser's "open as editable graph")
+        replaces the model, one undo step; its weights become a run at the next save."""
+        self.document.push(OpenGraphCommand(self.document, opened))
+        self.canvas.zoom_to_fit()
+        self.statusBar().showMessage(
+            f"Opened {opened.source} as an editable graph ({len(opened.imported.spec.nodes)} "
+            f"layers); its {opened.weights} weights become a run when the project is saved",
+            15000,
+        )
 
     # Dropping an image folder anywhere on the window
 

@@ -1,6 +1,10 @@
 """The backbone chooser: torchvision's classification networks with their parameter count,
 ImageNet accuracy, input size and cost, from the weights API's metadata; sortable; whether the
-weights are already on disk. The table is read on a pool thread (torchvision loads slowly)."""
+weights are already on disk. The table is read on a pool thread (torchvision loads slowly).
+
+"Open as editable graph" traces the chosen network into the editor's own layers
+(``cnnstudio.fx_import.open_torchvision``) on the dialog's pool thread, with progress and Cancel;
+``opened`` holds the result after accept()."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QLabel,
+    QProgressBar,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -16,7 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.backbones import BackboneInfo, backbone_catalog
-from cnnstudio.progress import TaskState
+from cnnstudio.fx_import import OpenedNetwork, open_torchvision
+from cnnstudio.progress import Progress, TaskState
 from ui.background import Jobs
 
 COLUMNS = (
@@ -51,14 +57,20 @@ class BackboneDialog(QDialog):
     """Pick a pretrained network; ``chosen`` is its name after accept()."""
 
     loaded = Signal()
+    open_failed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chosen: str | None = None
+        self.opened: OpenedNetwork | None = None
         self.rows: list[BackboneInfo] = []
         self._jobs = Jobs(self)
+        self._opening = Jobs(self, newest_wins=True)
+        self._open_job = 0  # the number of the opening wanted now; 0: none
         self._build_ui()
+        self._build_graph_ui()
         self._connect()
+        self._connect_graph()
         self._jobs.submit(_read_catalog)
 
     def _build_ui(self) -> None:
@@ -125,6 +137,85 @@ class BackboneDialog(QDialog):
             self.chosen = self.table.item(rows[0].row(), 0).text()
             self.accept()
 
+    # Open as an editable graph
+
+    def _build_graph_ui(self) -> None:
+        self.graph_button = self.buttons.addButton(
+            "Open as editable graph", QDialogButtonBox.ButtonRole.ActionRole
+        )
+        self.graph_button.setToolTip(GRAPH_NOTE)
+        self.graph_note = QLabel(GRAPH_NOTE, self)
+        self.graph_note.setWordWrap(True)
+        self.graph_note.setProperty("role", "muted")
+        self.progress = QProgressBar(self)
+        self.progress.hide()
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self.buttons), self.graph_note)
+        layout.insertWidget(layout.indexOf(self.buttons), self.progress)
+
+    def _connect_graph(self) -> None:
+        self.graph_button.clicked.connect(self._on_graph_clicked)
+        self._opening.progressed.connect(self._on_open_progressed)
+        self._opening.finished.connect(self._on_open_finished)
+        self._opening.failed.connect(self._on_open_failed)
+
+    def opening(self) -> bool:
+        """Whether a network is being opened as a graph."""
+        return self._open_job != 0
+
+    def _on_graph_clicked(self) -> None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or self.opening():
+            return
+        self.chosen = self.table.item(rows[0].row(), 0).text()
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.graph_button.setEnabled(False)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
+        self.note.setText(f"Opening {self.chosen} as an editable graph…")
+        self._open_job = self._opening.submit(open_torchvision, self.chosen)
+
+    def _on_open_progressed(self, number: int, report: Progress) -> None:
+        if number != self._open_job:
+            return
+        self.progress.setRange(0, report.total)
+        self.progress.setValue(report.done)
+        self.progress.setFormat(report.what)
+
+    def _on_open_finished(self, number: int, opened: OpenedNetwork) -> None:
+        if number == self._open_job:
+            self.opened = opened
+            self.accept()
+
+    def _on_open_failed(self, number: int, message: str) -> None:
+        if number != self._open_job:
+            return  # cancelled
+        self._end_opening(f"Cannot open {self.chosen} as a graph: {message}")
+        self.open_failed.emit(message)
+
+    def _end_opening(self, text: str) -> None:
+        self._open_job = 0
+        self.progress.hide()
+        self.graph_button.setEnabled(True)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
+        self.note.setText(text)
+
+    def reject(self) -> None:
+        """Cancel: while a network is being opened, stop that and stay; else close."""
+        if self.opening():
+            self._opening.stop()
+            self._end_opening(f"Opening {self.chosen} cancelled.")
+            return
+        super().reject()
+
     def done(self, result: int) -> None:
         self._jobs.shutdown()
+        self._opening.shutdown()
         super().done(result)
+
+
+GRAPH_NOTE = (
+    "Open as editable graph: the network's own layers replace the whole current model (input "
+    "and classes too; Edit > Undo brings it back). Its ImageNet weights, when on disk, become a "
+    "run of the project when it is saved; otherwise it starts from random values."
+)

@@ -11,6 +11,7 @@ from PySide6.QtGui import QUndoCommand
 
 from cnnstudio import ModelSpec, Node
 from cnnstudio.layers import get_layer_kind
+from cnnstudio.selection import paste_layers
 
 _SET_PARAM_ID = 1001
 _SET_TRAINING_ID = 1002
@@ -248,3 +249,31 @@ def _only_augment_change(before, after) -> str | None:
     names = {k for k in {**before.augment, **after.augment}
              if before.augment.get(k) != after.augment.get(k)}  # fmt: skip
     return names.pop() if len(names) == 1 else None
+
+
+class PasteLayersCommand(SpecCommand):
+    """Copied layers (``cnnstudio.selection.paste_layers``) inserted after the layer ``after``
+    (at the end when None); StudioError before anything changes when the data is not layers."""
+
+    def __init__(self, document, data, after: str | None) -> None:
+        spec, self.new_ids = paste_layers(document.spec, data, after)
+        super().__init__(document, spec, f"Paste {', '.join(self.new_ids)}")
+
+
+class OpenGraphCommand(SpecCommand):
+    """A network opened for editing (``cnnstudio.fx_import.OpenedNetwork``) replaces the model;
+    its weights become a run of the project at the next save. Undo brings the previous model
+    back and takes the pending weights with it."""
+
+    def __init__(self, document, opened) -> None:
+        super().__init__(document, opened.imported.spec, f"Open {opened.source} as a graph")
+        self.opened = opened
+        self.previous = document.starting_weights
+
+    def redo(self) -> None:
+        super().redo()
+        self.document.set_starting_weights(self.opened)
+
+    def undo(self) -> None:
+        super().undo()
+        self.document.set_starting_weights(self.previous)
