@@ -344,6 +344,7 @@ class ModelCanvas(QGraphicsView):
         self._indicator = None
         self._zoom = 1.0
         self._home_pending = True  # scroll to the input once the view has its size
+        self._home_at: tuple[int, int] | None = None  # where the view was put on the input
         self._style_key: tuple = ()
         self.overview = OverviewPanel(self)
         self._overview_timer = QTimer(self, singleShot=True, interval=0)
@@ -367,11 +368,15 @@ class ModelCanvas(QGraphicsView):
         selected = self.selected_ids()
         scene = self.scene()
         scene.blockSignals(True)
+        spec = self.document.spec
+        if self.blocks and 2 * sum(n.id in self.blocks for n in spec.nodes) < len(spec.nodes):
+            self._home_pending = True  # mostly a new model (a template, an import): its input
+        if self._home_at == self._scroll_position():
+            self._home_pending = True  # not scrolled since: stay on the input as the layout moves
         old = self._take_blocks()
         scene.clear()
         self._indicator = None
         self.blocks = {}
-        spec = self.document.spec
         analysis: Analysis | None = self.document.analysis
         infos = {}
         if analysis is not None and [i.id for i in analysis.layers] == [n.id for n in spec.nodes]:
@@ -401,9 +406,10 @@ class ModelCanvas(QGraphicsView):
         height = self.graph_layout.height + 40
         scene.setSceneRect(QRectF(left - 60, 0, right - left + 120, max(height, 200)))
         scene.blockSignals(False)
+        self.updateSceneRect(scene.sceneRect())  # its sceneRectChanged was blocked above
         self.viewport().update()
         if self._home_pending and self.isVisible():
-            self.show_input()
+            QTimer.singleShot(0, self._show_input_once)  # the scroll bars learn the new size first
         self.rebuilt.emit()
 
     def _take_blocks(self) -> dict[str, BlockItem]:
@@ -484,7 +490,7 @@ class ModelCanvas(QGraphicsView):
         """Fit the graph, as long as its text stays readable; a graph too big for that is fitted
         by its width and shown from the selection (or the input) on."""
         self._zoom = set_zoom(self, readable_fit_zoom(self))
-        if self._zoom >= whole_zoom(self):
+        if self._zoom <= whole_zoom(self) * 1.001:  # the whole graph is in view
             self.centerOn(self.sceneRect().center())
             return
         selected = [self.blocks[i] for i in self.selected_ids()]
@@ -503,6 +509,14 @@ class ModelCanvas(QGraphicsView):
         self._home_pending = False
         if self.graph_layout is not None:
             show_at_top(self, self.graph_layout.places[INPUT].x, self.sceneRect().top())
+        self._home_at = self._scroll_position()
+
+    def _scroll_position(self) -> tuple[int, int]:
+        return self.horizontalScrollBar().value(), self.verticalScrollBar().value()
+
+    def _show_input_once(self) -> None:
+        if self._home_pending:
+            self.show_input()
 
     def _on_project_replaced(self) -> None:
         self._home_pending = True
@@ -510,7 +524,7 @@ class ModelCanvas(QGraphicsView):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if self._home_pending:
-            QTimer.singleShot(0, self.show_input)  # once the window's layout gave the view its size
+            QTimer.singleShot(0, self._show_input_once)  # once the window's layout sized the view
 
     def wheelEvent(self, event) -> None:
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
