@@ -15,7 +15,7 @@ from cnnstudio.layers import get_layer_kind
 from cnnstudio.spec import INPUT, ModelSpec, Node
 from ui.document import ProjectDocument
 from ui.editor.canvas import TEXT_LOD, ModelCanvas
-from ui.editor.commands import ReplaceModelCommand, SetParamCommand
+from ui.editor.commands import InsertLayerCommand, ReplaceModelCommand, SetParamCommand
 from ui.editor.navigation import READABLE_ZOOM
 
 
@@ -190,3 +190,16 @@ def test_a_new_model_in_the_canvas_is_shown_from_its_input(canvas_with, qtbot):
     )
     assert visible(canvas).top() <= canvas.sceneRect().top() + 1
     assert canvas.horizontalScrollBar().maximum() > 0  # the wider scene can be scrolled across
+
+
+def test_a_layer_added_keeps_the_blocks_around_it(canvas_with, qtbot):
+    canvas = canvas_with(chain(10))
+    document = canvas.document
+    before = dict(canvas.blocks)
+    command = InsertLayerCommand(document, "ReLU", document.spec.index("conv5"))
+    document.push(command)
+    assert canvas.blocks["conv0"] is before["conv0"]  # drawn at once, the analysis still to come
+    qtbot.waitUntil(lambda: document.analysis_is_current)
+    assert command.node.id in canvas.blocks
+    assert canvas.blocks["conv0"] is before["conv0"]
+    assert canvas.blocks["fc"] is before["fc"]

@@ -379,7 +379,7 @@ class ModelCanvas(QGraphicsView):
         self.blocks = {}
         analysis: Analysis | None = self.document.analysis
         infos = {}
-        if analysis is not None and [i.id for i in analysis.layers] == [n.id for n in spec.nodes]:
+        if analysis is not None:  # until the edit's analysis comes, a block shows what it showed
             infos = {i.id: i for i in analysis.layers}
         self.setBackgroundBrush(QBrush(QColor(colours().canvas)))
         font, last = self.font(), self._widths
