@@ -91,6 +91,13 @@ def test_clicking_the_overview_moves_the_view_there(canvas_with, qtbot):
     assert frame.top() > overview.height() / 2  # the frame follows the view
 
 
+def test_the_overview_fits_a_smaller_view(canvas_with, qtbot):
+    canvas = canvas_with(chain(60))
+    qtbot.waitUntil(canvas.overview.isVisible)
+    canvas.resize(800, 300)
+    qtbot.waitUntil(lambda: canvas.overview.height() < canvas.viewport().height())
+
+
 def test_overview_toggle_hides_it(canvas_with, qtbot):
     canvas = canvas_with(chain(30))
     qtbot.waitUntil(canvas.overview.isVisible)
@@ -172,6 +179,7 @@ def test_an_edit_that_changes_shapes_redraws_the_blocks_downstream(canvas_with, 
 def test_the_view_menu_has_whole_graph_and_the_overview_toggle(window):
     assert window.fit_action.shortcut() == QKeySequence("Ctrl+0")
     assert window.whole_graph_action.shortcut() == QKeySequence("Ctrl+9")
+    assert QKeySequence("Ctrl+=") in window.zoom_in_action.shortcuts()  # Ctrl++ without Shift
     window.overview_action.setChecked(False)
     assert not window.canvas.overview.enabled
     window.overview_action.setChecked(True)

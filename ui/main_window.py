@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
         self.overview_action.setToolTip("A small picture of the whole graph when it does not fit")
         self.overview_action.toggled.connect(self.canvas.overview.set_enabled)
         view_menu.addActions([self.whole_graph_action, self.overview_action])
+        self.zoom_in_action.setShortcuts([QKeySequence.StandardKey.ZoomIn, QKeySequence("Ctrl+=")])
 
     def _build_toolbar(self) -> None:
         toolbar = QToolBar("Main", self)

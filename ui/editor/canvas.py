@@ -347,8 +347,6 @@ class ModelCanvas(QGraphicsView):
         self._home_at: tuple[int, int] | None = None  # where the view was put on the input
         self._style_key: tuple = ()
         self.overview = OverviewPanel(self)
-        self._overview_timer = QTimer(self, singleShot=True, interval=0)
-        self._overview_timer.timeout.connect(self.overview.refresh)
         self._connect()
         self.rebuild()
 
@@ -357,7 +355,7 @@ class ModelCanvas(QGraphicsView):
         self.document.analysis_ready.connect(lambda _analysis: self.rebuild())
         self.scene().selectionChanged.connect(self._on_scene_selection_changed)
         self.document.project_replaced.connect(self._on_project_replaced)
-        self.rebuilt.connect(self._overview_timer.start)
+        self.rebuilt.connect(self.overview.schedule_refresh)
 
     # Drawing
 

@@ -6,7 +6,7 @@ Qt-only and independent of what the canvas draws: it works on any QGraphicsView.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QGraphicsView, QWidget
 
@@ -72,6 +72,8 @@ class OverviewPanel(QWidget):
         self.enabled = True
         self._picture = QImage()
         self._scale = 1.0
+        self._redraw = QTimer(self, singleShot=True, interval=0)
+        self._redraw.timeout.connect(self.refresh)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setToolTip("Overview of the whole graph: click or drag to move the view")
         self.hide()
@@ -90,8 +92,13 @@ class OverviewPanel(QWidget):
         self.enabled = enabled
         self._update_visibility()
 
+    def schedule_refresh(self) -> None:
+        """Draw the picture again on the next turn of the event loop: a burst of changes (an edit,
+        then its analysis; a window being resized) draws it once."""
+        self._redraw.start()
+
     def refresh(self) -> None:
-        """Draw the scene's picture again (call after the scene changed)."""
+        """Draw the scene's picture again, sized to the view (call after the scene changed)."""
         rect = self.view.sceneRect()
         if rect.isEmpty():
             self._picture = QImage()
@@ -156,6 +163,7 @@ class OverviewPanel(QWidget):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.Resize:
             self._update_visibility()
+            self.schedule_refresh()  # as tall as the view allows
         return False
 
     def paintEvent(self, event: QPaintEvent) -> None:
