@@ -367,10 +367,7 @@ class ModelCanvas(QGraphicsView):
         scene = self.scene()
         scene.blockSignals(True)
         spec = self.document.spec
-        if self.blocks and 2 * sum(n.id in self.blocks for n in spec.nodes) < len(spec.nodes):
-            self._home_pending = True  # mostly a new model (a template, an import): its input
-        if self._home_at == self._scroll_position():
-            self._home_pending = True  # not scrolled since: stay on the input as the layout moves
+        self._note_home(spec)
         old = self._take_blocks()
         scene.clear()
         self._indicator = None
@@ -508,6 +505,14 @@ class ModelCanvas(QGraphicsView):
         if self.graph_layout is not None:
             show_at_top(self, self.graph_layout.places[INPUT].x, self.sceneRect().top())
         self._home_at = self._scroll_position()
+
+    def _note_home(self, spec) -> None:
+        """Whether the rebuild about to happen should show the input: for a model that is mostly
+        new (a template, an import), or when the view has not moved since it showed the input
+        (it stays there as the layout changes)."""
+        new = self.blocks and 2 * sum(n.id in self.blocks for n in spec.nodes) < len(spec.nodes)
+        if new or self._home_at == self._scroll_position():
+            self._home_pending = True
 
     def _scroll_position(self) -> tuple[int, int]:
         return self.horizontalScrollBar().value(), self.verticalScrollBar().value()
