@@ -250,6 +250,7 @@ class MainWindow(QMainWindow):
         model_menu.addAction(icon("backbones"), "Choose &Backbone…", self.choose_backbone)
         view_menu = menu.addMenu("&View")
         view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
+        self._add_navigation_actions(view_menu)
         view_menu.addSeparator()
         docks = (self.palette_dock, self.property_dock, self.data_dock, self.train_dock,
                  self.inspect_dock, self.predict_dock)  # fmt: skip
@@ -275,6 +276,17 @@ class MainWindow(QMainWindow):
         run_menu.addAction(self.train_panel.run_actions[3])
         self.menuBar().insertMenu(view_menu, run_menu)
         self.run_menu = run_menu
+
+    def _add_navigation_actions(self, view_menu) -> None:
+        """The whole-graph zoom and the overview's toggle (the canvas's navigation)."""
+        self.whole_graph_action = self._action(
+            "&Whole Graph", self.canvas.zoom_whole, QKeySequence("Ctrl+9"), "fit"
+        )
+        self.overview_action = QAction("&Overview", self, checkable=True, checked=True)
+        self.overview_action.setToolTip("A small picture of the whole graph when it does not fit")
+        self.overview_action.toggled.connect(self.canvas.overview.set_enabled)
+        view_menu.addActions([self.whole_graph_action, self.overview_action])
+        self.zoom_in_action.setShortcuts([QKeySequence.StandardKey.ZoomIn, QKeySequence("Ctrl+=")])
 
     def _build_toolbar(self) -> None:
         toolbar = QToolBar("Main", self)

@@ -7,10 +7,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
 
-from PySide6.QtCore import QByteArray, QMimeData, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QDrag, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QByteArray, QMimeData, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QDrag,
+    QFont,
+    QFontMetricsF,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QStaticText,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QGraphicsItem,
@@ -29,9 +41,16 @@ from cnnstudio.spec import INPUT
 from ui.editor.commands import InsertLayerCommand, MoveLayerCommand
 from ui.editor.layout import INPUT_H, INPUT_TOP, ROW_GAP, ROW_H, GraphLayout, Route, layout_spec
 from ui.editor.layout import row_top as _row_top
+from ui.editor.navigation import (
+    OverviewPanel,
+    readable_fit_zoom,
+    set_zoom,
+    show_at_top,
+    whole_zoom,
+)
 from ui.editor.wiring import EdgeItem, Wiring
 from ui.icons import GROUP_ICONS, icon
-from ui.theme import colours
+from ui.theme import Colours, colours
 
 MIME_KIND = "application/x-cnnstudio-layer-kind"
 MIME_MOVE = "application/x-cnnstudio-move"
@@ -135,6 +154,32 @@ def block_text(node: Node, info: LayerInfo | None, font: QFont) -> BlockText:
     return BlockText(node.kind, describe, right, shape, left_w + 2, right_w + 2)
 
 
+@cache
+def block_pens(c: Colours, has_error: bool, frozen: bool) -> dict:
+    """A block's box pens (selected or not) and brush, its port's pen and brush, its text
+    colours: shared by the blocks that look alike, made once per theme."""
+    fill = c.error_fill if has_error else c.frozen if frozen else c.block
+    border = c.error if has_error else c.block_border
+    dash = Qt.PenStyle.DashLine if frozen else Qt.PenStyle.SolidLine
+    return {
+        False: QPen(QColor(border), 2.0 if has_error else 1.0, dash),
+        True: QPen(QColor(c.accent), 2.0, dash),
+        "fill": QBrush(QColor(fill)),
+        "port": QPen(QColor(c.accent), 1.5),
+        "port_fill": QBrush(QColor(c.base)),
+        "text": QColor(c.text),
+        "muted": QColor(c.muted),
+        "error": QColor(c.error),
+        "far": QBrush(QColor(c.error if has_error else c.muted)),
+    }
+
+
+@cache
+def block_glyph(group: str, colour: str) -> QPixmap:
+    """The icon of a layer group, drawn once at the size a block shows it (22 px)."""
+    return icon(GROUP_ICONS.get(group, "model"), colour).pixmap(22, 22)
+
+
 class BlockItem(QGraphicsObject):
     """One layer on the canvas, its top centre at (x, y)."""
 
@@ -156,18 +201,34 @@ class BlockItem(QGraphicsObject):
             tip += "<br><span style='color:#c9302c'>" + "<br>".join(errors) + "</span>"
         self.setToolTip(tip)
         self._style = self._make_style()
+        self._texts: tuple[QStaticText, ...] | None = None
 
     def _make_style(self) -> tuple:
-        """Fonts and the icon, made once per block rather than on every paint (a 300-layer model
-        repaints 300 blocks)."""
+        """Fonts, the icon and the pens, made once per block (or shared) rather than on every
+        paint (a 300-layer model repaints 300 blocks)."""
         c = colours()
         plain = QFont(self.view.font())
         title = QFont(plain)
         title.setBold(True)
         kind = LAYER_KINDS.get(self.node.kind)
         group = kind.group if kind else "Merge"
-        glyph = icon(GROUP_ICONS.get(group, "model"), c.error if self.has_error else c.accent)
-        return plain, title, glyph
+        glyph = block_glyph(group, c.error if self.has_error else c.accent)
+        return plain, title, glyph, block_pens(c, self.has_error, self.frozen)
+
+    def _static_texts(self, painter: QPainter) -> tuple[QStaticText, ...]:
+        """The texts laid out once (QStaticText), on the block's first paint with text: only the
+        blocks ever seen pay for it."""
+        if self._texts is None:
+            plain, title, _glyph, _pens = self._style
+            text, texts = self.text, []
+            for value, font in ((text.title, title), (text.describe, plain),
+                                (text.right, plain), (text.shape, title)):  # fmt: skip
+                static = QStaticText(value)
+                static.setTextFormat(Qt.TextFormat.PlainText)
+                static.prepare(painter.worldTransform(), font)
+                texts.append(static)
+            self._texts = tuple(texts)
+        return self._texts
 
     def place(self, x_centre: float, y: float) -> None:
         self.setPos(x_centre - self.width / 2, y)
@@ -191,47 +252,44 @@ class BlockItem(QGraphicsObject):
         return QRectF(self.width / 2 - PORT_R, -PORT_R, 2 * PORT_R, 2 * PORT_R)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
-        c = colours()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        fill = c.error_fill if self.has_error else c.frozen if self.frozen else c.block
-        border = c.error if self.has_error else c.block_border
-        if self.isSelected():
-            border = c.accent
-        painter.setPen(
-            QPen(
-                QColor(border),
-                2.0 if self.isSelected() or self.has_error else 1.0,
-                Qt.PenStyle.DashLine if self.frozen else Qt.PenStyle.SolidLine,
-            )
-        )
-        painter.setBrush(QBrush(QColor(fill)))
-        painter.drawRoundedRect(QRectF(0, 0, self.width, BLOCK_H), 8, 8)
+        pens = self._style[3]
         if option.levelOfDetailFromTransform(painter.worldTransform()) < TEXT_LOD:
+            self._paint_far(painter, pens)
             return
-        self._style[2].paint(painter, 12, 12, 22, 22)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(pens[self.isSelected()])
+        painter.setBrush(pens["fill"])
+        painter.drawRoundedRect(QRectF(0, 0, self.width, BLOCK_H), 8, 8)
+        painter.drawPixmap(12, 12, self._style[2])
         self._paint_text(painter)
-        painter.setPen(QPen(QColor(c.accent), 1.5))
-        painter.setBrush(QBrush(QColor(c.base)))
+        painter.setPen(pens["port"])
+        painter.setBrush(pens["port_fill"])
         painter.drawEllipse(self.port_rect())
         painter.drawEllipse(self.input_port_rect())
 
+    def _paint_far(self, painter: QPainter, pens: dict) -> None:
+        """Seen from afar (a whole 300-layer graph, the overview): a solid box in the border's
+        colour, which reads at a few pixels where a white box with a thin border vanishes."""
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(pens[True].color() if self.isSelected() else pens["far"])
+        painter.drawRect(QRectF(0, 0, self.width, BLOCK_H))
+
     def _paint_text(self, painter: QPainter) -> None:
-        c, text = colours(), self.text
-        plain, title, _glyph = self._style
-        left, right = Qt.AlignmentFlag.AlignLeft, Qt.AlignmentFlag.AlignRight
-        right_x = self.width - 10 - text.right_w
+        plain, title, _glyph, pens = self._style
+        kind, describe, right, shape = self._static_texts(painter)
+        right_end = self.width - 10
         painter.setFont(title)
-        painter.setPen(QColor(c.text))
-        painter.drawText(QRectF(TEXT_X, 8, text.left_w, 20), left, text.title)
+        painter.setPen(pens["text"])
+        painter.drawStaticText(QPointF(TEXT_X, 8), kind)
         painter.setFont(plain)
-        painter.setPen(QColor(c.muted))
-        painter.drawText(QRectF(TEXT_X, 30, text.left_w, 20), left, text.describe)
-        painter.drawText(QRectF(right_x, 8, text.right_w, 20), right, text.right)
-        if text.shape:
+        painter.setPen(pens["muted"])
+        painter.drawStaticText(QPointF(TEXT_X, 30), describe)
+        painter.drawStaticText(QPointF(right_end - right.size().width(), 8), right)
+        if self.text.shape:
             fits = self.info is not None and self.info.output_shape is not None
-            painter.setPen(QColor(c.text if fits else c.error))
+            painter.setPen(pens["text"] if fits else pens["error"])
             painter.setFont(title)
-            painter.drawText(QRectF(right_x, 30, text.right_w, 20), right, text.shape)
+            painter.drawStaticText(QPointF(right_end - shape.size().width(), 30), shape)
 
     def mousePressEvent(self, event) -> None:
         self._press = event.pos()
@@ -272,6 +330,7 @@ class ModelCanvas(QGraphicsView):
 
     selection_changed = Signal(list)
     wiring_message = Signal(str)  # a wire made, or why it was refused
+    rebuilt = Signal()  # the scene was drawn again
 
     def __init__(self, document, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -289,6 +348,10 @@ class ModelCanvas(QGraphicsView):
         self._widths: dict[str, float] = {}
         self._indicator = None
         self._zoom = 1.0
+        self._home_pending = True  # scroll to the input once the view has its size
+        self._home_at: tuple[int, int] | None = None  # where the view was put on the input
+        self._style_key: tuple = ()
+        self.overview = OverviewPanel(self)
         self._connect()
         self.rebuild()
 
@@ -296,6 +359,8 @@ class ModelCanvas(QGraphicsView):
         self.document.spec_changed.connect(lambda _spec: self.rebuild())
         self.document.analysis_ready.connect(lambda _analysis: self.rebuild())
         self.scene().selectionChanged.connect(self._on_scene_selection_changed)
+        self.document.project_replaced.connect(self._on_project_replaced)
+        self.rebuilt.connect(self.overview.schedule_refresh)
 
     # Drawing
 
@@ -306,18 +371,24 @@ class ModelCanvas(QGraphicsView):
         selected, wires = self.selected_ids(), self.selected_wires()
         scene = self.scene()
         scene.blockSignals(True)
+        spec = self.document.spec
+        self._note_home(spec)
+        old = self._take_blocks()
         scene.clear()
         self._indicator = None
         self.blocks, self.edges = {}, {}
-        spec = self.document.spec
         analysis: Analysis | None = self.document.analysis
         infos = {}
-        if analysis is not None and [i.id for i in analysis.layers] == [n.id for n in spec.nodes]:
+        if analysis is not None:  # until the edit's analysis comes, a block shows what it showed
             infos = {i.id: i for i in analysis.layers}
         self.setBackgroundBrush(QBrush(QColor(colours().canvas)))
         font, last = self.font(), self._widths
         for node in spec.nodes:
             info = infos.get(node.id)
+            block = old.get(node.id)
+            if block is not None and block.node == node and block.info == info:
+                self.blocks[node.id] = block  # unchanged: the same item, only placed again
+                continue
             block = BlockItem(node, info, block_text(node, info, font), self)
             if info is None:  # until the analysis comes, as wide as the block was (same layout)
                 block.width = max(block.width, last.get(node.id, 0.0))
@@ -338,7 +409,23 @@ class ModelCanvas(QGraphicsView):
         height = self.graph_layout.height + 40
         scene.setSceneRect(QRectF(left - 60, 0, right - left + 120, max(height, 200)))
         scene.blockSignals(False)
+        self.updateSceneRect(scene.sceneRect())  # its sceneRectChanged was blocked above
         self.viewport().update()
+        if self._home_pending and self.isVisible():
+            QTimer.singleShot(0, self._show_input_once)  # the scroll bars learn the new size first
+        self.rebuilt.emit()
+
+    def _take_blocks(self) -> dict[str, BlockItem]:
+        """The blocks drawn, taken out of the scene to be reused by a rebuild (a keyed update: an
+        edit of one layer on a 300-layer graph makes one block, not 300); none when the theme or
+        the font changed since they were made."""
+        key = (colours(), self.font().key())
+        if key != self._style_key:
+            self._style_key = key
+            return {}
+        for block in self.blocks.values():
+            self.scene().removeItem(block)
+        return self.blocks
 
     def _draw_input(self, spec) -> None:
         c = colours()
@@ -419,13 +506,55 @@ class ModelCanvas(QGraphicsView):
     # Zoom
 
     def zoom_by(self, factor: float) -> None:
-        new = max(0.25, min(3.0, self._zoom * factor))
-        self.scale(new / self._zoom, new / self._zoom)
-        self._zoom = new
+        self._zoom = set_zoom(self, self._zoom * factor)
 
     def zoom_to_fit(self) -> None:
-        self.fitInView(self.scene().sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
-        self._zoom = self.transform().m11()
+        """Fit the graph, as long as its text stays readable; a graph too big for that is fitted
+        by its width and shown from the selection (or the input) on."""
+        self._zoom = set_zoom(self, readable_fit_zoom(self))
+        if self._zoom <= whole_zoom(self) * 1.001:  # the whole graph is in view
+            self.centerOn(self.sceneRect().center())
+            return
+        selected = [self.blocks[i] for i in self.selected_ids()]
+        if selected:
+            self.centerOn(selected[0].sceneBoundingRect().center())
+        else:
+            self.show_input()
+
+    def zoom_whole(self) -> None:
+        """The whole graph in the view, however small its text gets."""
+        self._zoom = set_zoom(self, whole_zoom(self))
+        self.centerOn(self.sceneRect().center())
+
+    def show_input(self) -> None:
+        """Scroll to the model's input: centred across, at the top."""
+        self._home_pending = False
+        if self.graph_layout is not None:
+            show_at_top(self, self.graph_layout.places[INPUT].x, self.sceneRect().top())
+        self._home_at = self._scroll_position()
+
+    def _note_home(self, spec) -> None:
+        """Whether the rebuild about to happen should show the input: for a model that is mostly
+        new (a template, an import), or when the view has not moved since it showed the input
+        (it stays there as the layout changes)."""
+        new = self.blocks and 2 * sum(n.id in self.blocks for n in spec.nodes) < len(spec.nodes)
+        if new or self._home_at == self._scroll_position():
+            self._home_pending = True
+
+    def _scroll_position(self) -> tuple[int, int]:
+        return self.horizontalScrollBar().value(), self.verticalScrollBar().value()
+
+    def _show_input_once(self) -> None:
+        if self._home_pending:
+            self.show_input()
+
+    def _on_project_replaced(self) -> None:
+        self._home_pending = True
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._home_pending:
+            QTimer.singleShot(0, self._show_input_once)  # once the window's layout sized the view
 
     def wheelEvent(self, event) -> None:
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
