@@ -91,3 +91,8 @@ class ExportError(StudioError):
         self.layer = layer
         self.message = message
         super().__init__(message)
+
+
+class BlockError(StudioError):
+    """A selection cannot become a block, or a block edit cannot be made: the message says which
+    layer is in the way and why."""
