@@ -100,6 +100,24 @@ def flatten(spec: ModelSpec) -> ModelSpec:
     return ModelSpec(tuple(nodes), spec.input_shape, spec.num_classes)
 
 
+def expand_uses(spec: ModelSpec, use_ids: set[str] | frozenset[str]) -> ModelSpec:
+    """The model with only the uses ``use_ids`` expanded (nested ones as ``a.b``), the others
+    left as one node each: what the editor draws when some blocks are open. Uses of unknown
+    blocks stay closed."""
+    known = {u for u in use_ids if _expandable(spec, u)}
+    if not known:
+        return spec
+    nodes, _ = _expand(spec, spec.nodes, "", INPUT, None, known)
+    return replace(spec, nodes=tuple(nodes))
+
+
+def _expandable(spec: ModelSpec, use_id: str) -> bool:
+    if block_problems(spec):
+        return False
+    node = node_at(spec, use_id)
+    return node is not None and block_of(node) in spec.blocks
+
+
 def block_outputs(spec: ModelSpec) -> dict[str, str]:
     """Every use's id in the flattened model (nested ones too: ``a.b``) and the flattened id of
     its output layer, in expansion order."""
@@ -114,23 +132,25 @@ def _expand(
     prefix: str,
     entry: str,
     outputs: dict[str, str] | None = None,
+    only: set[str] | None = None,
 ) -> tuple[list[Node], str]:
-    """``nodes`` of one scope expanded, their ids prefixed; ``INPUT`` becomes ``entry``.
-    Returns the flat nodes and the flat id of the scope's output."""
+    """``nodes`` of one scope expanded, their ids prefixed; ``INPUT`` becomes ``entry``; with
+    ``only``, uses not named there stay one node. Returns the nodes and the id of the scope's
+    output."""
     rename: dict[str, str] = {INPUT: entry}
     flat: list[Node] = []
     previous = INPUT
     for node in nodes:
         sources = tuple(rename.get(name, prefix + name) for name in node.inputs)
         name = block_of(node)
-        if name is None:
+        if name is None or (only is not None and prefix + node.id not in only):
             explicit = sources or ((entry,) if previous == INPUT and prefix else ())
             flat.append(replace(node, id=prefix + node.id, inputs=explicit))
             rename[node.id] = prefix + node.id
         else:
             source = sources[0] if sources else rename[previous]
             inner, out = _expand(
-                spec, spec.blocks[name].nodes, f"{prefix}{node.id}.", source, outputs
+                spec, spec.blocks[name].nodes, f"{prefix}{node.id}.", source, outputs, only
             )
             flat += inner
             rename[node.id] = out
@@ -285,12 +305,7 @@ def check_name(spec: ModelSpec, name: str) -> None:
 
 def new_use_id(spec: ModelSpec, name: str) -> str:
     """A fresh layer id for a use of ``name``: its name in lower case and a number."""
-    stem = re.sub(r"[^a-z0-9_]", "", name.lower()) or "block"
-    taken = {n.id for n in spec.nodes}
-    i = 1
-    while f"{stem}{i}" in taken:
-        i += 1
-    return f"{stem}{i}"
+    return spec.new_id(BLOCK, name)
 
 
 def new_block_name(spec: ModelSpec, stem: str) -> str:

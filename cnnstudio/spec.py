@@ -165,7 +165,12 @@ class ModelSpec:
         spec, made = self, []
         for node_id in node_ids:
             node = spec.node(node_id)
-            copy = replace(node, id=spec.new_id(node.kind), params=dict(node.params), inputs=())
+            copy = replace(
+                node,
+                id=spec.new_id(node.kind, node.params.get("block")),
+                params=dict(node.params),
+                inputs=(),
+            )
             spec = spec.insert(spec.index(node_id) + 1, copy)
             made.append(copy.id)
         return spec, made
@@ -190,10 +195,13 @@ class ModelSpec:
             replace(n, params={**n.params, **params}) if n.id == node_id else n for n in self.nodes
         )
 
-    def new_id(self, kind: str) -> str:
-        """A fresh id for a layer of ``kind``: conv1, conv2, ... (the catalogue's stem)."""
+    def new_id(self, kind: str, block: Any = None) -> str:
+        """A fresh id for a layer of ``kind``: conv1, conv2, ... (the catalogue's stem); a use
+        of a block is named after its ``block``: residual1, residual2, ..."""
         known = LAYER_KINDS.get(kind)
         stem = known.new_id_stem() if known else re.sub(r"[^a-z0-9]", "", kind.lower()) or "layer"
+        if kind == BLOCK and isinstance(block, str):
+            stem = re.sub(r"[^a-z0-9_]", "", block.lower()) or "block"
         taken = {n.id for n in self.nodes}
         i = 1
         while f"{stem}{i}" in taken:
