@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cnnstudio.blocks import block_outputs, block_problems, flatten, uses_blocks
+from cnnstudio.blocks import block_outputs, block_problems, flat_size, flatten, uses_blocks
 from cnnstudio.layers import LAYER_KINDS, LayerKind, unknown_kind_message
 from cnnstudio.params import close_name, show_value
 from cnnstudio.shapes import RULES, Shape, Unfit, format_shape
@@ -327,6 +327,14 @@ def _analyze_blocks(spec: ModelSpec) -> Analysis:
     for name, block in spec.blocks.items():
         for issue in _check_ids(ModelSpec(block.nodes)):
             issues.append(SpecIssue(None, f"block {name!r}: {issue}"))
+    if not issues and flat_size(spec) > MAX_LAYERS:
+        issues.append(
+            SpecIssue(
+                None,
+                f"the model's blocks expand into {flat_size(spec):,} layers, more than the "
+                f"{MAX_LAYERS:,} CNN Studio works with: use fewer blocks or smaller ones",
+            )
+        )
     if issues:
         return replace(_too_many_layers(spec), issues=tuple(issues))
     flat_spec = flatten(spec)

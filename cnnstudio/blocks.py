@@ -90,6 +90,26 @@ def block_problems(spec: ModelSpec) -> list[tuple[str | None, str]]:
     return problems
 
 
+def flat_size(spec: ModelSpec) -> int:
+    """How many layers ``flatten(spec)`` has, counted without expanding (blocks used twice in
+    blocks used twice... grow as powers of two). Assumes no block uses itself."""
+    sizes: dict[str, int] = {}
+
+    def size(nodes: tuple[Node, ...]) -> int:
+        total = 0
+        for node in nodes:
+            name = block_of(node)
+            if name is None or name not in spec.blocks:
+                total += 1
+                continue
+            if name not in sizes:
+                sizes[name] = size(spec.blocks[name].nodes)
+            total += sizes[name]
+        return total
+
+    return size(spec.nodes)
+
+
 def flatten(spec: ModelSpec) -> ModelSpec:
     """The model with every block use expanded into plain layers (ids ``use.inner``), for the
     analysis, the builder and the exporters. A spec without blocks comes back as it is. Assumes

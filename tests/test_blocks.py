@@ -9,8 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from cnnstudio import ModelSpec, Node, ProjectError, build_model, load_project, new_project
+from cnnstudio import (
+    ModelSpec,
+    Node,
+    ProjectError,
+    build_model,
+    create_model_spec,
+    load_project,
+    new_project,
+)
 from cnnstudio.analysis import analyze
 from cnnstudio.blocks import (
     BUILTIN_BLOCKS,
@@ -281,3 +291,40 @@ def test_malformed_blocks_name_the_place(tmp_path: Path, blocks, where, message)
     with pytest.raises(ProjectError, match=message) as caught:
         load_project(tmp_path)
     assert caught.value.where == where
+
+
+SMALL_TEMPLATES = ("simple-cnn", "resnet-small", "inception-small", "squeezenet-small")
+
+
+@given(
+    template=st.sampled_from(SMALL_TEMPLATES),
+    start=st.integers(0, 60),
+    length=st.integers(1, 12),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_run_of_layers_becomes_a_block_or_says_why(template, start, length) -> None:
+    """Make a block of any run of layers in display order: refused with a BlockError, or the
+    model computes the same (same layers, shapes and parameters) and ungrouping restores it."""
+    spec = create_model_spec(template)
+    chosen = [n.id for n in spec.nodes[start : start + length]]
+    assume(chosen)
+    try:
+        made, use_id = make_block(spec, chosen, "part")
+    except BlockError as error:
+        assert str(error)
+        return
+    before, after = analyze(spec), analyze(made)
+    assert after.valid and after.total_params == before.total_params
+    assert after.output_shape == before.output_shape
+    assert after.layer(use_id).output_shape == before.layer(chosen[-1]).output_shape
+    assert inline(made, use_id) == spec
+
+
+def test_blocks_that_expand_into_too_many_layers_are_refused_without_expanding() -> None:
+    blocks = {"b0": BlockDef((Node("r", "ReLU"),))}
+    for level in range(1, 40):  # each block uses the one below twice: 2**39 layers
+        below = f"b{level - 1}"
+        blocks[f"b{level}"] = BlockDef((use("u1", below), use("u2", below)))
+    spec = ModelSpec((use("top", "b39"),), blocks=blocks)
+    analysis = analyze(spec)
+    assert "expand into 549,755,813,888 layers" in str(analysis.errors[0])
