@@ -328,3 +328,30 @@ def test_blocks_that_expand_into_too_many_layers_are_refused_without_expanding()
     spec = ModelSpec((use("top", "b39"),), blocks=blocks)
     analysis = analyze(spec)
     assert "expand into 549,755,813,888 layers" in str(analysis.errors[0])
+
+
+@pytest.mark.slow
+def test_a_model_with_blocks_trains_and_its_run_reloads(tmp_path: Path) -> None:
+    from cnnstudio import Project
+    from cnnstudio.data import DataSettings
+    from cnnstudio.model_source import from_run
+    from cnnstudio.train import Trainer
+    from cnnstudio.train_settings import check_training
+    from tests.test_train import colour_folder, tiny_model
+
+    spec, use_id = make_block(tiny_model(), ["conv1", "bn1", "relu1"], "cbr")
+    spec = spec.duplicate([use_id])[0]
+    training = check_training({"epochs": 1, "batch_size": 16, "workers": 0})
+    project = Project(
+        model=spec,
+        name="blocks",
+        data=DataSettings(source="folder", path=str(colour_folder(tmp_path / "images"))),
+        training=training,
+        path=tmp_path / "proj",
+    )
+    project.save()
+    result = Trainer(project).run()
+    assert result.state == "finished"
+    source = from_run(Path(result.run_dir))
+    assert "cbr2.conv1.weight" in source.model.state_dict()
+    assert source.model(torch.zeros(1, 3, 16, 16)).shape == (1, 4)
