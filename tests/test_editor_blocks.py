@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from ui.editor.canvas import TOGGLE_RECT, BlockFrameItem
+from ui.editor.canvas import MIME_BLOCK, TOGGLE_RECT, BlockFrameItem
 from ui.main_window import MainWindow
 
 
@@ -162,3 +162,17 @@ def test_insert_a_built_in_block_from_the_palette(qtbot, window: MainWindow) -> 
     assert window.canvas.blocks["inception1"].info.output_shape == (64, 32, 32)
     window.undo_action.trigger()
     assert "inception" not in window.document.spec.blocks
+
+
+def test_drag_a_block_from_the_palette_onto_the_canvas(qtbot, window: MainWindow) -> None:
+    from tests.test_window import between, drop
+
+    palette = window.palette_panel
+    mime = palette.tree.mimeData([palette.block_items()["squeeze_excitation"]])
+    assert bytes(mime.data(MIME_BLOCK)).decode() == "squeeze_excitation"
+    before = ids(window)
+    drop(window.canvas, MIME_BLOCK, "squeeze_excitation", between(3))
+    assert ids(window) == [*before[:3], "squeeze_excitation1", *before[3:]]
+    assert window.canvas.selected_ids() == ["squeeze_excitation1"]
+    window.undo_action.trigger()
+    assert ids(window) == before and not window.document.spec.blocks

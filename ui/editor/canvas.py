@@ -24,9 +24,11 @@ from PySide6.QtWidgets import (
 from cnnstudio import Analysis, LayerInfo, Node
 from cnnstudio.blocks import block_of, expand_uses, node_at, use_count
 from cnnstudio.cli import human
+from cnnstudio.errors import BlockError
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.shapes import format_shape
 from cnnstudio.spec import BLOCK, INPUT
+from ui.editor.block_commands import InsertBlockCommand
 from ui.editor.commands import ConnectInputCommand, InsertLayerCommand, MoveLayerCommand
 from ui.editor.layout import INPUT_H, INPUT_TOP, ROW_GAP, ROW_H, GraphLayout, Route, layout_spec
 from ui.editor.layout import row_top as _row_top
@@ -36,6 +38,7 @@ from ui.theme import colours
 MIME_KIND = "application/x-cnnstudio-layer-kind"
 MIME_MOVE = "application/x-cnnstudio-move"
 MIME_CONNECT = "application/x-cnnstudio-connect"
+MIME_BLOCK = "application/x-cnnstudio-block"
 
 BLOCK_W, BLOCK_H, GAP = 300.0, ROW_H, ROW_GAP
 """A block's least width (wider when its text needs it), its height, the room between rows."""
@@ -597,7 +600,8 @@ class ModelCanvas(QGraphicsView):
         self._indicator = self.scene().addLine(place.x - half, y, place.x + half, y, pen)
 
     def dragEnterEvent(self, event) -> None:
-        if any(event.mimeData().hasFormat(m) for m in (MIME_KIND, MIME_MOVE, MIME_CONNECT)):
+        mimes = (MIME_KIND, MIME_MOVE, MIME_CONNECT, MIME_BLOCK)
+        if any(event.mimeData().hasFormat(m) for m in mimes):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -616,7 +620,7 @@ class ModelCanvas(QGraphicsView):
             self._show_indicator(None)
             event.setAccepted(ok)
             return
-        if mime.hasFormat(MIME_KIND) or mime.hasFormat(MIME_MOVE):
+        if mime.hasFormat(MIME_KIND) or mime.hasFormat(MIME_MOVE) or mime.hasFormat(MIME_BLOCK):
             self._show_indicator(self.insertion_index(scene_pos))
             event.acceptProposedAction()
             return
@@ -638,6 +642,10 @@ class ModelCanvas(QGraphicsView):
                 self.select([command.node.id])
                 event.acceptProposedAction()
                 return
+        elif mime.hasFormat(MIME_BLOCK):
+            self._drop_block(bytes(mime.data(MIME_BLOCK)).decode(), index)
+            event.acceptProposedAction()
+            return
         elif mime.hasFormat(MIME_MOVE):
             node_id = bytes(mime.data(MIME_MOVE)).decode()
             current = self.document.spec.index(node_id)
@@ -655,3 +663,12 @@ class ModelCanvas(QGraphicsView):
                 event.acceptProposedAction()
                 return
         event.ignore()
+
+    def _drop_block(self, name: str, index: int) -> None:
+        """A use of the block ``name`` (the project's, or a built-in one) at ``index``."""
+        try:
+            command = InsertBlockCommand(self.document, name, index)
+        except BlockError:
+            return  # no such block: the palette offers only known ones
+        self.document.push(command)
+        self.select([command.node.id])

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayo
 
 from cnnstudio.blocks import BUILTIN_BLOCKS
 from cnnstudio.layers import GROUPS, LAYER_KINDS
-from ui.editor.canvas import MIME_KIND
+from ui.editor.canvas import MIME_BLOCK, MIME_KIND
 from ui.icons import GROUP_ICONS, icon
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -23,10 +23,14 @@ class _KindTree(QTreeWidget):
         if kinds:
             mime.setData(MIME_KIND, QByteArray(kinds[0].encode()))
             mime.setText(kinds[0])
+        blocks = [item.data(0, BLOCK_ROLE) for item in items if item.data(0, BLOCK_ROLE)]
+        if blocks and not kinds:
+            mime.setData(MIME_BLOCK, QByteArray(blocks[0].encode()))
+            mime.setText(blocks[0])
         return mime
 
     def mimeTypes(self) -> list[str]:
-        return [MIME_KIND]
+        return [MIME_KIND, MIME_BLOCK]
 
 
 class PalettePanel(QWidget):
