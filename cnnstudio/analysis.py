@@ -14,10 +14,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cnnstudio.blocks import block_outputs, block_problems, flat_size, flatten, uses_blocks
 from cnnstudio.layers import LAYER_KINDS, LayerKind, unknown_kind_message
 from cnnstudio.params import close_name, format_bytes, show_value
 from cnnstudio.shapes import RULES, Shape, Unfit, format_shape
-from cnnstudio.spec import INPUT, ModelSpec, Node
+from cnnstudio.spec import BLOCK, INPUT, ModelSpec, Node
 
 BYTES_PER_VALUE = 4  # weights are float32
 _MAX_CLASSES = int(
@@ -87,6 +88,9 @@ class Analysis:
     total_params: int
     trainable_params: int
     flops: int
+    blocks: tuple[LayerInfo, ...] = ()
+    """The block uses as a whole (kind ``BLOCK``): their output shape, and the parameters and
+    FLOPs of their layers. ``layers`` holds those layers one by one (ids ``use.inner``)."""
 
     @property
     def errors(self) -> tuple[SpecIssue, ...]:
@@ -109,7 +113,7 @@ class Analysis:
     @functools.cached_property
     def _by_id(self) -> dict[str, LayerInfo]:
         # callers look layers up one by one, for every layer: a scan each would be quadratic
-        return {info.id: info for info in self.layers}
+        return {info.id: info for info in (*self.layers, *self.blocks)}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``cnnstudio summary --json``."""
@@ -141,12 +145,19 @@ def analyze(spec: ModelSpec) -> Analysis:
     """Shapes, parameters and FLOPs of every layer, and every problem found.
 
     Never raises for a bad spec: problems are returned as issues attached to their layer. Layers
-    downstream of a broken one get no shape and no further errors of their own.
+    downstream of a broken one get no shape and no further errors of their own. A model with
+    blocks is analysed expanded (``cnnstudio.blocks.flatten``).
     """
+    if uses_blocks(spec):
+        return _analyze_blocks(spec)
+    return _analyze_graph(spec, _check_ids(spec))
+
+
+def _analyze_graph(spec: ModelSpec, id_issues: list[SpecIssue]) -> Analysis:
     if len(spec.nodes) > MAX_LAYERS:
         return _too_many_layers(spec)
     issues: list[SpecIssue] = []
-    issues += _check_model(spec)
+    issues += _check_model(spec) + id_issues
     inputs = _resolve_inputs(spec, issues)
     order = _topological_order(spec, inputs, issues)
 
@@ -301,7 +312,57 @@ def _check_model(spec: ModelSpec) -> list[SpecIssue]:
         )
     if not spec.nodes:
         issues.append(SpecIssue(None, "the model has no layers: add some from the palette"))
-    return issues + _check_ids(spec)
+    return issues
+
+
+def _analyze_blocks(spec: ModelSpec) -> Analysis:
+    """The analysis of the expanded model, with one more ``LayerInfo`` per block use. Problems
+    of the blocks themselves (an unknown block, a bad inner id) stop the analysis there."""
+    issues = [SpecIssue(layer, message) for layer, message in block_problems(spec)]
+    issues += _check_ids(spec)
+    for name, block in spec.blocks.items():
+        for issue in _check_ids(ModelSpec(block.nodes)):
+            issues.append(SpecIssue(None, f"block {name!r}: {issue}"))
+    if not issues and flat_size(spec) > MAX_LAYERS:
+        issues.append(
+            SpecIssue(
+                None,
+                f"the model's blocks expand into {flat_size(spec):,} layers, more than the "
+                f"{MAX_LAYERS:,} CNN Studio works with: use fewer blocks or smaller ones",
+            )
+        )
+    if issues:
+        return replace(_too_many_layers(spec), issues=tuple(issues))
+    flat_spec = flatten(spec)
+    flat = _analyze_graph(flat_spec, [])
+    infos = {info.id: info for info in flat.layers}
+    needed = _reaching_output(flat_spec, {i.id: i.inputs for i in flat.layers})
+    outputs = block_outputs(spec)
+    owner: dict[str, str] = {}  # a flat output id -> the outermost use it is the output of
+    for use_id, out_id in outputs.items():
+        if out_id not in owner or len(use_id) < len(owner[out_id]):
+            owner[out_id] = use_id
+    uses = []
+    for use_id, out_id in outputs.items():
+        inner = [i for i in flat.layers if i.id.startswith(use_id + ".")]
+        built = [i for i in inner if i.id in needed]
+        errors = tuple(f"{i.id[len(use_id) + 1 :]}: {e}" for i in inner for e in i.errors)
+        entry = [s for i in inner for s in i.inputs if not s.startswith(use_id + ".")][:1]
+        shapes = [infos[s].output_shape if s in infos else flat.input_shape for s in entry]
+        uses.append(
+            LayerInfo(
+                id=use_id,
+                kind=BLOCK,
+                inputs=tuple(owner.get(s, s) for s in entry),
+                input_shapes=tuple(s for s in shapes if s is not None),
+                output_shape=infos[out_id].output_shape,
+                params=sum(i.params for i in built),
+                trainable_params=sum(i.trainable_params for i in built),
+                flops=sum(i.flops for i in built),
+                errors=errors,
+            )
+        )
+    return replace(flat, blocks=tuple(uses))
 
 
 def _check_ids(spec: ModelSpec) -> list[SpecIssue]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnstudio import backbones
 from cnnstudio.analysis import Analysis, analyze
+from cnnstudio.blocks import block_outputs, flatten
 from cnnstudio.errors import ModelError
 from cnnstudio.spec import INPUT, ModelSpec
 
@@ -148,14 +149,20 @@ def build_model(
 
     ``pretrained=False`` skips loading backbone weights, for when a checkpoint will be loaded next.
     ``device="meta"`` builds the architecture alone, allocating nothing (to measure it).
-    Only layers that lead to the output are built; an unused branch is left out.
+    Only layers that lead to the output are built; an unused branch is left out. A block use is
+    one nested module (``res1.conv1``), itself a SpecModel of the block's layers.
     """
     analysis = analysis or analyze(spec)
     if not analysis.valid:
         raise ModelError(analysis.errors)
     infos = {info.id: info for info in analysis.layers}
-    needed = needed_layers(spec.nodes[-1].id, infos)
-    order = [node_id for node_id in analysis.order if node_id in needed]
+    output = flatten(spec).nodes[-1].id
+    order = [node_id for node_id in analysis.order if node_id in needed_layers(output, infos)]
+    if spec.blocks:
+        outputs = block_outputs(spec)
+        return _scope_model(
+            order, "", outputs, infos, lambda i: make_layer(i.kind, i.resolved, pretrained, device)
+        )
     slots = {INPUT: 0}
     for node_id in order:
         slots[node_id] = len(slots)
@@ -166,6 +173,39 @@ def build_model(
         modules[node_id] = make_layer(info.kind, info.resolved, pretrained, device)
         steps.append((node_id, tuple(slots[name] for name in info.inputs)))
     return SpecModel(modules, steps, slots, spec.nodes[-1].id)
+
+
+def _scope_model(
+    order: list[str], prefix: str, outputs: dict[str, str], infos: dict, make: Any
+) -> SpecModel:
+    """The layers ``order`` (flat ids in data order) of one scope: the model (prefix "") or a
+    block use (prefix "res1."). A use's layers become one nested SpecModel whose input is the
+    use's one input; inputs from outside the scope are its input."""
+    groups: dict[str, list[str]] = {}
+    for flat_id in order:
+        groups.setdefault(flat_id[len(prefix) :].split(".")[0], []).append(flat_id)
+    slots = {INPUT: 0}
+    modules: dict[str, nn.Module] = {}
+    steps = []
+
+    def local(source: str) -> int:
+        if not source.startswith(prefix) or source == INPUT:
+            return 0
+        return slots[source[len(prefix) :].split(".")[0]]
+
+    for name, members in groups.items():
+        if members == [prefix + name]:
+            modules[name] = make(infos[prefix + name])
+            sources = list(infos[prefix + name].inputs)
+        else:
+            inner = f"{prefix}{name}."
+            modules[name] = _scope_model(members, inner, outputs, infos, make)
+            entry = [s for m in members for s in infos[m].inputs if not s.startswith(inner)]
+            sources = entry[:1]  # a block has one input
+        steps.append((name, tuple(local(s) for s in sources)))
+        slots[name] = len(slots)
+    output = outputs[prefix[:-1]] if prefix else order[-1]
+    return SpecModel(modules, steps, slots, output[len(prefix) :].split(".")[0])
 
 
 def needed_layers(node_id: str, infos: dict) -> set[str]:

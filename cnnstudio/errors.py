@@ -97,3 +97,8 @@ class WiringError(StudioError):
     """An edge of the model graph cannot be made, moved or removed: it would make a cycle, give a
     one-input layer a second input, or leave the output behind another layer. ``str(error)`` says
     why and what to do instead."""
+
+
+class BlockError(StudioError):
+    """A selection cannot become a block, or a block edit cannot be made: the message says which
+    layer is in the way and why."""

@@ -25,12 +25,21 @@ from cnnstudio.train_settings import DEFAULT_TRAINING, check_training
 PROJECT_FILE = "project.json"
 RUNS_DIR = "runs"
 FORMAT = "cnnstudio-project"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 # MIGRATIONS[n] turns the data of a schema-n file into schema n+1. Each step is a plain function on
 # the JSON data, so files of any older version reach the current one step by step.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _named_blocks(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 adds ``model.blocks`` (named block definitions, cnnstudio.blocks): a schema-1
+    model has none, and means the same without the key."""
+    return data
+
+
+MIGRATIONS[1] = _named_blocks
 
 
 @dataclass

@@ -19,6 +19,10 @@ from cnnstudio.params import close_name
 INPUT = "input"
 """The name by which a node's ``inputs`` refer to the model's input."""
 
+BLOCK = "Block"
+"""The kind of a node that is a use of a named block (params ``{"block": name}``); see
+``cnnstudio.blocks``. Not a catalogue kind: the analysis and the builder expand it."""
+
 
 @dataclass(frozen=True)
 class Node:
@@ -41,22 +45,38 @@ class Node:
 
 
 @dataclass(frozen=True)
+class BlockDef:
+    """A named block's definition: its layer nodes in display order. ``INPUT`` inside names the
+    block's one input (a first node with no inputs takes it); the last node is its output."""
+
+    nodes: tuple[Node, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes": [node.to_dict() for node in self.nodes]}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A model: its layer nodes in display order, the input shape (C, H, W) and the class count.
 
-    The last node is the output. Specs are immutable; edits make new specs.
+    The last node is the output. ``blocks`` holds the named block definitions that nodes of kind
+    ``BLOCK`` use. Specs are immutable; edits make new specs.
     """
 
     nodes: tuple[Node, ...]
     input_shape: tuple[int, int, int] = (3, 32, 32)
     num_classes: int = 10
+    blocks: dict[str, BlockDef] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "nodes": [node.to_dict() for node in self.nodes],
         }
+        if self.blocks:
+            data["blocks"] = {name: block.to_dict() for name, block in self.blocks.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "model") -> ModelSpec:
@@ -67,7 +87,7 @@ class ModelSpec:
         can be fixed in the editor.
         """
         _expect(data, dict, where, "an object")
-        _no_unknown_keys(data, ("input_shape", "num_classes", "nodes"), where)
+        _no_unknown_keys(data, ("input_shape", "num_classes", "nodes", "blocks"), where)
         nodes_data = data.get("nodes")
         if nodes_data is None:
             raise ProjectError(None, "'nodes' is missing (a list of layers)", where)
@@ -91,7 +111,8 @@ class ModelSpec:
             raise ProjectError(
                 None, f"must be an integer, got {num_classes!r}", f"{where}.num_classes"
             )
-        return cls(nodes=nodes, input_shape=tuple(shape), num_classes=num_classes)
+        blocks = _blocks_from_dict(data.get("blocks", {}), f"{where}.blocks")
+        return cls(nodes=nodes, input_shape=tuple(shape), num_classes=num_classes, blocks=blocks)
 
     # Edits. Each returns a new spec; the editor's undo commands are built on these.
 
@@ -145,7 +166,12 @@ class ModelSpec:
         spec, made = self, []
         for node_id in node_ids:
             node = spec.node(node_id)
-            copy = replace(node, id=spec.new_id(node.kind), params=dict(node.params), inputs=())
+            copy = replace(
+                node,
+                id=spec.new_id(node.kind, node.params.get("block")),
+                params=dict(node.params),
+                inputs=(),
+            )
             spec = spec.insert(spec.index(node_id) + 1, copy)
             made.append(copy.id)
         return spec, made
@@ -335,10 +361,13 @@ class ModelSpec:
             replace(n, params={**n.params, **params}) if n.id == node_id else n for n in self.nodes
         )
 
-    def new_id(self, kind: str) -> str:
-        """A fresh id for a layer of ``kind``: conv1, conv2, ... (the catalogue's stem)."""
+    def new_id(self, kind: str, block: Any = None) -> str:
+        """A fresh id for a layer of ``kind``: conv1, conv2, ... (the catalogue's stem); a use
+        of a block is named after its ``block``: residual1, residual2, ..."""
         known = LAYER_KINDS.get(kind)
         stem = known.new_id_stem() if known else re.sub(r"[^a-z0-9]", "", kind.lower()) or "layer"
+        if kind == BLOCK and isinstance(block, str):
+            stem = re.sub(r"[^a-z0-9_]", "", block.lower()) or "block"
         taken = {n.id for n in self.nodes}
         i = 1
         while f"{stem}{i}" in taken:
@@ -388,3 +417,62 @@ def _node_from_dict(data: Any, where: str) -> Node:
     if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):
         raise ProjectError(None, f"must be a list of layer ids, got {inputs!r}", f"{where}.inputs")
     return Node(id=data["id"], kind=data["kind"], params=dict(params), inputs=tuple(inputs))
+
+
+def _blocks_from_dict(data: Any, where: str) -> dict[str, BlockDef]:
+    """The block definitions; a block that uses itself, directly or through others, is refused
+    by name (expanding it would never end)."""
+    _expect(data, dict, where, "an object of block name: definition")
+    blocks = {}
+    for name, item in data.items():
+        place = f"{where}.{name}"
+        _expect(item, dict, place, "an object with the block's nodes")
+        _no_unknown_keys(item, ("nodes",), place)
+        nodes_data = item.get("nodes")
+        if nodes_data is None:
+            raise ProjectError(None, "'nodes' is missing (the block's layers)", place)
+        _expect(nodes_data, list, f"{place}.nodes", "a list of layers")
+        if not nodes_data:
+            raise ProjectError(None, "a block needs at least one layer", f"{place}.nodes")
+        blocks[name] = BlockDef(
+            tuple(_node_from_dict(n, f"{place}.nodes[{i}]") for i, n in enumerate(nodes_data))
+        )
+    cycle = block_cycle(blocks)
+    if cycle:
+        raise ProjectError(None, _cycle_message(cycle), f"{where}.{cycle[0]}")
+    return blocks
+
+
+def block_cycle(blocks: dict[str, BlockDef]) -> list[str]:
+    """A chain of block names that comes back to its start (``[a, b, a]``), or [] when no block
+    uses itself through others."""
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done or name not in blocks:
+            return []
+        for node in blocks[name].nodes:
+            used = node.params.get("block") if node.kind == BLOCK else None
+            if isinstance(used, str):
+                found = walk(used, [*path, name])
+                if found:
+                    return found
+        done.add(name)
+        return []
+
+    for name in blocks:
+        found = walk(name, [])
+        if found:
+            return found
+    return []
+
+
+def _cycle_message(cycle: list[str]) -> str:
+    if len(cycle) == 2:
+        return f"the block {cycle[0]!r} uses itself: a block cannot contain itself"
+    return (
+        f"the block {cycle[0]!r} uses itself through " + " → ".join(cycle) + ": a block cannot "
+        "contain itself"
+    )

@@ -32,6 +32,7 @@ from ui.background import Jobs
 from ui.data_view import DataPanel
 from ui.document import ProjectDocument
 from ui.editor.backbone_dialog import BackboneDialog
+from ui.editor.block_actions import BlockActions
 from ui.editor.canvas import ModelCanvas
 from ui.editor.clipboard import ClipboardActions
 from ui.editor.commands import (
@@ -241,6 +242,9 @@ class MainWindow(QMainWindow):
         edit_menu.addSeparator()
         edit_menu.addActions(self.clipboard.actions())
         edit_menu.addActions([self.delete_action, self.duplicate_action])
+        self.block_actions = BlockActions(self)
+        edit_menu.addSeparator()
+        edit_menu.addActions(self.block_actions.actions)
         model_menu = menu.addMenu("&Model")
         templates = model_menu.addMenu(icon("template"), "&Templates")
         for name in list_templates():
@@ -394,14 +398,14 @@ class MainWindow(QMainWindow):
     # Edits
 
     def delete_selected(self) -> None:
-        ids = self.canvas.selected_ids()
+        ids = [i for i in self.canvas.selected_ids() if "." not in i]  # not a block's inner layer
         if ids:
             self.document.push(RemoveLayersCommand(self.document, ids))
         else:
             self.canvas.delete_selected_wires()
 
     def duplicate_selected(self) -> None:
-        ids = self.canvas.selected_ids()
+        ids = [i for i in self.canvas.selected_ids() if "." not in i]
         if ids:
             command = DuplicateLayersCommand(self.document, ids)
             self.document.push(command)

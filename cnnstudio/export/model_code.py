@@ -8,19 +8,20 @@ from __future__ import annotations
 import inspect
 import json
 import keyword
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
 
 from cnnstudio import backbones
-from cnnstudio.analysis import analyze
+from cnnstudio.analysis import Analysis, analyze
+from cnnstudio.blocks import block_of, block_outputs, flatten, node_at
 from cnnstudio.build import needed_layers
 from cnnstudio.errors import ExportError
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.model_source import ModelSource
 from cnnstudio.shapes import format_shape
-from cnnstudio.spec import INPUT
+from cnnstudio.spec import BLOCK, INPUT, ModelSpec
 
 _POSITIONAL = ("in_channels", "out_channels", "in_features", "out_features", "num_features")
 _TAKEN = frozenset({"x", "self", "torch", "nn", "image", "net", "OrderedDict", "torchvision"})
@@ -139,9 +140,12 @@ def model_code(src: ModelSource, pretrained: bool = False, class_name: str = "Ne
     assert spec is not None
     analysis = analyze(spec)
     infos = {info.id: info for info in analysis.layers}
-    needed = needed_layers(spec.nodes[-1].id, infos)
+    needed = needed_layers(flatten(spec).nodes[-1].id, infos)
     order = [n for n in analysis.order if n in needed]
     output = spec.nodes[-1].id
+    classes: dict[tuple[str, ...], str] = {}
+    if spec.blocks:
+        order, infos = _block_scope(spec, analysis, order, "", classes)
     modules = dict(src.model.named_children())
     init: list[str] = []
     frozen: list[str] = []
@@ -152,7 +156,9 @@ def model_code(src: ModelSource, pretrained: bool = False, class_name: str = "Ne
         info = infos[node_id]
         if info.kind in ("Add", "Mul", "Concat"):
             continue
-        if info.kind == "Backbone":
+        if info.kind == BLOCK:
+            init.append(_assign(node_id, f"{info.resolved['class']}()"))
+        elif info.kind == "Backbone":
             init += _backbone_lines(node_id, info.resolved, modules.get(node_id), pretrained)
             if info.resolved.get("freeze"):
                 frozen.append(node_id)
@@ -161,6 +167,7 @@ def model_code(src: ModelSource, pretrained: bool = False, class_name: str = "Ne
     forward = _forward_lines(order, infos, output)
     c, h, w = spec.input_shape
     lines = [
+        *(line for body in classes for line in (*body, "", "")),
         f"class {class_name}(nn.Module):",
         f'    """Input {c}×{h}×{w} images, output {spec.num_classes} class scores (logits).',
         "",
@@ -185,6 +192,76 @@ def model_code(src: ModelSource, pretrained: bool = False, class_name: str = "Ne
             "        return self",
         ]
     return ModelCode(lines, any(infos[n].kind == "Backbone" for n in order), downloads)
+
+
+def _block_scope(
+    spec: ModelSpec, analysis: Analysis, order: list[str], prefix: str, classes: dict
+) -> tuple[list[str], dict]:
+    """The layers of one scope (the model, or the use ``prefix`` names) under their own ids, a
+    block use as one layer whose ``resolved["class"]`` is the class written for it; the classes
+    go into ``classes`` (their lines -> name), one per block definition (a definition whose
+    'auto' sizes resolve differently in two uses gets a class per variant)."""
+    groups: dict[str, list[str]] = {}
+    for flat_id in order:
+        groups.setdefault(flat_id[len(prefix) :].split(".")[0], []).append(flat_id)
+
+    def local(source: str) -> str:
+        if source == INPUT or not source.startswith(prefix):
+            return INPUT
+        return source[len(prefix) :].split(".")[0]
+
+    infos: dict[str, Any] = {}
+    for name, members in groups.items():
+        if members == [prefix + name]:
+            info = analysis.layer(prefix + name)
+            if info.kind == "Backbone":
+                raise ExportError(f"layer {info.id}: no code for a Backbone inside a block")
+            infos[name] = replace(info, id=name, inputs=tuple(local(s) for s in info.inputs))
+            continue
+        inner_order, inner_infos = _block_scope(
+            spec, analysis, members, f"{prefix}{name}.", classes
+        )
+        use = analysis.layer(prefix + name)
+        block = block_of(node_at(spec, prefix + name)) or "Block"
+        out = block_outputs(spec)[prefix + name][len(prefix) + len(name) + 1 :].split(".")[0]
+        cls = _block_class(block, inner_order, inner_infos, out, classes)
+        infos[name] = replace(
+            use, id=name, inputs=tuple(local(s) for s in use.inputs[:1]), resolved={"class": cls}
+        )
+    return list(groups), infos
+
+
+def _block_class(block: str, order: list[str], infos: dict, output: str, classes: dict) -> str:
+    """The name of the class for one block use, its lines added to ``classes`` unless the
+    same class is there already."""
+    stem = "".join(part[:1].upper() + part[1:] for part in block.split("_")) or "Block"
+    init = []
+    for node_id in order:
+        info = infos[node_id]
+        if info.kind == BLOCK:
+            init.append(_assign(node_id, f"{info.resolved['class']}()"))
+        elif info.kind not in ("Add", "Mul", "Concat"):
+            init.append(_assign(node_id, _module_expr(node_id, info.kind, info.resolved)))
+    body = (
+        f'    """The block {block!r} of the CNN Studio project."""',
+        "",
+        "    def __init__(self) -> None:",
+        "        super().__init__()",
+        *(f"        {line}" for line in init),
+        "",
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+        *(f"        {line}" for line in _forward_lines(order, infos, output)),
+    )
+    for lines, name in classes.items():
+        if lines[1:] == body and name.rstrip("0123456789") == stem:
+            return name
+    taken = set(classes.values())
+    name, i = stem, 1
+    while name in taken:
+        i += 1
+        name = f"{stem}{i}"
+    classes[(f"class {name}(nn.Module):", *body)] = name
+    return name
 
 
 def _forward_lines(order: list[str], infos: dict, output: str) -> list[str]:

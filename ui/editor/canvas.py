@@ -34,10 +34,13 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio import Analysis, LayerInfo, Node
+from cnnstudio.blocks import block_of, expand_uses, node_at, use_count
 from cnnstudio.cli import human
+from cnnstudio.errors import BlockError
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.shapes import format_shape
-from cnnstudio.spec import INPUT
+from cnnstudio.spec import BLOCK, INPUT
+from ui.editor.block_commands import InsertBlockCommand
 from ui.editor.commands import InsertLayerCommand, MoveLayerCommand
 from ui.editor.layout import INPUT_H, INPUT_TOP, ROW_GAP, ROW_H, GraphLayout, Route, layout_spec
 from ui.editor.layout import row_top as _row_top
@@ -54,6 +57,7 @@ from ui.theme import Colours, colours
 
 MIME_KIND = "application/x-cnnstudio-layer-kind"
 MIME_MOVE = "application/x-cnnstudio-move"
+MIME_BLOCK = "application/x-cnnstudio-block"
 
 BLOCK_W, BLOCK_H, GAP = 300.0, ROW_H, ROW_GAP
 """A block's least width (wider when its text needs it), its height, the room between rows."""
@@ -109,6 +113,8 @@ def describe_params(node: Node, info: LayerInfo | None) -> str:
             return f"{p['name']}, {weights} weights, {state}"
         if kind in ("Add", "Concat"):
             return " + ".join(node.inputs) if node.inputs else "needs 2 inputs"
+        if kind == BLOCK:
+            return "block"
     except (KeyError, TypeError):
         return ""
     return ""
@@ -149,9 +155,10 @@ def block_text(node: Node, info: LayerInfo | None, font: QFont) -> BlockText:
             right = f"{human(info.params)} params · {node.id}"
     elif info is not None and info.errors:
         shape = "does not fit"
-    left_w = max(strong.horizontalAdvance(node.kind), plain.horizontalAdvance(describe))
+    title = block_of(node) or node.kind
+    left_w = max(strong.horizontalAdvance(title), plain.horizontalAdvance(describe))
     right_w = max(plain.horizontalAdvance(right), strong.horizontalAdvance(shape))
-    return BlockText(node.kind, describe, right, shape, left_w + 2, right_w + 2)
+    return BlockText(title, describe, right, shape, left_w + 2, right_w + 2)
 
 
 @cache
@@ -260,7 +267,10 @@ class BlockItem(QGraphicsObject):
         painter.setPen(pens[self.isSelected()])
         painter.setBrush(pens["fill"])
         painter.drawRoundedRect(QRectF(0, 0, self.width, BLOCK_H), 8, 8)
-        painter.drawPixmap(12, 12, self._style[2])
+        if self.node.kind == BLOCK:
+            paint_toggle(painter, TOGGLE_RECT, expanded=False)
+        else:
+            painter.drawPixmap(12, 12, self._style[2])
         self._paint_text(painter)
         painter.setPen(pens["port"])
         painter.setBrush(pens["port_fill"])
@@ -292,11 +302,15 @@ class BlockItem(QGraphicsObject):
             painter.drawStaticText(QPointF(right_end - shape.size().width(), 30), shape)
 
     def mousePressEvent(self, event) -> None:
+        if self.node.kind == BLOCK and TOGGLE_RECT.contains(event.pos()):
+            self.view.set_expanded(self.node.id, True)
+            event.accept()
+            return
         self._press = event.pos()
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event) -> None:
-        if self._press is None:
+        if self._press is None or "." in self.node.id:  # a block's inner layer stays put
             return
         distance = (event.pos() - self._press).manhattanLength()
         if distance < QApplication.startDragDistance():
@@ -311,6 +325,95 @@ class BlockItem(QGraphicsObject):
     def mouseReleaseEvent(self, event) -> None:
         self._press = None
         super().mouseReleaseEvent(event)
+
+
+TOGGLE_RECT = QRectF(12, 12, 22, 22)
+"""Where a block use's expand / collapse toggle is, in the box's (or frame's) coordinates."""
+FRAME_SIDE = 120.0
+"""The room on an open block's frame, left of its layers, for its toggle and name."""
+
+
+def paint_toggle(painter: QPainter, rect: QRectF, expanded: bool) -> None:
+    """A small box with + (closed: click to open) or − (open: click to close)."""
+    c = colours()
+    painter.setPen(QPen(QColor(c.accent), 1.5))
+    painter.setBrush(QBrush(QColor(c.base)))
+    painter.drawRoundedRect(rect, 4, 4)
+    middle = rect.center()
+    painter.drawLine(QPointF(rect.left() + 5, middle.y()), QPointF(rect.right() - 5, middle.y()))
+    if not expanded:
+        painter.drawLine(
+            QPointF(middle.x(), rect.top() + 5), QPointF(middle.x(), rect.bottom() - 5)
+        )
+
+
+def current_infos(spec, analysis: Analysis | None) -> dict[str, LayerInfo]:
+    """The analysis' facts by layer id (layers and block uses alike) for the layers drawn that
+    it knows as the same kind."""
+    if analysis is None:
+        return {}
+    infos = {i.id: i for i in (*analysis.layers, *analysis.blocks)}
+    # until an edit's analysis comes, a layer keeps what it showed (blocks are reused by id)
+    return {n.id: infos[n.id] for n in spec.nodes if n.id in infos and infos[n.id].kind == n.kind}
+
+
+def _use_exists(spec, use_id: str) -> bool:
+    node = node_at(spec, use_id)
+    return node is not None and node.kind == BLOCK
+
+
+def _block_name(spec, use_id: str) -> str:
+    return block_of(node_at(spec, use_id)) or "?"
+
+
+class BlockFrameItem(QGraphicsObject):
+    """The frame around an open block use's layers, with a header and a collapse toggle."""
+
+    def __init__(self, use_id: str, label: str, rect: QRectF, view: ModelCanvas) -> None:
+        super().__init__()
+        self.use_id, self.label, self.rect, self.view = use_id, label, rect, view
+        self.setZValue(-1)
+        self.setToolTip(f"{label}: editing a layer here edits the block, in every use")
+
+    def toggle_rect(self) -> QRectF:
+        return QRectF(self.rect.left() + 10, self.rect.top() + 10, 22, 22)
+
+    def boundingRect(self) -> QRectF:
+        return self.rect.adjusted(-2, -2, 2, 2)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        c = colours()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(c.accent), 1.4, Qt.PenStyle.DashLine))
+        fill = QColor(c.accent)
+        fill.setAlpha(18)
+        painter.setBrush(QBrush(fill))
+        painter.drawRoundedRect(self.rect, 10, 10)
+        paint_toggle(painter, self.toggle_rect(), expanded=True)
+        painter.setPen(QColor(c.text))
+        title = QFont(self.view.font())
+        title.setBold(True)
+        painter.setFont(title)
+        first, _, rest = self.label.partition("\n")
+        painter.drawText(
+            QRectF(self.rect.left() + 38, self.rect.top() + 10, FRAME_SIDE - 40, 22),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            first,
+        )
+        painter.setFont(self.view.font())
+        painter.setPen(QColor(c.muted))
+        painter.drawText(
+            QRectF(self.rect.left() + 10, self.rect.top() + 36, FRAME_SIDE - 14, 40),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+            rest,
+        )
+
+    def mousePressEvent(self, event) -> None:
+        if self.toggle_rect().contains(event.pos()):
+            self.view.set_expanded(self.use_id, False)
+            event.accept()
+            return
+        event.ignore()
 
 
 def edge_path(route: Route) -> QPainterPath:
@@ -352,6 +455,8 @@ class ModelCanvas(QGraphicsView):
         self._home_at: tuple[int, int] | None = None  # where the view was put on the input
         self._style_key: tuple = ()
         self.overview = OverviewPanel(self)
+        self.expanded: set[str] = set()
+        """The block uses drawn open (view state: not saved, not undone)."""
         self._connect()
         self.rebuild()
 
@@ -377,10 +482,9 @@ class ModelCanvas(QGraphicsView):
         scene.clear()
         self._indicator = None
         self.blocks, self.edges = {}, {}
+        spec = self.display_spec()
         analysis: Analysis | None = self.document.analysis
-        infos = {}
-        if analysis is not None:  # until the edit's analysis comes, a block shows what it showed
-            infos = {i.id: i for i in analysis.layers}
+        infos = current_infos(spec, analysis)
         self.setBackgroundBrush(QBrush(QColor(colours().canvas)))
         font, last = self.font(), self._widths
         for node in spec.nodes:
@@ -405,9 +509,10 @@ class ModelCanvas(QGraphicsView):
         for key in wires:
             if key in self.edges:
                 self.edges[key].setSelected(True)
+        frames = self._draw_frames()
         left, right = self.graph_layout.span
         height = self.graph_layout.height + 40
-        scene.setSceneRect(QRectF(left - 60, 0, right - left + 120, max(height, 200)))
+        scene.setSceneRect(QRectF(left - 60, 0, right - left + 120, max(height, 200)) | frames)
         scene.blockSignals(False)
         self.updateSceneRect(scene.sceneRect())  # its sceneRectChanged was blocked above
         self.viewport().update()
@@ -478,6 +583,49 @@ class ModelCanvas(QGraphicsView):
         x = x1 - 6 - bounds.width() if x0 > x1 else x1 + 6
         label.setPos(x, (y0 + y1) / 2 - bounds.height() / 2)
         label.setToolTip(f"{route.source} → {route.target}: {text}")
+
+    # Blocks
+
+    def display_spec(self):
+        """The spec as drawn: the open block uses expanded into their layers (``res1.conv1``)."""
+        spec = self.document.spec
+        self.expanded = {u for u in self.expanded if _use_exists(spec, u)}
+        return expand_uses(spec, self.expanded) if self.expanded else spec
+
+    def set_expanded(self, use_id: str, expanded: bool) -> None:
+        """Draw the block use ``use_id`` open (its layers in a frame) or closed (one box)."""
+        if expanded:
+            self.expanded.add(use_id)
+        else:
+            self.expanded = {
+                u for u in self.expanded if u != use_id and not u.startswith(use_id + ".")
+            }
+        self.rebuild()
+
+    def is_expanded(self, use_id: str) -> bool:
+        return use_id in self.expanded
+
+    def _draw_frames(self) -> QRectF:
+        """A frame around the layers of every open use, its header naming the block and how many
+        times the model uses it; a click on its toggle closes it. Returns the frames' extent."""
+        spec = self.document.spec
+        extent = QRectF()
+        for use_id in sorted(self.expanded, key=len, reverse=True):
+            members = [b for i, b in self.blocks.items() if i.startswith(use_id + ".")]
+            if not members:
+                continue
+            rect = QRectF()
+            for block in members:
+                rect = rect.united(block.sceneBoundingRect())
+            depth = use_id.count(".")
+            # the header goes on the frame's left, beside the first layer: above and below
+            # are the edges from and to the rest of the model
+            rect = rect.adjusted(-FRAME_SIDE - 6 * depth, -8 - 4 * depth, 12 + 6 * depth, 8)
+            name = _block_name(spec, use_id)
+            label = f"{use_id}\nblock {name}\nused {use_count(spec, name)}×"
+            self.scene().addItem(BlockFrameItem(use_id, label, rect, self))
+            extent |= rect.adjusted(-20, 0, 20, 0)
+        return extent
 
     # Selection
 
@@ -625,7 +773,9 @@ class ModelCanvas(QGraphicsView):
             return
         nodes = self.document.spec.nodes
         if index < len(nodes):
-            place = self.graph_layout.places[nodes[index].id]
+            place = self.graph_layout.places.get(nodes[index].id)
+            if place is None:  # an open block: its use is drawn as its layers
+                return
             y = place.y - GAP / 2
         else:
             place = self.graph_layout.places[nodes[-1].id if nodes else INPUT]
@@ -636,7 +786,8 @@ class ModelCanvas(QGraphicsView):
         self._indicator = self.scene().addLine(place.x - half, y, place.x + half, y, pen)
 
     def dragEnterEvent(self, event) -> None:
-        if any(event.mimeData().hasFormat(m) for m in (MIME_KIND, MIME_MOVE)):
+        mimes = (MIME_KIND, MIME_MOVE, MIME_BLOCK)
+        if any(event.mimeData().hasFormat(m) for m in mimes):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -644,7 +795,7 @@ class ModelCanvas(QGraphicsView):
     def dragMoveEvent(self, event) -> None:
         mime = event.mimeData()
         scene_pos = self.mapToScene(event.position().toPoint())
-        if mime.hasFormat(MIME_KIND) or mime.hasFormat(MIME_MOVE):
+        if mime.hasFormat(MIME_KIND) or mime.hasFormat(MIME_MOVE) or mime.hasFormat(MIME_BLOCK):
             self._show_indicator(self.insertion_index(scene_pos))
             event.acceptProposedAction()
             return
@@ -666,6 +817,10 @@ class ModelCanvas(QGraphicsView):
                 self.select([command.node.id])
                 event.acceptProposedAction()
                 return
+        elif mime.hasFormat(MIME_BLOCK):
+            self._drop_block(bytes(mime.data(MIME_BLOCK)).decode(), index)
+            event.acceptProposedAction()
+            return
         elif mime.hasFormat(MIME_MOVE):
             node_id = bytes(mime.data(MIME_MOVE)).decode()
             current = self.document.spec.index(node_id)
@@ -676,3 +831,12 @@ class ModelCanvas(QGraphicsView):
             event.acceptProposedAction()
             return
         event.ignore()
+
+    def _drop_block(self, name: str, index: int) -> None:
+        """A use of the block ``name`` (the project's, or a built-in one) at ``index``."""
+        try:
+            command = InsertBlockCommand(self.document, name, index)
+        except BlockError:
+            return  # no such block: the palette offers only known ones
+        self.document.push(command)
+        self.select([command.node.id])

@@ -6,11 +6,14 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, QMimeData, Qt, Signal
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
+from cnnstudio.blocks import BUILTIN_BLOCKS
 from cnnstudio.layers import GROUPS, LAYER_KINDS
-from ui.editor.canvas import MIME_KIND
+from ui.editor.canvas import MIME_BLOCK, MIME_KIND
 from ui.icons import GROUP_ICONS, icon
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1
+BLOCK_ROLE = Qt.ItemDataRole.UserRole + 2
+BLOCKS_GROUP = "Blocks"
 
 
 class _KindTree(QTreeWidget):
@@ -20,16 +23,21 @@ class _KindTree(QTreeWidget):
         if kinds:
             mime.setData(MIME_KIND, QByteArray(kinds[0].encode()))
             mime.setText(kinds[0])
+        blocks = [item.data(0, BLOCK_ROLE) for item in items if item.data(0, BLOCK_ROLE)]
+        if blocks and not kinds:
+            mime.setData(MIME_BLOCK, QByteArray(blocks[0].encode()))
+            mime.setText(blocks[0])
         return mime
 
     def mimeTypes(self) -> list[str]:
-        return [MIME_KIND]
+        return [MIME_KIND, MIME_BLOCK]
 
 
 class PalettePanel(QWidget):
     """Layer kinds by group, with a search field."""
 
     kind_activated = Signal(str)
+    block_activated = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,6 +71,11 @@ class PalettePanel(QWidget):
                 item.setToolTip(0, kind.help)
                 item.setIcon(0, icon(GROUP_ICONS[group]))
                 top.addChild(item)
+        self.blocks_top = QTreeWidgetItem([BLOCKS_GROUP])
+        self.blocks_top.setIcon(0, icon("model"))
+        self.blocks_top.setFlags(Qt.ItemFlag.ItemIsEnabled)
+        self.tree.addTopLevelItem(self.blocks_top)
+        self.set_project_blocks([])
         self.tree.expandAll()
         layout.addWidget(self.search)
         layout.addWidget(self.tree)
@@ -76,7 +89,7 @@ class PalettePanel(QWidget):
         self.search_action.setIcon(icon("search"))
         for g in range(self.tree.topLevelItemCount()):
             top = self.tree.topLevelItem(g)
-            glyph = icon(GROUP_ICONS[top.text(0)])
+            glyph = icon(GROUP_ICONS.get(top.text(0), "model"))
             top.setIcon(0, glyph)
             for i in range(top.childCount()):
                 top.child(i).setIcon(0, glyph)
@@ -86,7 +99,8 @@ class PalettePanel(QWidget):
         for g in range(self.tree.topLevelItemCount()):
             top = self.tree.topLevelItem(g)
             for i in range(top.childCount()):
-                found[top.child(i).data(0, KIND_ROLE)] = top.child(i)
+                if top.child(i).data(0, KIND_ROLE):
+                    found[top.child(i).data(0, KIND_ROLE)] = top.child(i)
         return found
 
     def visible_kinds(self) -> list[str]:
@@ -99,7 +113,12 @@ class PalettePanel(QWidget):
             shown = 0
             for i in range(top.childCount()):
                 item = top.child(i)
-                kind = LAYER_KINDS[item.data(0, KIND_ROLE)]
+                kind = LAYER_KINDS.get(item.data(0, KIND_ROLE))
+                if kind is None:  # a block
+                    match = not needle or needle in f"{item.text(0)} block".lower()
+                    item.setHidden(not match)
+                    shown += match
+                    continue
                 match = (
                     not needle
                     or needle in kind.name.lower()
@@ -114,3 +133,34 @@ class PalettePanel(QWidget):
         kind = item.data(0, KIND_ROLE)
         if kind:
             self.kind_activated.emit(kind)
+        elif item.data(0, BLOCK_ROLE):
+            self.block_activated.emit(item.data(0, BLOCK_ROLE))
+
+    def set_project_blocks(self, names: list[str]) -> None:
+        """The "Blocks" section: the project's own blocks, then the built-in ones it lacks."""
+        if [
+            self.blocks_top.child(i).data(0, BLOCK_ROLE)
+            for i in range(self.blocks_top.childCount())
+        ] == block_names(names):
+            return
+        self.blocks_top.takeChildren()
+        for name in block_names(names):
+            item = QTreeWidgetItem([name])
+            item.setData(0, BLOCK_ROLE, name)
+            own = name in names
+            item.setToolTip(
+                0,
+                f"The project's block {name!r}: double-click to add a use"
+                if own
+                else f"The built-in {name} block: double-click to add it to the model",
+            )
+            item.setIcon(0, icon("model"))
+            self.blocks_top.addChild(item)
+
+    def block_items(self) -> dict[str, QTreeWidgetItem]:
+        top = self.blocks_top
+        return {top.child(i).data(0, BLOCK_ROLE): top.child(i) for i in range(top.childCount())}
+
+
+def block_names(project_blocks: list[str]) -> list[str]:
+    return [*project_blocks, *(n for n in BUILTIN_BLOCKS if n not in project_blocks)]

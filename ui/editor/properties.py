@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.layers import LAYER_KINDS
 from cnnstudio.params import AUTO, Param, format_bytes, format_rate
+from ui.editor.block_properties import is_block_part, show_block_part
 from ui.editor.commands import SetModelShapeCommand, SetParamCommand
 from ui.editor.inputs_panel import LayerInputsPanel
 
@@ -210,6 +211,9 @@ class PropertyPanel(QWidget):
         self._clear_form()
         self.inputs.show_node(node_id)
         spec = self.document.spec
+        if is_block_part(spec, node_id):
+            show_block_part(self, node_id, make_editor)
+            return
         if node_id is None or node_id not in [n.id for n in spec.nodes]:
             self.node_id = None
             self._show_model()
