@@ -60,7 +60,7 @@ def sample_folder(root: Path, per_class: int, size: int) -> Path:
 @pytest.mark.parametrize("name", BRANCHED)
 def test_template_learns_a_subset_of_the_sample_set(name: str, tmp_path: Path) -> None:
     """600 images at 16×16 without augmentation, 10 short epochs: a couple of seconds per epoch
-    on a CPU (on the full set at 32×32 both reach 80 % in 3 epochs; see the README)."""
+    on a CPU (on the full set at 32×32 both reach 80 % in 3 epochs; see docs/features.md)."""
     plain = {param.name: type(param.default)() for param in AUGMENT_PARAMS}  # all off
     folder = sample_folder(tmp_path / "images", 60, 16)
     data = DataSettings(source="folder", path=str(folder), augment=plain)

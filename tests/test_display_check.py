@@ -54,3 +54,26 @@ def test_an_unreachable_x_server_is_reported_by_libxcb():
 
     answers = app._x_display_answers(":987")
     assert answers is (ctypes.util.find_library("xcb") is None)
+
+
+def test_missing_libraries_are_named_by_their_packages(monkeypatch):
+    import ctypes.util
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    absent = {"xcb-cursor", "EGL"}
+    real = ctypes.util.find_library
+
+    def find(name: str) -> str | None:
+        return None if name in absent else real(name) or f"lib{name}.so"
+
+    monkeypatch.setattr(ctypes.util, "find_library", find)
+    assert sorted(app.missing_qt_libraries()) == ["libegl1", "libxcb-cursor0"]
+
+
+def test_the_readme_lists_every_library_the_program_checks():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.strip().startswith("sudo apt install"))
+    assert set(line.split()[3:]) == set(app.LINUX_LIBRARIES.values())

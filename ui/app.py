@@ -9,6 +9,17 @@ import ctypes.util
 import os
 import sys
 
+LINUX_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0", "xkbcommon-x11": "libxkbcommon-x11-0",
+    "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1", "xcb-image": "libxcb-image0",
+    "xcb-render-util": "libxcb-render-util0", "xcb-xkb": "libxcb-xkb1",
+    "xcb-shape": "libxcb-shape0",
+    "xcb-randr": "libxcb-randr0", "xcb-xinerama": "libxcb-xinerama0", "EGL": "libegl1",
+    "GL": "libgl1", "fontconfig": "libfontconfig1", "dbus-1": "libdbus-1-3",
+}  # fmt: skip
+"""The system libraries (by ctypes name) that Qt's window needs on Linux, with their Debian and
+Ubuntu packages: the README's list, and what the program checks before it opens its window."""
+
 
 def missing_qt_libraries() -> list[str]:
     """System libraries Qt's xcb platform plugin needs on Linux that this machine lacks."""
@@ -16,8 +27,7 @@ def missing_qt_libraries() -> list[str]:
         return []
     if os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb" or not os.environ.get("DISPLAY"):
         return []
-    needed = {"xcb-cursor": "libxcb-cursor0", "xkbcommon-x11": "libxkbcommon-x11-0",
-              "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1"}  # fmt: skip
+    needed = LINUX_LIBRARIES
     return [package for lib, package in needed.items() if ctypes.util.find_library(lib) is None]
 
 
