@@ -222,9 +222,9 @@ def test_model_larger_than_the_memory_names_its_largest_layer() -> None:
     analysis = analyze(spec)
     (issue,) = analysis.errors
     assert issue.layer == "huge"
-    assert issue.message.startswith("the model's weights need 64.0 TiB (17,592,202,756,106 ")
+    assert issue.message.startswith("the model's weights need 64.00 TiB (17,592,202,756,106 ")
     assert "more than this machine's " in issue.message and machine_memory() < 2**40 * 64
-    assert issue.message.endswith("huge alone has 17,592,186,109,952 (64.0 TiB): make it smaller")
+    assert issue.message.endswith("huge alone has 17,592,186,109,952 (64.00 TiB): make it smaller")
     with pytest.raises(ModelError):
         build_model(spec)
 
