@@ -111,6 +111,7 @@ class InspectorView(QWidget):
         self.filter_images: list[pg.ImageItem] = []
         self.requests = InspectRequests()
         self._grid_shape = (0, 0, 0, 0)  # columns, cell height, cell width, pad
+        self._splitter_moved = False
         self._jobs = Jobs(self, newest_wins=True)
         self._build_ui()
         self._connect()
@@ -207,7 +208,7 @@ class InspectorView(QWidget):
         chart_column.setSpacing(4)
         chart_column.addWidget(_heading("Top classes", host))
         self.chart = TopClassesView("The most likely classes appear here.", host)
-        self.chart.setMaximumWidth(360)  # wider bars say no more; the pictures take the room
+        self.chart.setMaximumWidth(300)  # wider bars say no more; the pictures take the room
         chart_column.addWidget(self.chart, 1)
         outer.addLayout(chart_column, 1)
         return host
@@ -239,7 +240,7 @@ class InspectorView(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
-        self.layer_tree.setMinimumSize(180, 80)
+        self.layer_tree.setMinimumSize(220, 80)
         column.addWidget(self.layer_tree, 1)
         return host
 
@@ -295,6 +296,7 @@ class InspectorView(QWidget):
         self.method_box.activated.connect(self._on_target_activated)
         self.opacity.valueChanged.connect(self._on_opacity_changed)
         self.pages.currentChanged.connect(self._on_page_changed)
+        self.splitter.splitterMoved.connect(self._on_splitter_moved)
         self.layer_tree.currentItemChanged.connect(self._on_layer_current_changed)
         self.maps_widget.scene().sigMouseClicked.connect(self._on_maps_clicked)
         self._jobs.finished.connect(self._on_inspection_finished)
@@ -625,3 +627,17 @@ class InspectorView(QWidget):
         page = self.pages.currentIndex()
         self.prediction_panel.setVisible(wide or page == 0)
         self.layers_panel.setVisible(wide or page == 1)
+        if wide and not self._splitter_moved:
+            self._share_width()
+
+    def _share_width(self) -> None:
+        """Give the prediction the width its square pictures need at this height (and the chart
+        its preferred width), at most half of the whole; the layers take the rest."""
+        side = max(80, self.splitter.height() - 2 * self.opacity.sizeHint().height() - 12)
+        wanted = 2 * side + self.chart.sizeHint().width() + 40  # 40: the gaps between them
+        total = self.splitter.width()
+        prediction = min(wanted, total // 2)
+        self.splitter.setSizes([prediction, total - prediction])
+
+    def _on_splitter_moved(self, _position: int, _index: int) -> None:
+        self._splitter_moved = True  # the user's division stays from now on
