@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 
 from cnnstudio import build_model, create_model_spec
 from cnnstudio.model_source import ModelSource
+from tests.helpers import spec_of
 from ui.inspector import InspectorView
 from ui.theme import apply_theme, colours
 
@@ -67,6 +68,21 @@ def view(request, qtbot):
     made.shutdown()
 
 
+def assert_sharp(view: InspectorView, shown: np.ndarray) -> None:
+    """Near both edges of a few input pixels the screen shows exactly that pixel's colour: grown
+    by nearest neighbour, not blurred."""
+    rect = view.input_view.picture_rect()
+    grabbed = view.input_view.grab().toImage()
+    rows, cols = shown.shape[:2]
+    step = rect.width() / cols
+    for row, col in [(0, 0), (rows // 3, cols // 2), (rows - 1, cols - 1), (rows // 2, 1)]:
+        for share in (0.2, 0.8):
+            x = rect.left() + int((col + share) * step)
+            y = rect.top() + int((row + share) * step)
+            expected = QColor(*map(int, np.broadcast_to(shown[row, col], (3,))))
+            assert grabbed.pixelColor(x, y) == expected, (row, col)
+
+
 def test_a_32x32_input_is_drawn_large_with_sharp_pixels(qtbot, view) -> None:
     shown = inspect_noise(qtbot, view)
     for picture in (view.input_view, view.heat_view):
@@ -74,14 +90,36 @@ def test_a_32x32_input_is_drawn_large_with_sharp_pixels(qtbot, view) -> None:
         assert rect.width() >= 5 * 32 and rect.height() >= 5 * 32, rect
         assert abs(rect.width() - rect.height()) <= 1  # square input, square picture
         assert picture.rect().contains(rect)
+    assert_sharp(view, shown)
+
+
+def test_an_8x8_grey_input_fills_the_narrow_dock(qtbot) -> None:
+    spec = spec_of(
+        ("conv1", "Conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}),
+        ("flatten1", "Flatten", {}),
+        ("fc1", "Linear", {"out_features": 3}),
+        input_shape=(1, 8, 8),
+        num_classes=3,
+    )
+    torch.manual_seed(0)
+    source = ModelSource(
+        model=build_model(spec).eval(),
+        input_shape=(1, 8, 8),
+        mean=(0.5,),
+        std=(0.25,),
+        classes=("a", "b", "c"),
+        label="8×8 grey",
+    )
+    view = make_view(qtbot, NARROW)
+    view.set_model_source(source)
+    pixels = np.random.default_rng(5).integers(0, 256, (8, 8), dtype=np.uint8)
+    with qtbot.waitSignal(view.inspected, timeout=60000) as got:
+        view.inspect_array(pixels)
+    shown = (np.clip(got.args[0].image[:, :, 0], 0, 1) * 255).round().astype(np.uint8)
     rect = view.input_view.picture_rect()
-    grabbed = view.input_view.grab().toImage()
-    step = rect.width() / 32
-    for row, col in [(0, 0), (5, 17), (31, 31), (12, 3)]:
-        for share in (0.2, 0.8):  # near both edges of the pixel: nearest neighbour, no blur
-            x = rect.left() + int((col + share) * step)
-            y = rect.top() + int((row + share) * step)
-            assert grabbed.pixelColor(x, y) == QColor(*map(int, shown[row, col])), (row, col)
+    assert rect.width() >= 15 * 8 and rect.height() >= 15 * 8, rect
+    assert_sharp(view, shown)
+    view.shutdown()
 
 
 def test_top_class_texts_never_overlap(qtbot, view) -> None:
