@@ -78,10 +78,14 @@ def test_a_dropped_image_shows_the_maps_of_the_selected_layer(qtbot, view, tmp_p
     assert len(view.filter_images) == 32
     assert all(item.image.shape == (3, 3, 3) for item in view.filter_images)  # RGB filters
     assert view.model_label.text() == "simple-cnn (test)"
-    assert [view.bars.opts["width"][i] for i in range(5)] == [
+    assert [row.probability for row in view.chart.rows()] == [
         p.probability for p in result.predictions
     ]
-    assert view.heat_item.image.shape == (32, 32)
+    assert [row.chosen for row in view.chart.rows()] == [
+        p.index == result.target for p in result.predictions
+    ]
+    heat = view.heat_view.heat()
+    assert (heat.width(), heat.height()) == (32, 32)
     tree = view.layer_tree
     assert tree.topLevelItemCount() == len(result.layers)
     assert tree.topLevelItem(0).text(2) == "32×32×32"
@@ -115,7 +119,7 @@ def test_choosing_another_layer_redraws_the_maps(qtbot, view, tmp_path) -> None:
     assert all(item.image.shape == (3, 3) for item in view.filter_images)  # mean over inputs
     view.select_layer("relu2")
     assert len(view.map_images) == 32 and view.filter_images == []
-    assert "only convolutions" in view.filters_heading.text()
+    assert "only convolutions" in view.filters_note.text()
     view.select_layer("fc1")
     assert len(view.map_images) == 1 and view.map_images[0].image.shape == (1, 512)
 
@@ -139,9 +143,9 @@ def test_explaining_another_class_and_the_opacity(qtbot, view, tmp_path) -> None
     view.target_box.setCurrentIndex(other + 1)
     with qtbot.waitSignal(view.inspected, timeout=60000):
         view.target_box.activated.emit(other + 1)
-    assert view.result.target == other and f"class {other}" in view.cam_caption.text()
+    assert view.result.target == other and f"class {other}" in view.heat_view.title()
     view.opacity.setValue(80)
-    assert view.heat_item.opacity() == pytest.approx(0.8)
+    assert view.heat_view.opacity() == pytest.approx(0.8)
 
 
 def test_saliency_beside_grad_cam(qtbot, view, tmp_path) -> None:
@@ -160,7 +164,7 @@ def test_saliency_beside_grad_cam(qtbot, view, tmp_path) -> None:
     with qtbot.waitSignal(view.inspected, timeout=60000):
         view.method_box.activated.emit(1)
     result = view.result
-    assert result.heat_method == "saliency" and view.cam_caption.text().startswith("Saliency of")
+    assert result.heat_method == "saliency" and view.heat_view.title().startswith("Saliency of")
     source = simple_source()
     x = preprocess(image, source.input_shape, source.mean, source.std)
     expected = saliency(source.model, x, result.target)

@@ -2,6 +2,10 @@
 the Grad-CAM heat map over the image (with its opacity), the layers in model order, the feature
 maps of the selected layer (click one to enlarge it) and the filters of a selected convolution.
 
+The view lives in the wide, short bottom dock: the prediction (image, heat map, top classes) and
+the layers (list, feature maps, filters) sit side by side from ``WIDE`` px on, else on two pages.
+The pictures fill the dock's height; small inputs grow pixel by pixel (``picture_view``).
+
 Every inspection runs on a pool thread (``ui.background.Jobs``); the newest request wins, and
 ``requests.InspectRequests`` keeps which one that is and the model source. The result holds the
 maps of every listed layer, so choosing another layer redraws at once.
@@ -16,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QImage, QKeySequence, QShortcut
+from PySide6.QtGui import QImage, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -27,6 +31,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSplitter,
+    QTabBar,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -38,27 +43,21 @@ from cnnstudio.pictures import colormap
 from cnnstudio.shapes import format_shape
 from ui.background import Jobs
 from ui.icons import icon
+from ui.inspector.picture_view import PictureView
 from ui.inspector.requests import Answer, InspectRequests, answer
+from ui.inspector.top_classes import Row, TopClassesView
 from ui.theme import colours, set_role
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
 MAX_MAPS = 256  # a grid of more maps is unreadable in a dock; the heading says how many are shown
-HEAT_LUT = colormap(np.linspace(0.0, 1.0, 256), "jet")
 MAP_LUT = colormap(np.linspace(0.0, 1.0, 256), "inferno")
 HEAT_METHOD_TEXTS = {  # cnnstudio.inspect.HEAT_METHODS: the name shown, and what it shows
     "grad-cam": ("Grad-CAM", "where a late convolution finds the class (coarse regions)"),
     "saliency": ("Saliency", "which input pixels change the class score most (fine, noisy)"),
 }
 HINT = "Drop an image here, paste one (Ctrl+V) or choose Open image…"
-
-
-def _image_box(widget: pg.GraphicsLayoutWidget, title: str, row: int, col: int) -> pg.ViewBox:
-    label = widget.addLabel(title, row=row, col=col, color=colours().muted, size="9pt")
-    label.setMaximumHeight(18)
-    box = widget.addViewBox(row=row + 1, col=col, lockAspect=True, enableMouse=False)
-    box.invertY(True)
-    box.setMenuEnabled(False)
-    return box
+WIDE = 1200  # px: from this width the prediction and the layers sit side by side, else on pages
+PAGES = ("Prediction", "Layers")
 
 
 def _graphics(parent: QWidget) -> pg.GraphicsLayoutWidget:
@@ -67,6 +66,15 @@ def _graphics(parent: QWidget) -> pg.GraphicsLayoutWidget:
     widget.setAcceptDrops(False)  # drops go to the view, which takes them anywhere
     widget.viewport().setAcceptDrops(False)
     return widget
+
+
+def _picture_box(widget: pg.GraphicsLayoutWidget, col: int) -> pg.ViewBox:
+    """A view box in column ``col`` of ``widget`` that shows pictures upright, without mouse
+    panning, as large as the box allows."""
+    box = widget.addViewBox(row=0, col=col, lockAspect=True, enableMouse=False)
+    box.invertY(True)
+    box.setMenuEnabled(False)
+    return box
 
 
 def _levels(values: np.ndarray) -> tuple[float, float]:
@@ -103,6 +111,7 @@ class InspectorView(QWidget):
         self.filter_images: list[pg.ImageItem] = []
         self.requests = InspectRequests()
         self._grid_shape = (0, 0, 0, 0)  # columns, cell height, cell width, pad
+        self._splitter_moved = False
         self._jobs = Jobs(self, newest_wins=True)
         self._build_ui()
         self._connect()
@@ -112,24 +121,26 @@ class InspectorView(QWidget):
 
     def _build_ui(self) -> None:
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 10, 12, 10)
-        layout.setSpacing(8)
+        layout.setContentsMargins(12, 8, 12, 8)
+        layout.setSpacing(6)
         layout.addLayout(self._build_toolbar())
         self.message = QLabel(self)
         self.message.setWordWrap(True)
         self.message.setProperty("role", "muted")
         layout.addWidget(self.message)
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.setChildrenCollapsible(False)
-        # three columns side by side: the view lives in a wide, short dock under the editor
-        splitter.addWidget(self._build_left())
-        splitter.addWidget(self._build_layers())
-        splitter.addWidget(self._build_right())
-        for index, stretch in enumerate((2, 2, 5)):
-            splitter.setStretchFactor(index, stretch)
-        splitter.setSizes([300, 280, 720])
-        layout.addWidget(splitter, 1)
+        # the dock is wide and short: the prediction and the layers side by side when the width
+        # allows, else one at a time on two pages (``pages`` in the toolbar)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter.setChildrenCollapsible(False)
+        self.prediction_panel = self._build_prediction()
+        self.layers_panel = self._build_layers()
+        self.splitter.addWidget(self.prediction_panel)
+        self.splitter.addWidget(self.layers_panel)
+        self.splitter.setStretchFactor(0, 4)
+        self.splitter.setStretchFactor(1, 5)
+        layout.addWidget(self.splitter, 1)
         self.setAcceptDrops(True)
+        self._arrange()
 
     def _build_toolbar(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -155,31 +166,33 @@ class InspectorView(QWidget):
             f"{text}: {tip}" for text, tip in HEAT_METHOD_TEXTS.values()
         ))  # fmt: skip
         row.addWidget(self.method_box)
+        self.pages = QTabBar(self)
+        self.pages.setDocumentMode(True)
+        self.pages.setDrawBase(False)
+        for page in PAGES:
+            self.pages.addTab(page)
+        self.pages.setToolTip("The prediction (image, heat map, top classes) or the layers")
+        row.addWidget(self.pages)
         row.addStretch(1)
         self.model_label = QLabel(self)
         self.model_label.setProperty("role", "muted")
         row.addWidget(self.model_label)
         return row
 
-    def _build_left(self) -> QWidget:
+    def _build_prediction(self) -> QWidget:
         host = QWidget(self)
-        column = QVBoxLayout(host)
-        column.setContentsMargins(0, 0, 6, 0)
-        column.setSpacing(6)
-        self.pictures = _graphics(host)
-        self.pictures.setMinimumHeight(90)
-        self.input_box = _image_box(self.pictures, "input, as the model sees it", 0, 0)
-        self.cam_box = _image_box(self.pictures, "Grad-CAM", 0, 1)
-        self.cam_title = self.pictures.getItem(0, 1)  # the heat map's name, above it
-        self.input_item = pg.ImageItem(axisOrder="row-major")
-        self.input_box.addItem(self.input_item)
-        self.cam_base = pg.ImageItem(axisOrder="row-major")
-        self.heat_item = pg.ImageItem(axisOrder="row-major")
-        self.heat_item.setLookupTable(HEAT_LUT)
-        self.heat_item.setZValue(1)
-        self.cam_box.addItem(self.cam_base)
-        self.cam_box.addItem(self.heat_item)
-        column.addWidget(self.pictures, 3)
+        outer = QHBoxLayout(host)
+        outer.setContentsMargins(0, 0, 6, 0)
+        outer.setSpacing(12)
+        column = QVBoxLayout()
+        column.setSpacing(4)
+        pictures = QHBoxLayout()
+        pictures.setSpacing(8)
+        self.input_view = PictureView("input, as the model sees it", HINT, host)
+        self.heat_view = PictureView("Grad-CAM", "The heat map appears here.", host)
+        pictures.addWidget(self.input_view)
+        pictures.addWidget(self.heat_view)
+        column.addLayout(pictures, 1)
         opacity_row = QHBoxLayout()
         label = QLabel("Heat-map opacity", host)
         label.setProperty("role", "muted")
@@ -190,32 +203,32 @@ class InspectorView(QWidget):
         opacity_row.addWidget(label)
         opacity_row.addWidget(self.opacity, 1)
         column.addLayout(opacity_row)
-        self.cam_caption = QLabel(host)
-        self.cam_caption.setProperty("role", "muted")
-        self.cam_caption.setWordWrap(True)
-        column.addWidget(self.cam_caption)
-        column.addWidget(_heading("Top classes", host))
-        self.chart = pg.PlotWidget(host)
-        self.chart.setBackground(colours().base)  # pyqtgraph's default is black
-        self.chart.getAxis("left").setTicks([[]])  # class names come with the first inspection
-        self.chart.setAcceptDrops(False)
-        self.chart.viewport().setAcceptDrops(False)
-        self.chart.setMouseEnabled(x=False, y=False)
-        self.chart.hideButtons()
-        self.chart.setMenuEnabled(False)
-        self.chart.setMinimumHeight(70)
-        self.chart.getPlotItem().setLabel("bottom", "probability", color=colours().muted)
-        ticks = [(v / 4, f"{25 * v}%") for v in range(5)]
-        self.chart.getAxis("bottom").setTicks([ticks])
-        self.chart.getViewBox().invertY(True)
-        column.addWidget(self.chart, 2)
+        outer.addLayout(column, 2)
+        chart_column = QVBoxLayout()
+        chart_column.setSpacing(4)
+        chart_column.addWidget(_heading("Top classes", host))
+        self.chart = TopClassesView("The most likely classes appear here.", host)
+        self.chart.setMaximumWidth(300)  # wider bars say no more; the pictures take the room
+        chart_column.addWidget(self.chart, 1)
+        outer.addLayout(chart_column, 1)
         return host
 
     def _build_layers(self) -> QWidget:
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.setChildrenCollapsible(False)
+        splitter.addWidget(self._build_tree())
+        splitter.addWidget(self._build_maps())
+        splitter.addWidget(self._build_filters())
+        for index, stretch in enumerate((3, 5, 3)):
+            splitter.setStretchFactor(index, stretch)
+        splitter.setSizes([300, 500, 300])  # the maps take the most room
+        return splitter
+
+    def _build_tree(self) -> QWidget:
         host = QWidget(self)
         column = QVBoxLayout(host)
         column.setContentsMargins(6, 0, 6, 0)
-        column.setSpacing(6)
+        column.setSpacing(4)
         column.addWidget(_heading("Layers", host))
         self.layer_tree = QTreeWidget(host)
         self.layer_tree.setHeaderLabels(["Layer", "Kind", "Output"])
@@ -227,15 +240,15 @@ class InspectorView(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
-        self.layer_tree.setMinimumHeight(80)
-        column.addWidget(self.layer_tree, 3)
+        self.layer_tree.setMinimumSize(220, 80)
+        column.addWidget(self.layer_tree, 1)
         return host
 
-    def _build_right(self) -> QWidget:
+    def _build_maps(self) -> QWidget:
         host = QWidget(self)
         column = QVBoxLayout(host)
-        column.setContentsMargins(6, 0, 0, 0)
-        column.setSpacing(6)
+        column.setContentsMargins(6, 0, 6, 0)
+        column.setSpacing(4)
         self.maps_heading = _heading("Feature maps", host)
         column.addWidget(self.maps_heading)
         note_row = QHBoxLayout()
@@ -248,28 +261,32 @@ class InspectorView(QWidget):
         note_row.addWidget(self.enlarged_title)
         column.addLayout(note_row)
         self.maps_widget = _graphics(host)
-        self.maps_box = self.maps_widget.addViewBox(lockAspect=True, enableMouse=False)
-        self.maps_box.invertY(True)
-        self.maps_box.setMenuEnabled(False)
-        self.enlarged_box = self.maps_widget.addViewBox(
-            row=0, col=1, lockAspect=True, enableMouse=False
-        )
-        self.enlarged_box.invertY(True)
-        self.enlarged_box.setMenuEnabled(False)
+        self.maps_widget.setMinimumSize(160, 80)
+        self.maps_box = _picture_box(self.maps_widget, 0)
+        self.enlarged_box = _picture_box(self.maps_widget, 1)
         self.enlarged_item = pg.ImageItem(axisOrder="row-major")
         self.enlarged_item.setLookupTable(MAP_LUT)
         self.enlarged_box.addItem(self.enlarged_item)
         layout = self.maps_widget.ci.layout
         layout.setColumnStretchFactor(0, 3)
         layout.setColumnStretchFactor(1, 2)
-        column.addWidget(self.maps_widget, 3)
+        column.addWidget(self.maps_widget, 1)
+        return host
+
+    def _build_filters(self) -> QWidget:
+        host = QWidget(self)
+        column = QVBoxLayout(host)
+        column.setContentsMargins(6, 0, 0, 0)
+        column.setSpacing(4)
         self.filters_heading = _heading("Filters", host)
         column.addWidget(self.filters_heading)
+        self.filters_note = QLabel(host)
+        self.filters_note.setProperty("role", "muted")
+        self.filters_note.setWordWrap(True)
+        column.addWidget(self.filters_note)
         self.filters_widget = _graphics(host)
-        self.filters_widget.setMinimumHeight(60)
-        self.filters_box = self.filters_widget.addViewBox(lockAspect=True, enableMouse=False)
-        self.filters_box.invertY(True)
-        self.filters_box.setMenuEnabled(False)
+        self.filters_widget.setMinimumSize(120, 80)
+        self.filters_box = _picture_box(self.filters_widget, 0)
         column.addWidget(self.filters_widget, 1)
         return host
 
@@ -278,6 +295,8 @@ class InspectorView(QWidget):
         self.target_box.activated.connect(self._on_target_activated)
         self.method_box.activated.connect(self._on_target_activated)
         self.opacity.valueChanged.connect(self._on_opacity_changed)
+        self.pages.currentChanged.connect(self._on_page_changed)
+        self.splitter.splitterMoved.connect(self._on_splitter_moved)
         self.layer_tree.currentItemChanged.connect(self._on_layer_current_changed)
         self.maps_widget.scene().sigMouseClicked.connect(self._on_maps_clicked)
         self._jobs.finished.connect(self._on_inspection_finished)
@@ -422,68 +441,33 @@ class InspectorView(QWidget):
     # Drawing
 
     def _show_empty(self) -> None:
-        self._show_message(HINT)
+        self._show_message("")
         self.maps_heading.setText("Feature maps")
         self.maps_note.setText("The maps of the layer selected in the list appear here.")
         self.filters_heading.setText("Filters")
-        self.cam_caption.setText("")
+        self.filters_note.setText("The filters of a selected convolution appear here.")
 
     def _show_result(self, result: Inspection) -> None:
         image = (np.clip(result.image, 0, 1) * 255).round().astype(np.uint8)
         if image.shape[2] == 1:
             image = image[:, :, 0]
-        self.input_item.setImage(image, levels=(0, 255))
-        self.cam_base.setImage(image, levels=(0, 255))
-        self.heat_item.setImage(result.heat, levels=(0.0, 1.0))
-        self.heat_item.setOpacity(self.opacity.value() / 100)
-        for box in (self.input_box, self.cam_box):
-            box.autoRange(padding=0.02)
+        self.input_view.set_picture(image)
+        self.heat_view.set_picture(image)
+        self.heat_view.set_heat(colormap(result.heat, "jet"))
+        self.heat_view.set_opacity(self.opacity.value() / 100)
         name = HEAT_METHOD_TEXTS[result.heat_method][0]
-        self.cam_title.setText(name, color=colours().muted, size="9pt")
         if result.heat_method == "grad-cam":
             where = f" at {result.cam_layer}" if result.cam_layer else " (no spatial layer)"
         else:
             where = " (per input pixel)"
-        self.cam_caption.setText(f"{name} of {result.target_name}{where}")
-        self._draw_chart(result)
+        self.heat_view.set_title(f"{name} of {result.target_name}{where}")
+        self.chart.set_rows(
+            [Row(p.name, p.probability, p.index == result.target) for p in result.predictions]
+        )
         if self.layer not in result.maps:
             self.layer = result.layer
         self._fill_layers(result)
         self._show_layer()
-
-    def _draw_chart(self, result: Inspection) -> None:
-        c = colours()
-        self.chart.setBackground(c.base)
-        self.chart.clear()
-        predictions = result.predictions
-        brushes = [c.accent if p.index == result.target else c.edge for p in predictions]
-        bars = pg.BarGraphItem(
-            x0=0,
-            y=list(range(len(predictions))),
-            height=0.7,
-            width=[p.probability for p in predictions],
-            brushes=brushes,
-            pen=pg.mkPen(None),
-        )
-        self.chart.addItem(bars)
-        for row, prediction in enumerate(predictions):
-            text = pg.TextItem(
-                f"{100 * prediction.probability:.1f}%", color=c.text, anchor=(0, 0.5)
-            )
-            text.setPos(prediction.probability + 0.01, row)
-            self.chart.addItem(text)
-        axis = self.chart.getAxis("left")
-        axis.setStyle(hideOverlappingLabels=False)
-        names = [p.name for p in predictions]
-        widest = max((self.fontMetrics().horizontalAdvance(n) for n in names), default=40)
-        axis.setWidth(min(widest + 16, 180))
-        axis.setTicks([[(i, name) for i, name in enumerate(names)]])
-        for name in ("left", "bottom"):
-            self.chart.getAxis(name).setTextPen(c.muted)
-            self.chart.getAxis(name).setPen(c.border)
-        self.chart.setYRange(-0.6, len(predictions) - 0.4, padding=0)
-        self.chart.setXRange(0, 1.18, padding=0)
-        self.bars = bars
 
     def _fill_layers(self, result: Inspection) -> None:
         names = [entry.name for entry in result.layers]
@@ -538,7 +522,7 @@ class InspectorView(QWidget):
             shown = maps[:MAX_MAPS]
             more = f"; the first {len(shown)} shown" if len(shown) < len(maps) else ""
             self.maps_note.setText(f"{len(maps)} maps of {maps.shape[1]}×{maps.shape[2]}{more}"
-                                   " · click one to enlarge it")  # fmt: skip
+                                   " · click one to enlarge")  # fmt: skip
             self.map_images = self._draw_grid(self.maps_box, self.map_images, shown, rgb=False)
             self._grid_shape = self._layout_of(shown)
             self.enlarge_map(0)
@@ -553,13 +537,14 @@ class InspectorView(QWidget):
 
     def _show_filters(self) -> None:
         pictures = self.result.filters.get(self.layer) if self.result is not None else None
+        self.filters_heading.setText(f"Filters · {self.layer}")
         if pictures is None:
-            self.filters_heading.setText("Filters · only convolutions have filters")
+            self.filters_note.setText("only convolutions have filters")
             self.filter_images = self._draw_grid(self.filters_box, self.filter_images, None, False)
             return
         kind = "RGB" if pictures.ndim == 4 else "mean over the inputs"
         size = f"{pictures.shape[1]}×{pictures.shape[2]}"
-        self.filters_heading.setText(f"Filters · {self.layer} · {len(pictures)} of {size}, {kind}")
+        self.filters_note.setText(f"{len(pictures)} of {size}, {kind}")
         self.filter_images = self._draw_grid(
             self.filters_box, self.filter_images, pictures[:MAX_MAPS], rgb=pictures.ndim == 4
         )
@@ -606,7 +591,7 @@ class InspectorView(QWidget):
             self._submit(self.requests.image)
 
     def _on_opacity_changed(self, value: int) -> None:
-        self.heat_item.setOpacity(value / 100)
+        self.heat_view.set_opacity(value / 100)
 
     def _on_maps_clicked(self, event) -> None:
         columns, height, width, pad = self._grid_shape
@@ -620,11 +605,39 @@ class InspectorView(QWidget):
 
     def refresh_theme(self) -> None:
         """Redraw in the current theme's colours."""
-        c = colours()
-        for widget in (self.pictures, self.maps_widget, self.filters_widget):
-            widget.setBackground(c.base)
+        for widget in (self.maps_widget, self.filters_widget):
+            widget.setBackground(colours().base)
         self.open_button.setIcon(icon("open"))
-        if self.result is not None:
-            self._draw_chart(self.result)
-        else:
-            self.chart.setBackground(c.base)
+        for view in (self.input_view, self.heat_view, self.chart):
+            view.update()
+
+    # Layout
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._arrange()
+
+    def _on_page_changed(self, _index: int) -> None:
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """Both parts side by side from WIDE px on; below, the page chosen in ``pages``."""
+        wide = self.width() >= WIDE
+        self.pages.setVisible(not wide)
+        page = self.pages.currentIndex()
+        self.prediction_panel.setVisible(wide or page == 0)
+        self.layers_panel.setVisible(wide or page == 1)
+        if wide and not self._splitter_moved:
+            self._share_width()
+
+    def _share_width(self) -> None:
+        """Give the prediction the width its square pictures need at this height (and the chart
+        its preferred width), at most half of the whole; the layers take the rest."""
+        side = max(80, self.splitter.height() - 2 * self.opacity.sizeHint().height() - 12)
+        wanted = 2 * side + self.chart.sizeHint().width() + 40  # 40: the gaps between them
+        total = self.splitter.width()
+        prediction = min(wanted, total // 2)
+        self.splitter.setSizes([prediction, total - prediction])
+
+    def _on_splitter_moved(self, _position: int, _index: int) -> None:
+        self._splitter_moved = True  # the user's division stays from now on
