@@ -184,12 +184,11 @@ def _rate(model, optimizer, batches, steps: int, options: Options) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def _device_batches(options: Options, images: int, batch_size: int, augment: bool = True):
+def _device_batches(options: Options, images: int, batch_size: int):
     """Random uint8 32×32 images on the device, batched with whole-batch augmentation
     (``cnnstudio.batches.TensorBatches``, as the Trainer batches in-memory data)."""
     from data_throughput import AUGMENT, MEAN, STD
 
-    from cnnstudio.augment import NO_AUGMENTATION
     from cnnstudio.batches import TensorBatches
 
     generator = torch.Generator().manual_seed(0)
@@ -197,8 +196,7 @@ def _device_batches(options: Options, images: int, batch_size: int, augment: boo
     labels = torch.randint(0, 10, (images,), generator=generator)
     return TensorBatches(
         pixels.to(options.device), labels.to(options.device), torch.arange(images),
-        batch_size, MEAN, STD, augment=AUGMENT if augment else dict(NO_AUGMENTATION),
-        shuffle=True, drop_last=True,
+        batch_size, MEAN, STD, augment=AUGMENT, shuffle=True, drop_last=True,
     )  # fmt: skip
 
 
@@ -523,12 +521,16 @@ def check_predict(options: Options) -> Outcome:
 
 
 def check_self_test(options: Options) -> Outcome:
+    """``main.py --self-test`` offscreen, training on the device, with settings of its own (a
+    fresh HOME, as tests/test_window.py runs it): the user's are neither read nor written."""
     if importlib.util.find_spec("PySide6") is None:
         raise Skipped("PySide6 is not installed here")
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT),
-           "CNNSTUDIO_SELF_TEST_DEVICE": str(options.device)}  # fmt: skip
-    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--self-test"],
-                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT),
+               "HOME": home, "XDG_CONFIG_HOME": str(Path(home) / "config"),
+               "CNNSTUDIO_SELF_TEST_DEVICE": str(options.device)}  # fmt: skip
+        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--self-test"],
+                              capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
     passed = done.returncode == 0 and "self-test passed" in done.stdout
     text = done.stdout if passed else done.stderr or done.stdout
     line = (text.strip().splitlines() or [f"exit {done.returncode}, no output"])[-1]
