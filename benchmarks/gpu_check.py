@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,20 @@ def _device_batches(options: Options, images: int, batch_size: int):
         pixels.to(options.device), labels.to(options.device), torch.arange(images),
         batch_size, MEAN, STD, augment=AUGMENT, shuffle=True, drop_last=True,
     )  # fmt: skip
+
+
+def _run_process(command: list[str], env: dict[str, str], timeout: float):
+    """``command``'s CompletedProcess; past ``timeout`` its whole process group is killed (a
+    torchrun worker too, which would otherwise keep the GPU) and TimeoutError raised."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise TimeoutError(f"{Path(command[-1]).name}: no answer within {timeout:.0f} s") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _ratio_outcome(name_a: str, a: float, name_b: str, b: float, target: float) -> Outcome:
@@ -424,7 +439,7 @@ def check_torchrun(options: Options) -> Outcome:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if not options.cuda:
         env["CUDA_VISIBLE_DEVICES"] = ""
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    done = _run_process(command, env, timeout=90)
     lines = [x for x in done.stdout.splitlines() if x.startswith(WORKER_MARK)]
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -529,8 +544,7 @@ def check_self_test(options: Options) -> Outcome:
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT),
                "HOME": home, "XDG_CONFIG_HOME": str(Path(home) / "config"),
                "CNNSTUDIO_SELF_TEST_DEVICE": str(options.device)}  # fmt: skip
-        done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--self-test"],
-                              capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+        done = _run_process([sys.executable, str(ROOT / "main.py"), "--self-test"], env, 150)
     passed = done.returncode == 0 and "self-test passed" in done.stdout
     text = done.stdout if passed else done.stderr or done.stdout
     line = (text.strip().splitlines() or [f"exit {done.returncode}, no output"])[-1]
