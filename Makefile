@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean bundle bundle-check
+.PHONY: run test lint bench clean bundle bundle-check gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ bundle: $(BUNDLE_STAMP)
 # Start the built program offscreen: builds the window, trains one step, exits 0.
 bundle-check:
 	QT_QPA_PLATFORM=offscreen dist/cnnstudio/cnnstudio --self-test
+
+# Every CUDA path checked in one command (under 8 minutes): one table, and $OUT/gpu_check.json
+# (/tmp/gpu_check.json without $OUT). Uses .venv when there is one, else python3 as it is.
+# The CPU version: make gpu-check GPU_CHECK_ARGS="--device cpu --quick"
+GPU_CHECK_ARGS ?= --device cuda
+gpu-check:
+	QT_QPA_PLATFORM=offscreen PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1 \
+		$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -31,12 +31,24 @@ from cnnstudio.inspect import inspect_image
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def resnet18_spec() -> ModelSpec:
+def backbone_spec(name: str = "resnet18", *, freeze: bool = True) -> ModelSpec:
+    """Backbone ``name`` (random weights) and a 10-class Linear head at 3×224×224."""
     nodes = (
-        Node("backbone1", "Backbone", {"name": "resnet18", "weights": "none", "freeze": True}),
+        Node("backbone1", "Backbone", {"name": name, "weights": "none", "freeze": freeze}),
         Node("fc1", "Linear", {"out_features": 10}),
     )
     return ModelSpec(nodes, (3, 224, 224), 10)
+
+
+def resnet18_spec() -> ModelSpec:
+    return backbone_spec("resnet18")
+
+
+def write_photo(path: Path) -> Path:
+    """A 640×480 JPEG of noise: a photo the inspector resizes on the way in."""
+    pixels = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
 
 
 def measure(spec: ModelSpec, image: Path, repeats: int, device: str) -> tuple[float, float]:
@@ -72,9 +84,7 @@ def main() -> None:
     ]
     print(f"torch {torch.__version__}, device {args.device}")
     with tempfile.TemporaryDirectory() as folder:
-        image = Path(folder) / "photo.jpg"
-        pixels = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(image, quality=90)  # a 640×480 photo, resized on the way in
+        image = write_photo(Path(folder) / "photo.jpg")
         for count in threads:
             torch.set_num_threads(count)
             for name, spec, target in cases:

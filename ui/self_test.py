@@ -3,6 +3,7 @@ end, and picture its views for the README."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -63,7 +64,9 @@ def run_self_test(window) -> int:
         return 1
     print(
         f"self-test passed: model analysed, {len(window.data_panel.dataset)} images read, one "
-        f"training step in the Train view (loss {losses[0]:.3f}), one inspection ({inspected}), "
+        f"training step in the Train view on device "
+        f"{window.document.project.training.get('device', 'auto')} (loss {losses[0]:.3f}), "
+        f"one inspection ({inspected}), "
         "the run exported as PyTorch code"
     )
     return 0
@@ -73,7 +76,7 @@ def _train_a_step(window, folder: Path, seconds: float = 300.0):
     """Train the project in the Train view, on its own thread as a user would, and stop it after
     its first logged step; the run's result (None if it did not end in time) and the losses."""
     panel = window.train_panel
-    window.document.project.training.update(epochs=1, log_every=1)
+    window.document.project.training.update(epochs=1, log_every=1, **_forced_device())
     window.document.save(folder / "project")
     panel.refresh_form()
     if not panel.start():
@@ -83,6 +86,13 @@ def _train_a_step(window, folder: Path, seconds: float = 300.0):
     panel.runner.stop()  # taken between two steps; a checkpoint is written
     wait_until(lambda: panel.result is not None, deadline - time.monotonic())
     return panel.result, [loss for _step, loss in panel.steps]
+
+
+def _forced_device() -> dict[str, str]:
+    """The device the self-test trains on when CNNSTUDIO_SELF_TEST_DEVICE names one (the GPU
+    check forces cuda); else the project's own ("auto")."""
+    device = os.environ.get("CNNSTUDIO_SELF_TEST_DEVICE")
+    return {"device": device} if device else {}
 
 
 def _check_native_operators(problems: list[str]) -> None:
