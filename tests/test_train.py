@@ -316,6 +316,30 @@ def test_out_of_memory_ends_the_run_cleanly_with_advice(project: Project, monkey
     assert "ran out of memory at batch size 16: use batch size 8 or smaller" in result.message
 
 
+def test_out_of_memory_advice_is_worked_out_once_the_failed_step_is_freed(
+    project: Project, monkeypatch
+) -> None:
+    """The free memory behind the suggested batch is read after the exception is gone: its
+    traceback holds the model, the batch and its activations."""
+    import sys
+
+    import cnnstudio.train.trainer as trainer_module
+
+    def no_memory(self, logits, target):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    handling = []
+
+    def advice(spec, settings, device):
+        handling.append(sys.exc_info()[0])
+        return "advice"
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", no_memory)
+    monkeypatch.setattr(trainer_module, "out_of_memory_message", advice)
+    result = Trainer(project).run()
+    assert result.message == "advice" and handling == [None]
+
+
 @pytest.mark.slow
 def test_early_stopping(project: Project) -> None:
     project.training.update(epochs=10, lr=1e-8, early_stopping=2, monitor="val_accuracy")

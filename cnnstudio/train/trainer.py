@@ -7,6 +7,7 @@ schedule, the state restored, the loop (``cnnstudio.train.loop``), the final eva
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ class Trainer:
         self.world = init_world()
         sink = events or ignore
         self._events = sink if self.world.main else ignore
+        out_of_memory = False
         try:
             result = self._run()
         except Cancelled as cancelled:
@@ -134,7 +136,9 @@ class Trainer:
             )
             result = Failed(reason, str(error), _str(self.run_dir))
         except torch.OutOfMemoryError:
-            result = self._out_of_memory()
+            # the advice is worked out below, once the traceback is gone: it holds the model, the
+            # batch and its activations, and the free memory measured here would leave them out
+            out_of_memory = True
         except Exception as error:
             problem = batch_of_one(error, self.settings.batch_size)
             if problem is None:
@@ -144,6 +148,8 @@ class Trainer:
                 )
                 raise
             result = Failed("settings", str(problem), _str(self.run_dir))
+        if out_of_memory:
+            result = self._out_of_memory()
         if isinstance(result, Failed):
             self._finish_state("failed", result.message)
         leave_world(self.world)
@@ -423,6 +429,7 @@ class Trainer:
         )
 
     def _out_of_memory(self) -> Failed:
+        gc.collect()  # the run's model and optimizer, in cycles, before the free memory is read
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         message = out_of_memory_message(self.project.model, self.settings, self.device)
