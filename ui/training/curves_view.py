@@ -10,11 +10,12 @@ every REDRAW_MS whatever the step rate, and not at all while nothing changes.
 from __future__ import annotations
 
 import csv
+import html
 import io
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from cnnstudio.files import atomic_write_text
@@ -73,21 +74,26 @@ class CurvesView(QWidget):
         row.addWidget(self.csv_button)
         row.addWidget(self.png_button)
         column.addLayout(row)
+        self.legend = QLabel(self)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setWordWrap(True)
+        column.addWidget(self.legend)
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(colours().base)
         self._build_plots()
         self._build_curves()
+        self._show_legend()
         column.addWidget(self.plots, 1)
 
     def _build_plots(self) -> None:
         plots = self.plots
-        # one row, so the curves keep their height in a short dock; the legends above the plots,
-        # where they cover no point
-        self.loss_plot = plots.addPlot(row=1, col=0)
+        # one row, so the curves keep their height in a short dock; the legend is a line of text
+        # above the plots (``legend``), where it covers no point and takes one line, not three
+        self.loss_plot = plots.addPlot(row=0, col=0)
         self.acc_plot = plots.addPlot(
-            row=1, col=1, axisItems={"bottom": _EpochAxis(orientation="bottom")}
+            row=0, col=1, axisItems={"bottom": _EpochAxis(orientation="bottom")}
         )
-        self.lr_plot = plots.addPlot(row=1, col=2)
+        self.lr_plot = plots.addPlot(row=0, col=2)
         for col, stretch in enumerate((5, 3, 2)):
             plots.ci.layout.setColumnStretchFactor(col, stretch)
         self.loss_plot.setLabel("left", "loss")
@@ -105,12 +111,6 @@ class CurvesView(QWidget):
                 plot.getAxis(side).setStyle(maxTickLevel=1)
             plot.setClipToView(True)
             plot.setDownsampling(auto=True, mode="peak")
-        # one legend for the plots, as many entries a line as the width takes
-        self.legend = pg.LegendItem(colCount=6, labelTextSize="8pt", frame=False, horSpacing=12)
-        self.legend.setLabelTextColor(colours().text)
-        plots.addItem(self.legend, row=0, col=0, colspan=3)
-        for plot in (self.loss_plot, self.acc_plot):
-            plot.legend = self.legend  # the plots add their named curves (and overlays) to it
 
     def _build_curves(self) -> None:
         c = colours()
@@ -143,14 +143,10 @@ class CurvesView(QWidget):
         self._timer.timeout.connect(self._redraw)
         self.loss_plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self.legend.setColumnCount(max(1, min(6, self.width() // 200)))
-
     def refresh_theme(self) -> None:
         """Redraw the plots' background and the buttons' icons in the current theme."""
         self.plots.setBackground(colours().base)
-        self.legend.setLabelTextColor(colours().text)
+        self._show_legend()
         for button in (self.csv_button, self.png_button):
             button.setIcon(icon("export"))
 
@@ -193,6 +189,7 @@ class CurvesView(QWidget):
         """Draw the smoothed loss and the validation accuracy of each run, one colour each."""
         for n, info in enumerate(runs):
             self._overlay(info, OVERLAY_COLOURS[n % len(OVERLAY_COLOURS)])
+        self._show_legend()
 
     def _overlay(self, info: RunInfo, colour: str) -> None:
         history = read_history(info.folder)
@@ -222,6 +219,22 @@ class CurvesView(QWidget):
                 if item in plot.listDataItems():
                     plot.removeItem(item)
         self.overlays = []
+        self._show_legend()
+
+    def _show_legend(self) -> None:
+        """One line over the plots: the colour of training and of validation (the same in the
+        loss and the accuracy plot), then each overlaid run's colour and name."""
+        c = colours()
+
+        def entry(colour: str, glyph: str, text: str) -> str:
+            return f"<span style='color:{colour}'>{glyph}</span>&nbsp;{html.escape(text)}"
+
+        entries = [entry(c.accent, "━●", "training (the faint line: every step)"),
+                   entry(c.warning, "━●", "validation")]  # fmt: skip
+        runs = [(item.opts["pen"].color().name(), item.name()) for item in self.overlays
+                if item.name()]  # fmt: skip
+        entries += [entry(colour, "━", name) for colour, name in runs]
+        self.legend.setText("&nbsp;&nbsp;&nbsp; ".join(entries))
 
     # Hover and export
 
