@@ -97,3 +97,8 @@ class WiringError(StudioError):
     """An edge of the model graph cannot be made, moved or removed: it would make a cycle, give a
     one-input layer a second input, or leave the output behind another layer. ``str(error)`` says
     why and what to do instead."""
+
+
+class SweepError(StudioError):
+    """A sweep cannot be planned or continued: an unknown setting (with the nearest name), a value
+    its setting does not allow, no sweep to resume, a sweep already running elsewhere."""
