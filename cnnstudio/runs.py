@@ -3,7 +3,8 @@
 Each run folder under ``<project>/runs/`` holds ``settings.json`` (the project, the settings, and
 the mean, std and classes it trained with), ``state.json`` (running, finished, stopped, failed,
 imported), ``metrics.jsonl`` and TensorBoard events, checkpoints (``last.pt``, ``best.pt``),
-``evaluation.json`` and ``model.safetensors``.
+``evaluation.json``, ``model.safetensors`` and ``notes.json`` (tags, a note, the sweep that made
+it). ``run_table`` reads every run as a row of the run table.
 
 The trainer writes a run through ``new_run_dir``, ``write_settings``, ``write_state``,
 ``MetricsLog``, ``save_checkpoint``, ``write_evaluation`` and ``write_weights``; the run list reads

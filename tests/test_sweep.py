@@ -275,3 +275,28 @@ def test_a_killed_sweep_process_is_completed_by_a_fresh_call(project) -> None:
     rows = sweep_runs(project)
     assert len(rows) == 4 and {r.info.state for r in rows} == {"finished"}
     assert all(math.isfinite(r.metrics["final_val_loss"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_sweep_cleanly_and_resume_completes_it(project) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnstudio", "sweep", str(project.path), *GRID],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:
+            if line.startswith("run 2/4: starting"):
+                break
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=120)
+    finally:
+        process.stdout.close()
+        process.stderr.close()
+    assert process.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in err and "stopping the sweep" in err
+    states = [r.state for r in load_sweep(project.runs_dir).runs]
+    assert "running" not in states and "pending" in states and states[0] == "done"
+    assert main(["sweep", str(project.path), "--resume"]) == 0
+    assert [r.state for r in load_sweep(project.runs_dir).runs] == ["done"] * 4
+    assert len(sweep_runs(project)) == 4
