@@ -465,6 +465,14 @@ def delete_run(folder: Path) -> None:
     shutil.rmtree(folder)
 
 
+def delete_unstarted_run(folder: Path) -> None:
+    """Remove a run folder whose run never got past loading its data (no settings.json, no
+    checkpoint: at most its notes and a state saying it was stopped); other folders are kept."""
+    if not folder.is_dir() or any((folder / name).exists() for name in (SETTINGS, LAST, BEST)):
+        return
+    shutil.rmtree(folder)
+
+
 def find_run(runs_dir: Path | None, run: str | None = None) -> Path:
     """The folder of run ``run`` (a name in ``runs_dir`` or a path); default the latest one with a
     checkpoint."""

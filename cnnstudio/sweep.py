@@ -573,7 +573,8 @@ def _run_one(project, sweep, planned, sink, control, data_root) -> None:
 
 def _resumable(runs_dir: Path, planned: PlannedRun) -> Path | None:
     """The run folder to resume the planned run from (None: start it afresh). A folder left
-    without a checkpoint (killed in its first epoch) holds nothing to keep and is removed."""
+    without a checkpoint (killed while loading its data, or in its first epoch) holds nothing to
+    keep and is removed."""
     if planned.run is None:
         return None
     folder = runs_dir / planned.run
@@ -581,6 +582,8 @@ def _resumable(runs_dir: Path, planned: PlannedRun) -> Path | None:
         return folder
     if (folder / runs.SETTINGS).is_file():
         runs.delete_run(folder)
+    else:
+        runs.delete_unstarted_run(folder)
     return None
 
 

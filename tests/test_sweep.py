@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cnnstudio import Project, runs
 from cnnstudio.cli import main
@@ -300,3 +302,26 @@ def test_ctrl_c_stops_the_sweep_cleanly_and_resume_completes_it(project) -> None
     assert main(["sweep", str(project.path), "--resume"]) == 0
     assert [r.state for r in load_sweep(project.runs_dir).runs] == ["done"] * 4
     assert len(sweep_runs(project)) == 4
+
+
+@given(st.text(max_size=40))
+def test_any_text_is_an_axis_or_one_line_that_says_why(text: str) -> None:
+    try:
+        axis = parse_axis(text)
+    except SweepError as error:
+        assert "\n" not in str(error).strip()
+    else:
+        assert axis.values and axis.name in text
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_starts_again_in_a_new_folder(project) -> None:
+    plan = SweepPlan(grid=(Axis("lr", (1e-3,)),), epochs=1)
+    sweep = open_sweep(project.runs_dir, plan)
+    left = project.runs_dir / "20261201-000000"  # what a process killed while loading leaves
+    left.mkdir()
+    runs.set_notes(left, sweep=sweep.id)
+    sweep.update(0, state="running", run=left.name)
+    again = run_sweep(project, open_sweep(project.runs_dir, plan))
+    assert again.runs[0].state == "done" and again.runs[0].run != left.name
+    assert not left.exists() and len(sweep_runs(project)) == 1
