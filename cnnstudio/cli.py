@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.analysis import Analysis, analyze
+from cnnstudio.cli_sweep import add_runs, add_sweep
 from cnnstudio.data import (
     SOURCES,
     DataSettings,
@@ -113,6 +114,8 @@ def _build_parser() -> argparse.ArgumentParser:
         _add_download,
         _add_summary,
         _add_adapt,
+        add_sweep,
+        add_runs,
     ):
         add(commands)
     return parser

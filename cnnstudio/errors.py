@@ -102,3 +102,8 @@ class WiringError(StudioError):
 class BlockError(StudioError):
     """A selection cannot become a block, or a block edit cannot be made: the message says which
     layer is in the way and why."""
+
+
+class SweepError(StudioError):
+    """A sweep cannot be planned or continued: an unknown setting (with the nearest name), a value
+    its setting does not allow, no sweep to resume, a sweep already running elsewhere."""

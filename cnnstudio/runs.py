@@ -3,7 +3,8 @@
 Each run folder under ``<project>/runs/`` holds ``settings.json`` (the project, the settings, and
 the mean, std and classes it trained with), ``state.json`` (running, finished, stopped, failed,
 imported), ``metrics.jsonl`` and TensorBoard events, checkpoints (``last.pt``, ``best.pt``),
-``evaluation.json`` and ``model.safetensors``.
+``evaluation.json``, ``model.safetensors`` and ``notes.json`` (tags, a note, the sweep that made
+it). ``run_table`` reads every run as a row of the run table.
 
 The trainer writes a run through ``new_run_dir``, ``write_settings``, ``write_state``,
 ``MetricsLog``, ``save_checkpoint``, ``write_evaluation`` and ``write_weights``; the run list reads
@@ -17,6 +18,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import math
 import os
 import pickle
 import re
@@ -46,6 +48,7 @@ SETTINGS = "settings.json"
 STATE = "state.json"
 METRICS = "metrics.jsonl"
 EVALUATION = "evaluation.json"
+NOTES = "notes.json"
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,59 @@ def list_runs(runs_dir: Path | None) -> list[RunInfo]:
     return [run_info(p) for p in sorted(folders, key=lambda p: p.name, reverse=True)]
 
 
+def still_running(state: dict[str, Any]) -> bool:
+    """Whether the process a record names (``pid`` and ``host``, as ``trainer_process`` writes
+    them) still runs; a record of another host, or without a pid, counts as running."""
+    return _trainer_alive(state)
+
+
+# Tags and a note per run, and the sweep a run belongs to: notes.json, beside the run's own files
+
+
+@dataclass(frozen=True)
+class RunNotes:
+    """What the user wrote about a run (tags, a note) and the sweep that made it ("" if none)."""
+
+    tags: tuple[str, ...] = ()
+    note: str = ""
+    sweep: str = ""
+
+
+def read_notes(folder: Path) -> RunNotes:
+    """A run's notes.json (empty notes when it has none or it does not parse)."""
+    data = _read_json(folder / NOTES) or {}
+    tags = data.get("tags")
+    return RunNotes(
+        tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+        note=data["note"] if isinstance(data.get("note"), str) else "",
+        sweep=data["sweep"] if isinstance(data.get("sweep"), str) else "",
+    )
+
+
+def set_notes(
+    folder: Path,
+    *,
+    tags: list[str] | tuple[str, ...] | None = None,
+    note: str | None = None,
+    sweep: str | None = None,
+) -> RunNotes:
+    """Change a run's tags, note or sweep (None keeps what it has); tags are stripped, empty ones
+    and repeats dropped. Written atomically; returns the notes now stored."""
+    if not folder.is_dir():
+        raise TrainingError(f"no run folder {folder}")
+    old = read_notes(folder)
+    if tags is not None:
+        tags = tuple(dict.fromkeys(t.strip() for t in tags if t.strip()))
+    notes = RunNotes(
+        tags=old.tags if tags is None else tags,
+        note=old.note if note is None else note,
+        sweep=old.sweep if sweep is None else sweep,
+    )
+    data = {"tags": list(notes.tags), "note": notes.note, "sweep": notes.sweep}
+    atomic_write_text(folder / NOTES, json.dumps(data, indent=2) + "\n")
+    return notes
+
+
 def read_history(folder: Path) -> RunHistory:
     """The curves logged by a run; lines that do not parse (a run killed mid-write) are skipped."""
     history = RunHistory()
@@ -255,10 +311,165 @@ def read_evaluation(
     return evaluation.with_classes(display_names(evaluation.classes, shown_as))
 
 
+# The run table: every run a row, the settings that differ between runs its columns
+
+DATA_SETTINGS = ("val_fraction", "split_seed", "normalize")  # the data's, besides where it is
+
+
+def flat_settings(training: Any, data: Any) -> dict[str, Any]:
+    """Every setting of a run under its own name: the training settings, the data's split and
+    normalisation and its augmentation (their names do not collide). Where the images come from
+    is the data column's (``data_words``), not a setting here."""
+    flat = dict(training) if isinstance(training, dict) else {}
+    if isinstance(data, dict):
+        flat.update({k: data[k] for k in DATA_SETTINGS if k in data})
+        if isinstance(data.get("augment"), dict):
+            flat.update(data["augment"])
+    return flat
+
+
+def run_metrics(epochs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Best and final validation accuracy and loss of a run's epoch records (None: no epoch)."""
+
+    def values(key: str) -> list[float]:
+        found = [e.get(key) for e in epochs]
+        return [float(v) for v in found if isinstance(v, (int, float)) and math.isfinite(v)]
+
+    accuracy, loss = values("val_accuracy"), values("val_loss")
+    return {
+        "best_val_accuracy": max(accuracy, default=None),
+        "final_val_accuracy": accuracy[-1] if accuracy else None,
+        "best_val_loss": min(loss, default=None),
+        "final_val_loss": loss[-1] if loss else None,
+    }
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run in the run table: its line of the run list and everything the table shows."""
+
+    info: RunInfo
+    settings: dict[str, Any]  # flat_settings of the run
+    images: int | None  # training and validation images
+    classes: int | None
+    metrics: dict[str, float | None]  # run_metrics
+    seconds: float | None  # time spent in its epochs (loading and evaluation aside)
+    images_per_sec: float | None  # training images per second of training
+    notes: RunNotes
+
+    def to_dict(self) -> dict[str, Any]:
+        info = self.info
+        return {
+            "name": info.name,
+            "folder": str(info.folder),
+            "started": info.started,
+            "state": info.state,
+            "message": info.message,
+            "data": info.data,
+            "data_where": info.data_where,
+            "images": self.images,
+            "classes": self.classes,
+            "epochs_done": info.epochs_done,
+            "epochs": info.epochs,
+            "settings": dict(self.settings),
+            **self.metrics,
+            "seconds": self.seconds,
+            "images_per_sec": self.images_per_sec,
+            "sweep": self.notes.sweep,
+            "tags": list(self.notes.tags),
+            "note": self.notes.note,
+        }
+
+
+@dataclass(frozen=True)
+class RunTable:
+    """Every run of a project (newest first), the settings that differ between them (the table's
+    setting columns) and the run with the best validation accuracy."""
+
+    rows: tuple[RunRow, ...]
+    columns: tuple[str, ...]
+    best: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": list(self.columns),
+            "best": self.best,
+            "runs": [row.to_dict() for row in self.rows],
+        }
+
+
+def run_table(runs_dir: Path | None) -> RunTable:
+    """The run table of the runs in ``runs_dir``: what the window's run table and ``cnnstudio
+    runs`` show."""
+    rows = tuple(run_row(info) for info in list_runs(runs_dir))
+    names = dict.fromkeys(name for row in rows for name in row.settings)
+    columns = tuple(
+        name
+        for name in names
+        if len({json.dumps(r.settings[name]) for r in rows if name in r.settings}) > 1
+    )
+    scored = [r for r in rows if r.metrics["best_val_accuracy"] is not None]
+    best = max(scored, key=lambda r: r.metrics["best_val_accuracy"], default=None)
+    return RunTable(rows, columns, best.info.name if best is not None else None)
+
+
+def format_setting(value: Any) -> str:
+    """A setting's value as the run table writes it: rates as people write them (3e-4, 0.01),
+    true/false, text as it is."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format_rate(value)
+    return "" if value is None else str(value)
+
+
+def run_row(info: RunInfo) -> RunRow:
+    """The run table's row of one run (``info`` from ``run_info``)."""
+    settings = read_settings(info.folder) or {}
+    epochs = read_history(info.folder).epochs
+    images = settings.get("images")
+    counts = [v for v in images.values() if isinstance(v, int)] if isinstance(images, dict) else []
+    classes = settings.get("classes")
+    metrics = run_metrics(epochs)
+    if metrics["best_val_accuracy"] is None:
+        metrics["best_val_accuracy"] = info.best_val_accuracy
+    return RunRow(
+        info=info,
+        settings=flat_settings(settings.get("training"), _project_data(settings)),
+        images=sum(counts) if counts else None,
+        classes=len(classes) if isinstance(classes, list) else None,
+        metrics=metrics,
+        seconds=_total(epochs, "seconds"),
+        images_per_sec=_rate(epochs),
+        notes=read_notes(info.folder),
+    )
+
+
+def _total(epochs: list[dict[str, Any]], key: str) -> float | None:
+    """The sum of ``key`` over the epochs, None when an epoch does not have it (older runs)."""
+    found = [e.get(key) for e in epochs]
+    if not found or not all(isinstance(v, (int, float)) for v in found):
+        return None
+    return float(sum(found))
+
+
+def _rate(epochs: list[dict[str, Any]]) -> float | None:
+    images, seconds = _total(epochs, "train_images"), _total(epochs, "train_seconds")
+    return images / seconds if images is not None and seconds else None
+
+
 def delete_run(folder: Path) -> None:
     """Remove a run folder (only a folder that looks like a run: it has settings.json)."""
     if not (folder / SETTINGS).is_file():
         raise TrainingError(f"{folder} is not a run folder; nothing was deleted")
+    shutil.rmtree(folder)
+
+
+def delete_unstarted_run(folder: Path) -> None:
+    """Remove a run folder whose run never got past loading its data (no settings.json, no
+    checkpoint: at most its notes and a state saying it was stopped); other folders are kept."""
+    if not folder.is_dir() or any((folder / name).exists() for name in (SETTINGS, LAST, BEST)):
+        return
     shutil.rmtree(folder)
 
 
@@ -444,6 +655,25 @@ class MetricsLog:
                     value, (int, float)
                 ):
                     self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def write_hparams(
+        self, settings: dict[str, Any], metrics: dict[str, float | None], step: int
+    ) -> None:
+        """The run's settings (``flat_settings``) and final metrics (``run_metrics``) as
+        TensorBoard's HParams dashboard reads them: the plugin's experiment and session summaries
+        in the run's own events file, and each metric as a scalar ``hparams/<name>``."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+                  for k, v in settings.items()}  # fmt: skip
+        found = {f"hparams/{k}": float(v) for k, v in metrics.items() if v is not None}
+        for summary in hparams(values, found):
+            self.writer.file_writer.add_summary(summary, step)
+        for tag, value in found.items():
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
 
     def close(self) -> None:
         if self.folder is None:

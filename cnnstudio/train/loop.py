@@ -139,7 +139,9 @@ class Loop:
         self._next_epoch()
         improved = self._track_best(val_loss, val_acc)
         lr = self._lr()
-        self._record(train_loss, train_acc, val_loss, val_acc, lr, val_images)
+        timing = {"seconds": time.perf_counter() - started, "train_seconds": train_time,
+                  "train_images": train_images}  # fmt: skip
+        self._record(train_loss, train_acc, val_loss, val_acc, lr, val_images, timing)
         self.c.events(
             EpochEnded(
                 self.p.epoch,
@@ -417,9 +419,11 @@ class Loop:
         val_acc: float,
         lr: float,
         val_images: int,
+        timing: dict[str, float],
     ) -> None:
         """The epoch in metrics.jsonl (with how many validation images its figures cover, each
-        counted once over all ranks) and in the progress's history."""
+        counted once over all ranks, and how long it took: the run table's duration and images/s)
+        and in the progress's history."""
         p = self.p
         record = {
             "type": "epoch",
@@ -431,6 +435,7 @@ class Loop:
             "val_accuracy": val_acc,
             "val_images": val_images,
             "lr": lr,
+            **timing,
             "time": time.time(),
         }
         p.history.append(

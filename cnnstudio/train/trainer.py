@@ -202,6 +202,8 @@ class Trainer:
         self._announce(context, dataset, progress, len(train), resumed=checkpoint is not None)
         try:
             state = Loop(context, parts, trained, train, val, log, progress).run()
+            if state in ("finished", "early_stopped"):
+                self._write_hparams(log, progress)
         finally:
             log.close()
         if isinstance(state, Failed):
@@ -327,6 +329,11 @@ class Trainer:
             self._events(Warned(log.warning))
         return log
 
+    def _write_hparams(self, log: runs.MetricsLog, progress: Progress) -> None:
+        """The run's settings and final metrics for TensorBoard's HParams dashboard."""
+        settings = runs.flat_settings(self.settings.to_dict(), self.project.data.to_dict())
+        log.write_hparams(settings, runs.run_metrics(progress.history), progress.global_step)
+
     def _announce(
         self,
         context: RunContext,
@@ -378,6 +385,7 @@ class Trainer:
                 "mean": list(mean),
                 "std": list(std),
                 "classes": dataset.classes,
+                "images": {split: len(dataset.splits[split]) for split in ("train", "val")},
             },
         )
 
