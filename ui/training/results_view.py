@@ -88,6 +88,14 @@ class _NumberItem(QTableWidgetItem):
         return super().__lt__(other)
 
 
+PER_CLASS_TIPS = (
+    "precision: of the images predicted as the class, the share that are",
+    "recall: of the class's images, the share predicted as it",
+    "F1: the harmonic mean of precision and recall",
+    "support: the class's images in this evaluation",
+)
+
+
 class ResultsView(QWidget):
     """Shows one Evaluation; ``image_source`` turns dataset indices into images for the gallery."""
 
@@ -117,7 +125,8 @@ class ResultsView(QWidget):
         left = QWidget(splitter)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        caption = QLabel("Confusion matrix: rows are the true class, columns the prediction", left)
+        caption = QLabel("Rows: true class · columns: predicted", left)
+        caption.setToolTip("The confusion matrix: rows are the true class, columns the prediction")
         caption.setProperty("role", "muted")
         caption.setWordWrap(True)  # not the width the pane must keep
         left_layout.addWidget(caption)
@@ -134,13 +143,15 @@ class ResultsView(QWidget):
         middle_layout = QVBoxLayout(middle)
         middle_layout.setContentsMargins(0, 0, 0, 0)
         self.per_class = QTableWidget(0, 5, middle)
-        self.per_class.setHorizontalHeaderLabels(["class", "precision", "recall", "F1", "support"])
+        self.per_class.setHorizontalHeaderLabels(["class", "prec.", "recall", "F1", "images"])
+        for column, tip in enumerate(PER_CLASS_TIPS, start=1):
+            self.per_class.horizontalHeaderItem(column).setToolTip(tip)
         self.per_class.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.per_class.verticalHeader().setVisible(False)
         self.per_class.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents
         )
-        self.per_class.horizontalHeader().setStretchLastSection(True)
+        self.per_class.horizontalHeader().setStretchLastSection(False)  # as wide as its columns
         middle_layout.addWidget(self.per_class, 1)
         right = QWidget(splitter)
         right_layout = QVBoxLayout(right)
@@ -157,6 +168,8 @@ class ResultsView(QWidget):
         self.gallery.setToolTip("Double-click an image to open it in the Inspect view")
         right_layout.addWidget(self.gallery, 1)
         splitter.setSizes([370, 340, 270])
+        for pane, stretch in enumerate((3, 0, 1)):  # room goes to the matrix and the images
+            splitter.setStretchFactor(pane, stretch)
         row = QHBoxLayout()
         row.addWidget(splitter)
         layout.addLayout(row, 1)
@@ -250,7 +263,10 @@ class ResultsView(QWidget):
             item = table.item(row, 0)
             if item is not None:
                 item.setToolTip(item.text())
-        others = sum(header.sectionSize(c) for c in range(1, table.columnCount()))
+        others = sum(
+            max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
+            for c in range(1, table.columnCount())
+        )
         scroll = table.verticalScrollBar().sizeHint().width()
         self.per_class_pane.setMinimumWidth(
             header.sectionSize(0) + others + scroll + 2 * table.frameWidth()
