@@ -109,6 +109,7 @@ class ResultsView(QWidget):
         self.shown: list[Mistake] = []
         self._images: np.ndarray | None = None
         self._jobs = Jobs(self, newest_wins=True)
+        self._panes_sized = False  # the splitter fitted to the per-class table once
         self._build_ui()
         self._connect()
         self.set_evaluation(None)
@@ -134,6 +135,7 @@ class ResultsView(QWidget):
         self.confusion.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.confusion.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.confusion.horizontalHeader().setMinimumSectionSize(22)  # ten classes in a narrow pane
         # narrow columns: "triang…" with the whole name as a tooltip, not a name cut at both ends
         self.confusion.horizontalHeader().setTextElideMode(Qt.TextElideMode.ElideRight)
         self.confusion.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -268,9 +270,19 @@ class ResultsView(QWidget):
             for c in range(1, table.columnCount())
         )
         scroll = table.verticalScrollBar().sizeHint().width()
-        self.per_class_pane.setMinimumWidth(
-            header.sectionSize(0) + others + scroll + 2 * table.frameWidth()
-        )
+        needed = header.sectionSize(0) + others + scroll + 2 * table.frameWidth()
+        self.per_class_pane.setMinimumWidth(needed)
+        splitter = self.per_class_pane.parentWidget()
+        sizes = splitter.sizes()
+        if not self._panes_sized and sum(sizes) > needed:  # once: later, the user's sizes stay
+            self._panes_sized = True
+            rest = sum(sizes) - needed
+            splitter.setSizes([round(rest * 0.6), needed, rest - round(rest * 0.6)])
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.evaluation is not None and not self._panes_sized:  # filled while hidden
+            self._keep_per_class_whole()
 
     def refresh_theme(self) -> None:
         """Recolour the heat map in the current theme."""
