@@ -402,15 +402,21 @@ def run_table(runs_dir: Path | None) -> RunTable:
     """The run table of the runs in ``runs_dir``: what the window's run table and ``cnnstudio
     runs`` show."""
     rows = tuple(run_row(info) for info in list_runs(runs_dir))
+    columns = differing_settings(rows)
+    scored = [r for r in rows if r.metrics["best_val_accuracy"] is not None]
+    best = max(scored, key=lambda r: r.metrics["best_val_accuracy"], default=None)
+    return RunTable(rows, columns, best.info.name if best is not None else None)
+
+
+def differing_settings(rows: tuple[RunRow, ...] | list[RunRow]) -> tuple[str, ...]:
+    """The settings whose value is not the same in every one of ``rows`` (a setting some runs
+    lack counts when the others disagree), in the order the runs name them."""
     names = dict.fromkeys(name for row in rows for name in row.settings)
-    columns = tuple(
+    return tuple(
         name
         for name in names
         if len({json.dumps(r.settings[name]) for r in rows if name in r.settings}) > 1
     )
-    scored = [r for r in rows if r.metrics["best_val_accuracy"] is not None]
-    best = max(scored, key=lambda r: r.metrics["best_val_accuracy"], default=None)
-    return RunTable(rows, columns, best.info.name if best is not None else None)
 
 
 def format_setting(value: Any) -> str:

@@ -28,6 +28,11 @@ OVERLAY_COLOURS = ("#2a9d8f", "#e76f51", "#8e44ad", "#f4a261", "#27ae60", "#d633
 REDRAW_MS = 50
 
 
+def overlay_colour(n: int) -> str:
+    """The colour of the ``n``-th overlaid run (the same run, the same colour in every plot)."""
+    return OVERLAY_COLOURS[n % len(OVERLAY_COLOURS)]
+
+
 class _EpochAxis(pg.AxisItem):
     """Ticks on whole epochs only: no "epoch 1.5" on a three-epoch run."""
 
@@ -185,20 +190,22 @@ class CurvesView(QWidget):
 
     # Saved runs
 
-    def overlay(self, runs: list[RunInfo]) -> None:
-        """Draw the smoothed loss and the validation accuracy of each run, one colour each."""
+    def overlay(self, runs: list[RunInfo], labels: list[str] | None = None) -> None:
+        """Draw the smoothed loss and the validation accuracy of each run, one colour each,
+        named in the legend by ``labels`` (default: the run names)."""
         for n, info in enumerate(runs):
-            self._overlay(info, OVERLAY_COLOURS[n % len(OVERLAY_COLOURS)])
+            label = labels[n] if labels is not None else info.name
+            self._overlay(info, overlay_colour(n), label)
         self._show_legend()
 
-    def _overlay(self, info: RunInfo, colour: str) -> None:
+    def _overlay(self, info: RunInfo, colour: str, label: str) -> None:
         history = read_history(info.folder)
         pen = pg.mkPen(colour, width=2)
         steps = [(r["global_step"], r["loss"]) for r in history.steps if "loss" in r]
         if steps:
             smooth = _smoothed([v for _, v in steps])
             self.overlays.append(
-                self.loss_plot.plot([s for s, _ in steps], smooth, pen=pen, name=info.name)
+                self.loss_plot.plot([s for s, _ in steps], smooth, pen=pen, name=label)
             )
         epochs = [r for r in history.epochs if "val_accuracy" in r]
         if epochs:
