@@ -55,6 +55,7 @@ def test_curves_are_overlaid_and_named_by_what_differs(dialog: CompareDialog) ->
     assert names[0].startswith(NAMES[2]) and "lr 0.01" in names[0] and "adamw" in names[0]
     legend = dialog.curves.legend.text()
     assert all(legend.count(name) == 1 for name in NAMES)
+    assert "validation" not in legend  # no entries for a live run: only these runs
     assert not dialog.curves.csv_button.isVisibleTo(dialog)
 
 

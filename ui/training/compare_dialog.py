@@ -87,8 +87,12 @@ class CompareDialog(QDialog):
         self.settings = QTableWidget(self)
         self.tabs.addTab(self.settings, "Settings")
         self.curves = CurvesView(None, self)
+        self.curves.live = False
         self.curves.csv_button.hide()  # they save the run in progress, not these runs
         self.curves.png_button.hide()
+        self.curves.loss_plot.setLabel("left", "training loss (smoothed)")
+        self.curves.acc_plot.setLabel("left", "validation accuracy")
+        self.curves.plots.removeItem(self.curves.lr_plot)  # overlays draw no learning rate
         self.tabs.addTab(self.curves, "Curves")
         self.tabs.addTab(self._build_classes(), "Per class")
         self.tabs.addTab(self._build_scatter(), "Setting × metric")
@@ -131,6 +135,7 @@ class CompareDialog(QDialog):
         self.scatter_plot.setBackground(colours().base)
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.15)
         self.scatter = pg.ScatterPlotItem(size=12, hoverable=True, tip=self._tip)
+        self._point_labels: list[pg.TextItem] = []
         self.scatter_plot.addItem(self.scatter)
         column.addWidget(self.scatter_plot, 1)
         return page
@@ -242,6 +247,15 @@ class CompareDialog(QDialog):
             if y is not None
         ]  # fmt: skip
         self.scatter.setData(points)
+        for label in self._point_labels:
+            self.scatter_plot.removeItem(label)
+        self._point_labels = []
+        for point in points:
+            label = pg.TextItem(self.rows[point["data"]].info.name, color=colours().muted,
+                                anchor=(-0.1, 0.5))  # fmt: skip
+            label.setPos(*point["pos"])
+            self.scatter_plot.addItem(label)
+            self._point_labels.append(label)
         self.scatter_plot.setLabel("bottom", name)
         self.scatter_plot.setLabel("left", self.y_box.currentText())
         self.scatter_plot.autoRange()

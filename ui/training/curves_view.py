@@ -58,6 +58,7 @@ class CurvesView(QWidget):
         self.epochs: list = []  # EpochEnded events
         self.steps_per_epoch = 1
         self.overlays: list[pg.PlotDataItem] = []
+        self.live = True  # False: only overlaid runs are shown (Compare), the legend names them
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
@@ -237,7 +238,7 @@ class CurvesView(QWidget):
             return f"<span style='color:{colour}'>{glyph}</span>&nbsp;{html.escape(text)}"
 
         entries = [entry(c.accent, "━●", "training (the faint line: every step)"),
-                   entry(c.warning, "━●", "validation")]  # fmt: skip
+                   entry(c.warning, "━●", "validation")] if self.live else []  # fmt: skip
         runs = [(item.opts["pen"].color().name(), item.name()) for item in self.overlays
                 if item.name()]  # fmt: skip
         entries += [entry(colour, "━", name) for colour, name in runs]

@@ -93,7 +93,7 @@ def _setting(name: str) -> Column:
 
 
 FIRST = (  # the first five keep the places the run list had
-    Column("run", _when, lambda row: row.info.started or row.info.name),
+    Column("run", _when, lambda row: f"{row.info.started} {row.info.name}"),
     Column("state", lambda row: STATE_WORDS.get(row.info.state, row.info.state)),
     Column("epochs", _epochs, lambda row: row.info.epochs_done, numeric=True),
     _metric("best_val_accuracy", _percent),
