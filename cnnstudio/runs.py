@@ -273,13 +273,17 @@ def set_notes(
     return notes
 
 
-def read_history(folder: Path) -> RunHistory:
-    """The curves logged by a run; lines that do not parse (a run killed mid-write) are skipped."""
+def read_history(folder: Path, epochs_only: bool = False) -> RunHistory:
+    """The curves logged by a run; lines that do not parse (a run killed mid-write) are skipped.
+    ``epochs_only`` reads the epoch records alone: the run table needs no steps, and parsing a
+    long run's every step is most of the time it takes (MetricsLog writes ``"type": "epoch"``)."""
     history = RunHistory()
     try:
         lines = (folder / METRICS).read_text(encoding="utf-8").splitlines()
     except OSError:
         return history
+    if epochs_only:
+        lines = [line for line in lines if '"type": "epoch"' in line]
     for line in lines:
         try:
             record = json.loads(line)
@@ -432,7 +436,7 @@ def format_setting(value: Any) -> str:
 def run_row(info: RunInfo) -> RunRow:
     """The run table's row of one run (``info`` from ``run_info``)."""
     settings = read_settings(info.folder) or {}
-    epochs = read_history(info.folder).epochs
+    epochs = read_history(info.folder, epochs_only=True).epochs
     images = settings.get("images")
     counts = [v for v in images.values() if isinstance(v, int)] if isinstance(images, dict) else []
     classes = settings.get("classes")
