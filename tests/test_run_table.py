@@ -82,11 +82,11 @@ def names(view: RunsView) -> list[str]:
 def test_every_differing_setting_is_a_column_and_the_best_run_is_starred(view: RunsView) -> None:
     headers = [view.model.headerData(c, Qt.Orientation.Horizontal)
                for c in range(view.model.columnCount())]  # fmt: skip
-    assert headers[:5] == ["run", "state", "epochs", "best val. accuracy", "data"]
+    assert headers[:5] == ["run", "state", "epochs", "best acc", "data"]
     assert {"lr", "batch_size"} <= set(headers) and "hflip" not in headers  # same in every run
     assert names(view) == ["20261201-1100", "20261201-1000", "20261201-0900"]  # newest first
     assert column_texts(view, "lr") == ["0.01", "3e-3", "1e-3"]
-    assert column_texts(view, "best val. accuracy") == ["60.00%", "80.00%", "70.00%"]
+    assert column_texts(view, "best acc") == ["60.00%", "80.00%", "70.00%"]
     first = column_texts(view, "run")
     assert [text.startswith("★") for text in first] == [False, True, False]
     model = view.table.model()
@@ -104,10 +104,10 @@ def test_clicking_a_header_sorts_by_its_values(view: RunsView) -> None:
     assert order in (["1e-3", "3e-3", "0.01"], ["0.01", "3e-3", "1e-3"])  # by value, not text
     QTest.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(middle, 5))
     assert column_texts(view, "lr") == order[::-1]
-    view.table.sortByColumn(view.model.column("best val. accuracy"), Qt.SortOrder.DescendingOrder)
+    view.table.sortByColumn(view.model.column("best acc"), Qt.SortOrder.DescendingOrder)
     assert names(view)[0] == "20261201-1000"
-    view.table.sortByColumn(view.model.column("duration"), Qt.SortOrder.AscendingOrder)
-    assert column_texts(view, "duration") == ["2.0 s", "4.0 s", "4.0 s"]
+    view.table.sortByColumn(view.model.column("time"), Qt.SortOrder.AscendingOrder)
+    assert column_texts(view, "time") == ["2.0 s", "4.0 s", "4.0 s"]
 
 
 def test_the_text_and_state_filters_keep_the_matching_runs(view: RunsView, qtbot) -> None:

@@ -134,6 +134,7 @@ class CompareDialog(QDialog):
         self.scatter_plot = pg.PlotWidget(page)
         self.scatter_plot.setBackground(colours().base)
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.scatter_plot.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)"
         self.scatter = pg.ScatterPlotItem(size=12, hoverable=True, tip=self._tip)
         self._point_labels: list[pg.TextItem] = []
         self.scatter_plot.addItem(self.scatter)
@@ -258,7 +259,17 @@ class CompareDialog(QDialog):
             self._point_labels.append(label)
         self.scatter_plot.setLabel("bottom", name)
         self.scatter_plot.setLabel("left", self.y_box.currentText())
-        self.scatter_plot.autoRange()
+        self._fit([p["pos"] for p in points])
+
+    def _fit(self, positions: list[tuple[float, float]]) -> None:
+        """Show every point with room on the right for the run names beside them."""
+        if not positions:
+            return
+        xs, ys = [x for x, _ in positions], [y for _, y in positions]
+        x_span, y_span = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or abs(ys[0]) or 1.0
+        box = self.scatter_plot.getViewBox()
+        box.setXRange(min(xs) - 0.15 * x_span, max(xs) + 0.45 * x_span, padding=0)
+        box.setYRange(min(ys) - 0.15 * y_span, max(ys) + 0.15 * y_span, padding=0)
 
     def points(self) -> list[tuple[float, float, str]]:
         """The scatter's points as drawn: (x, y, run name)."""

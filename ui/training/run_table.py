@@ -58,7 +58,8 @@ def _when(row: RunRow) -> str:
 
 
 class Column:
-    """A column of the run table: its header, its text and its sort key for a row."""
+    """A column of the run table: its header (and the header's tooltip), its text and its sort
+    key for a row."""
 
     def __init__(
         self,
@@ -66,63 +67,84 @@ class Column:
         text: Callable[[RunRow], str],
         key: Callable[[RunRow], Any] | None = None,
         numeric: bool = False,
+        tip: str = "",
     ) -> None:
-        self.title, self.text, self.numeric = title, text, numeric
+        self.title, self.text, self.numeric, self.tip = title, text, numeric, tip
         self.key = key or (lambda row: text(row).lower())
 
 
-def _metric(name: str, shown: Callable[[float | None], str]) -> Column:
+def _metric(title: str, name: str, shown: Callable[[float | None], str], tip: str) -> Column:
     return Column(
-        name.replace("_", " ").replace("val ", "val. "),
+        title,
         lambda row: shown(row.metrics.get(name)),
         lambda row: row.metrics.get(name),
         numeric=True,
+        tip=tip,
     )
 
 
 def _setting(name: str) -> Column:
     def key(row: RunRow) -> Any:
         value = row.settings.get(name)
-        return (
-            value
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-            else (format_setting(value))
-        )
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return value if number else format_setting(value)
 
-    return Column(name, lambda row: format_setting(row.settings.get(name)) or "–", key)
+    return Column(
+        name,
+        lambda row: format_setting(row.settings.get(name)) or "–",
+        key,
+        tip=f"The setting {name}: it differs between the runs",
+    )
 
 
-FIRST = (  # the first five keep the places the run list had
-    Column("run", _when, lambda row: f"{row.info.started} {row.info.name}"),
+def _count(title: str, value: Callable[[RunRow], int | None], tip: str) -> Column:
+    return Column(title, lambda r: "–" if value(r) is None else f"{value(r):,}", value,
+                  numeric=True, tip=tip)  # fmt: skip
+
+
+# The names are the ones `cnnstudio runs` prints; the first five keep the run list's places.
+FIRST = (
+    Column(
+        "run",
+        _when,
+        lambda row: f"{row.info.started} {row.info.name}",
+        tip="When the run started; ★ the best validation accuracy",
+    ),
     Column("state", lambda row: STATE_WORDS.get(row.info.state, row.info.state)),
-    Column("epochs", _epochs, lambda row: row.info.epochs_done, numeric=True),
-    _metric("best_val_accuracy", _percent),
-    Column("data", lambda row: row.info.data or "–"),
+    Column(
+        "epochs",
+        _epochs,
+        lambda row: row.info.epochs_done,
+        numeric=True,
+        tip="Epochs done / planned",
+    ),
+    _metric("best acc", "best_val_accuracy", _percent, "Validation accuracy, its best epoch"),
+    Column("data", lambda row: row.info.data or "–", tip="What the run trained on"),
 )
 LAST = (
-    _metric("final_val_accuracy", _percent),
-    _metric("best_val_loss", _number),
-    _metric("final_val_loss", _number),
+    _metric("final acc", "final_val_accuracy", _percent, "Validation accuracy, the last epoch"),
+    _metric("best loss", "best_val_loss", _number, "Validation loss, its lowest"),
+    _metric("final loss", "final_val_loss", _number, "Validation loss, the last epoch"),
+    Column("tags", lambda r: ", ".join(r.notes.tags), tip=NOTES_TIP),
+    Column("note", lambda r: r.notes.note, tip=NOTES_TIP),
     Column(
-        "images",
-        lambda r: "–" if r.images is None else f"{r.images:,}",
-        lambda r: r.images,
+        "time",
+        lambda r: _duration(r.seconds),
+        lambda r: r.seconds,
         numeric=True,
+        tip="Time spent in the epochs (loading and evaluation aside)",
     ),
     Column(
-        "classes",
-        lambda r: "–" if r.classes is None else str(r.classes),
-        lambda r: r.classes,
+        "img/s",
+        lambda r: _number(r.images_per_sec, 0),
+        lambda r: r.images_per_sec,
         numeric=True,
+        tip="Training images per second of training",
     ),
-    Column("duration", lambda r: _duration(r.seconds), lambda r: r.seconds, numeric=True),
-    Column(
-        "images/s", lambda r: _number(r.images_per_sec, 0), lambda r: r.images_per_sec, numeric=True
-    ),
-    Column("sweep", lambda r: r.notes.sweep),
-    Column("tags", lambda r: ", ".join(r.notes.tags)),
-    Column("note", lambda r: r.notes.note),
-    Column("settings", lambda r: r.info.summary),
+    _count("images", lambda r: r.images, "Training and validation images"),
+    _count("classes", lambda r: r.classes, "Classes of the data"),
+    Column("sweep", lambda r: r.notes.sweep, tip="The sweep that made the run"),
+    Column("settings", lambda r: r.info.summary, tip="The run's settings in a few words"),
 )
 EDITABLE = ("tags", "note")
 
@@ -168,10 +190,7 @@ class RunTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return title
         if role == Qt.ItemDataRole.ToolTipRole:
-            if title in EDITABLE:
-                return NOTES_TIP
-            if section >= len(FIRST) and title in self.table.columns:
-                return f"The setting {title}: it differs between the runs"
+            return self.columns[section].tip or None
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
