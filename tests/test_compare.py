@@ -87,3 +87,21 @@ def test_the_scatter_has_one_point_per_run(dialog: CompareDialog) -> None:
     assert sorted(x for x, _, _ in dialog.points()) == [0.0, 1.0, 1.0]
     dialog.y_box.setCurrentText("final val. loss")
     assert sorted(round(y, 3) for _, y, _ in dialog.points()) == [0.25, 0.3, 0.4]
+
+
+def test_hovering_the_curves_gives_each_runs_value_there(dialog: CompareDialog, qtbot) -> None:
+    from PySide6.QtCore import QPointF
+
+    curves = dialog.curves
+    dialog.tabs.setCurrentWidget(curves)
+    plot = curves.acc_plot
+
+    def at():
+        return plot.vb.mapViewToScene(QPointF(1.9, 0.5))
+
+    qtbot.waitUntil(lambda: plot.sceneBoundingRect().contains(at()))  # laid out
+    curves.plots.scene().sigMouseMoved.emit(at())
+    text = curves.hover_label.text()
+    assert text.startswith("epoch 2: ")
+    assert f"{NAMES[1]} 75.00%" in text and f"{NAMES[0]} 70.00%" in text
+    assert NAMES[2] not in text  # it stopped after one epoch

@@ -59,6 +59,7 @@ class CurvesView(QWidget):
         self.steps_per_epoch = 1
         self.overlays: list[pg.PlotDataItem] = []
         self.live = True  # False: only overlaid runs are shown (Compare), the legend names them
+        self._labels: dict[pg.PlotDataItem, str] = {}  # each overlay's run name, for hovering
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
@@ -208,6 +209,7 @@ class CurvesView(QWidget):
             self.overlays.append(
                 self.loss_plot.plot([s for s, _ in steps], smooth, pen=pen, name=label)
             )
+            self._labels[self.overlays[-1]] = info.name
         epochs = [r for r in history.epochs if "val_accuracy" in r]
         if epochs:
             self.overlays.append(
@@ -220,6 +222,7 @@ class CurvesView(QWidget):
                     symbolBrush=colour,
                 )
             )
+            self._labels[self.overlays[-1]] = info.name
 
     def clear_overlays(self) -> None:
         for item in self.overlays:
@@ -227,6 +230,7 @@ class CurvesView(QWidget):
                 if item in plot.listDataItems():
                     plot.removeItem(item)
         self.overlays = []
+        self._labels.clear()
         self._show_legend()
 
     def _show_legend(self) -> None:
@@ -251,7 +255,9 @@ class CurvesView(QWidget):
             if not plot.sceneBoundingRect().contains(position):
                 continue
             x = plot.vb.mapSceneToView(position).x()
-            if points:
+            if not self.live:
+                self.hover_label.setText(self.overlay_values(plot, x))
+            elif points:
                 step, loss = min(points, key=lambda p: abs(p[0] - x))
                 lr = next((v for s, v in self.lrs if s == step), None)
                 text = f"step {step:,}: loss {loss:.4f}"
@@ -264,6 +270,22 @@ class CurvesView(QWidget):
                     f"epoch {e.epoch}: train {e.train_accuracy:.2%}, validation "
                     f"{e.val_accuracy:.2%} (loss {e.train_loss:.4f} / {e.val_loss:.4f})"
                 )
+
+    def overlay_values(self, plot, x: float) -> str:
+        """Each overlaid run's value in ``plot`` at the logged step or epoch nearest ``x``."""
+        found = []
+        for item in self.overlays:
+            xs, ys = item.getData()
+            if item not in plot.listDataItems() or xs is None or not len(xs):
+                continue
+            spacing = (xs[-1] - xs[0]) / (len(xs) - 1) if len(xs) > 1 else 1.0
+            if not xs[0] - spacing / 2 <= x <= xs[-1] + spacing / 2:
+                continue  # a run that ended earlier (or was logged later) has no value here
+            i = min(range(len(xs)), key=lambda n: abs(xs[n] - x))
+            value = f"{ys[i]:.2%}" if plot is self.acc_plot else f"{ys[i]:.4f}"
+            found.append(f"{self._labels.get(item, '')} {value}".strip())
+        where = "epoch" if plot is self.acc_plot else "step"
+        return f"{where} {round(x):,}: " + "; ".join(found) if found else ""
 
     def curves_csv(self) -> str:
         """The curves of the current run: one row per logged step, epoch values where an epoch
