@@ -105,3 +105,19 @@ def test_hovering_the_curves_gives_each_runs_value_there(dialog: CompareDialog, 
     assert text.startswith("epoch 2: ")
     assert f"{NAMES[1]} 75.00%" in text and f"{NAMES[0]} 70.00%" in text
     assert NAMES[2] not in text  # it stopped after one epoch
+
+
+def test_per_class_rows_take_the_names_the_project_shows(qtbot, tmp_path: Path) -> None:
+    from cnnstudio.data import DataSettings
+
+    for name, f1 in zip(NAMES[:2], ([0.6, 0.8], [0.9, 0.7]), strict=True):
+        fake_run(tmp_path, name, [0.5], per_class_f1=f1, lr=1e-3 if f1[0] < 0.7 else 3e-3)
+    view = RunsView()
+    qtbot.addWidget(view)
+    view.class_names = lambda: DataSettings(source="sample", class_names={"a": "apple"})
+    view.set_runs_dir(tmp_path)
+    view.select_runs(NAMES[:2])
+    view.compare_button.click()
+    table = view.compare_dialog.classes
+    assert [table.verticalHeaderItem(r).text() for r in range(2)] == ["apple", "b"]
+    view.compare_dialog.close()

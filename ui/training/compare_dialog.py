@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cnnstudio.data import DataSettings
 from cnnstudio.metrics import Evaluation
 from cnnstudio.runs import RunRow, differing_settings, format_setting, read_evaluation
 from ui.theme import colours
@@ -65,12 +66,19 @@ def _is_number(value: Any) -> bool:
 class CompareDialog(QDialog):
     """The runs ``rows`` compared; closing it changes nothing."""
 
-    def __init__(self, rows: list[RunRow], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        rows: list[RunRow],
+        parent: QWidget | None = None,
+        shown_as: DataSettings | None = None,  # the project's data: classes by their names now
+    ) -> None:
         super().__init__(parent)
         self.rows = list(rows)
         self.labels = run_labels(self.rows)
         self.differing = differing_settings(self.rows)
-        self.evaluations: list[Evaluation | None] = [read_evaluation(r.info.folder) for r in rows]
+        self.evaluations: list[Evaluation | None] = [
+            read_evaluation(r.info.folder, shown_as) for r in rows
+        ]
         self.setWindowTitle(f"Compare {len(rows)} runs")
         self.resize(1000, 560)
         self._build_ui()

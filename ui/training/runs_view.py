@@ -5,6 +5,7 @@ Selecting runs overlays their curves; one selected run shows its results."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cnnstudio.data import DataSettings
 from cnnstudio.errors import StudioError
 from cnnstudio.runs import RunInfo, RunRow, delete_run, run_table
 from ui.icons import icon
@@ -43,6 +45,7 @@ class RunsView(QWidget):
         self.runs_dir: Path | None = None
         self.runs: list[RunInfo] = []
         self.compare_dialog = None
+        self.class_names: Callable[[], DataSettings | None] = lambda: None  # set by the panel
         self._build_ui()
         self._connect()
 
@@ -205,7 +208,7 @@ class RunsView(QWidget):
             return
         if self.compare_dialog is not None:
             self.compare_dialog.close()
-        self.compare_dialog = CompareDialog(chosen, self)
+        self.compare_dialog = CompareDialog(chosen, self, shown_as=self.class_names())
         self.compare_dialog.show()
 
     def _on_delete_clicked(self) -> None:
