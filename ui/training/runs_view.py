@@ -45,7 +45,7 @@ class RunsView(QWidget):
         self.runs_dir: Path | None = None
         self.runs: list[RunInfo] = []
         self.compare_dialog = None
-        self.class_names: Callable[[], DataSettings | None] = lambda: None  # set by the panel
+        self.project_data: Callable[[], DataSettings | None] = lambda: None  # set by the panel
         self._build_ui()
         self._connect()
 
@@ -208,7 +208,7 @@ class RunsView(QWidget):
             return
         if self.compare_dialog is not None:
             self.compare_dialog.close()
-        self.compare_dialog = CompareDialog(chosen, self, shown_as=self.class_names())
+        self.compare_dialog = CompareDialog(chosen, self, shown_as=self.project_data())
         self.compare_dialog.show()
 
     def _on_delete_clicked(self) -> None:
