@@ -273,13 +273,17 @@ def set_notes(
     return notes
 
 
-def read_history(folder: Path) -> RunHistory:
-    """The curves logged by a run; lines that do not parse (a run killed mid-write) are skipped."""
+def read_history(folder: Path, epochs_only: bool = False) -> RunHistory:
+    """The curves logged by a run; lines that do not parse (a run killed mid-write) are skipped.
+    ``epochs_only`` reads the epoch records alone: the run table needs no steps, and parsing a
+    long run's every step is most of the time it takes (MetricsLog writes ``"type": "epoch"``)."""
     history = RunHistory()
     try:
         lines = (folder / METRICS).read_text(encoding="utf-8").splitlines()
     except OSError:
         return history
+    if epochs_only:
+        lines = [line for line in lines if '"type": "epoch"' in line]
     for line in lines:
         try:
             record = json.loads(line)
@@ -402,15 +406,21 @@ def run_table(runs_dir: Path | None) -> RunTable:
     """The run table of the runs in ``runs_dir``: what the window's run table and ``cnnstudio
     runs`` show."""
     rows = tuple(run_row(info) for info in list_runs(runs_dir))
+    columns = differing_settings(rows)
+    scored = [r for r in rows if r.metrics["best_val_accuracy"] is not None]
+    best = max(scored, key=lambda r: r.metrics["best_val_accuracy"], default=None)
+    return RunTable(rows, columns, best.info.name if best is not None else None)
+
+
+def differing_settings(rows: tuple[RunRow, ...] | list[RunRow]) -> tuple[str, ...]:
+    """The settings whose value is not the same in every one of ``rows`` (a setting some runs
+    lack counts when the others disagree), in the order the runs name them."""
     names = dict.fromkeys(name for row in rows for name in row.settings)
-    columns = tuple(
+    return tuple(
         name
         for name in names
         if len({json.dumps(r.settings[name]) for r in rows if name in r.settings}) > 1
     )
-    scored = [r for r in rows if r.metrics["best_val_accuracy"] is not None]
-    best = max(scored, key=lambda r: r.metrics["best_val_accuracy"], default=None)
-    return RunTable(rows, columns, best.info.name if best is not None else None)
 
 
 def format_setting(value: Any) -> str:
@@ -426,7 +436,7 @@ def format_setting(value: Any) -> str:
 def run_row(info: RunInfo) -> RunRow:
     """The run table's row of one run (``info`` from ``run_info``)."""
     settings = read_settings(info.folder) or {}
-    epochs = read_history(info.folder).epochs
+    epochs = read_history(info.folder, epochs_only=True).epochs
     images = settings.get("images")
     counts = [v for v in images.values() if isinstance(v, int)] if isinstance(images, dict) else []
     classes = settings.get("classes")

@@ -28,6 +28,11 @@ OVERLAY_COLOURS = ("#2a9d8f", "#e76f51", "#8e44ad", "#f4a261", "#27ae60", "#d633
 REDRAW_MS = 50
 
 
+def overlay_colour(n: int) -> str:
+    """The colour of the ``n``-th overlaid run (the same run, the same colour in every plot)."""
+    return OVERLAY_COLOURS[n % len(OVERLAY_COLOURS)]
+
+
 class _EpochAxis(pg.AxisItem):
     """Ticks on whole epochs only: no "epoch 1.5" on a three-epoch run."""
 
@@ -53,6 +58,8 @@ class CurvesView(QWidget):
         self.epochs: list = []  # EpochEnded events
         self.steps_per_epoch = 1
         self.overlays: list[pg.PlotDataItem] = []
+        self.live = True  # False: only overlaid runs are shown (Compare), the legend names them
+        self._labels: dict[pg.PlotDataItem, str] = {}  # each overlay's run name, for hovering
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
@@ -185,21 +192,24 @@ class CurvesView(QWidget):
 
     # Saved runs
 
-    def overlay(self, runs: list[RunInfo]) -> None:
-        """Draw the smoothed loss and the validation accuracy of each run, one colour each."""
+    def overlay(self, runs: list[RunInfo], labels: list[str] | None = None) -> None:
+        """Draw the smoothed loss and the validation accuracy of each run, one colour each,
+        named in the legend by ``labels`` (default: the run names)."""
         for n, info in enumerate(runs):
-            self._overlay(info, OVERLAY_COLOURS[n % len(OVERLAY_COLOURS)])
+            label = labels[n] if labels is not None else info.name
+            self._overlay(info, overlay_colour(n), label)
         self._show_legend()
 
-    def _overlay(self, info: RunInfo, colour: str) -> None:
+    def _overlay(self, info: RunInfo, colour: str, label: str) -> None:
         history = read_history(info.folder)
         pen = pg.mkPen(colour, width=2)
         steps = [(r["global_step"], r["loss"]) for r in history.steps if "loss" in r]
         if steps:
             smooth = _smoothed([v for _, v in steps])
             self.overlays.append(
-                self.loss_plot.plot([s for s, _ in steps], smooth, pen=pen, name=info.name)
+                self.loss_plot.plot([s for s, _ in steps], smooth, pen=pen, name=label)
             )
+            self._labels[self.overlays[-1]] = info.name
         epochs = [r for r in history.epochs if "val_accuracy" in r]
         if epochs:
             self.overlays.append(
@@ -212,6 +222,7 @@ class CurvesView(QWidget):
                     symbolBrush=colour,
                 )
             )
+            self._labels[self.overlays[-1]] = info.name
 
     def clear_overlays(self) -> None:
         for item in self.overlays:
@@ -219,6 +230,7 @@ class CurvesView(QWidget):
                 if item in plot.listDataItems():
                     plot.removeItem(item)
         self.overlays = []
+        self._labels.clear()
         self._show_legend()
 
     def _show_legend(self) -> None:
@@ -230,7 +242,7 @@ class CurvesView(QWidget):
             return f"<span style='color:{colour}'>{glyph}</span>&nbsp;{html.escape(text)}"
 
         entries = [entry(c.accent, "━●", "training (the faint line: every step)"),
-                   entry(c.warning, "━●", "validation")]  # fmt: skip
+                   entry(c.warning, "━●", "validation")] if self.live else []  # fmt: skip
         runs = [(item.opts["pen"].color().name(), item.name()) for item in self.overlays
                 if item.name()]  # fmt: skip
         entries += [entry(colour, "━", name) for colour, name in runs]
@@ -243,7 +255,9 @@ class CurvesView(QWidget):
             if not plot.sceneBoundingRect().contains(position):
                 continue
             x = plot.vb.mapSceneToView(position).x()
-            if points:
+            if not self.live:
+                self.hover_label.setText(self.overlay_values(plot, x))
+            elif points:
                 step, loss = min(points, key=lambda p: abs(p[0] - x))
                 lr = next((v for s, v in self.lrs if s == step), None)
                 text = f"step {step:,}: loss {loss:.4f}"
@@ -256,6 +270,22 @@ class CurvesView(QWidget):
                     f"epoch {e.epoch}: train {e.train_accuracy:.2%}, validation "
                     f"{e.val_accuracy:.2%} (loss {e.train_loss:.4f} / {e.val_loss:.4f})"
                 )
+
+    def overlay_values(self, plot, x: float) -> str:
+        """Each overlaid run's value in ``plot`` at the logged step or epoch nearest ``x``."""
+        found = []
+        for item in self.overlays:
+            xs, ys = item.getData()
+            if item not in plot.listDataItems() or xs is None or not len(xs):
+                continue
+            spacing = (xs[-1] - xs[0]) / (len(xs) - 1) if len(xs) > 1 else 1.0
+            if not xs[0] - spacing / 2 <= x <= xs[-1] + spacing / 2:
+                continue  # a run that ended earlier (or was logged later) has no value here
+            i = min(range(len(xs)), key=lambda n: abs(xs[n] - x))
+            value = f"{ys[i]:.2%}" if plot is self.acc_plot else f"{ys[i]:.4f}"
+            found.append(f"{self._labels.get(item, '')} {value}".strip())
+        where = "epoch" if plot is self.acc_plot else "step"
+        return f"{where} {round(x):,}: " + "; ".join(found) if found else ""
 
     def curves_csv(self) -> str:
         """The curves of the current run: one row per logged step, epoch values where an epoch

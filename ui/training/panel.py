@@ -117,6 +117,7 @@ class TrainPanel(QWidget):
         self.curves = CurvesView(self.document, self)
         self.tabs.addTab(self.curves, icon("train"), "Curves")
         self.runs_view = RunsView(self)
+        self.runs_view.project_data = lambda: self.document.project.data
         self.tabs.addTab(self.runs_view, "Runs")
         self.results_view = ResultsView(self)
         self.tabs.addTab(self.results_view, "Results")
