@@ -65,6 +65,7 @@ def test_the_plan_shows_every_run_as_the_user_types(qtbot, window: MainWindow) -
     dialog = open_dialog(window)
     plan(qtbot, dialog, ("lr", "1e-3, 3e-3"), ("batch_size", "8, 16"), runs_=4)
     assert dialog.error_label.text() == "" and dialog.plan_label.text().startswith("4 runs")
+    assert not dialog.draws_box.isEnabled()  # random draws count only with a range
     assert dialog.queue_states() == ["planned"] * 4
     header = [dialog.queue.horizontalHeaderItem(c).text() for c in range(3)]
     assert header == ["#", "lr", "batch_size"]
@@ -73,6 +74,7 @@ def test_the_plan_shows_every_run_as_the_user_types(qtbot, window: MainWindow) -
     dialog.draws_box.setValue(3)
     plan(qtbot, dialog, ("lr", "1e-4..1e-2 log"), runs_=6)  # 3 draws for each batch size
     values = [float(dialog.queue.item(r, 2).text()) for r in range(6)]
+    assert dialog.draws_box.isEnabled() and dialog.seed_box.isEnabled()
     assert all(1e-4 <= v <= 1e-2 for v in values) and len(set(values)) == 3
 
 
@@ -149,6 +151,8 @@ def test_skip_a_run_then_stop_the_sweep_and_resume_it_on_opening(
     qtbot.mouseClick(dialog.skip_button, Qt.MouseButton.LeftButton)  # the current run
     _wait_for_steps(qtbot, dialog, 1)
     assert dialog.queue_states()[0] == "skipped"
+    run_column = dialog.queue.columnCount() - 1
+    assert dialog.queue.item(1, run_column).text() == dialog.sweep.runs[1].run  # its folder
     with qtbot.waitSignal(dialog.sweep_ended, timeout=60000) as ended:
         qtbot.mouseClick(dialog.stop_button, Qt.MouseButton.LeftButton)
     assert ended.args[0].state == "stopped"

@@ -191,7 +191,7 @@ class SweepDialog(QDialog):
         self.rows: list[SettingRow] = []
         self._plans = Jobs(self, newest_wins=True)
         self._names: list[str] = []  # the queue's setting columns
-        self._run_index = 0
+        self._run_index, self._run_state = 0, "running"
         self._first_step, self._total_steps, self._rate = 0, 1, ""
         self._build_ui()
         self._connect()
@@ -336,6 +336,9 @@ class SweepDialog(QDialog):
         self.plan = None
         self.start_button.setEnabled(False)
         rows = [(row.name, row.text) for row in self.rows]
+        ranged = any(".." in text for _name, text in rows)  # the draws count only with a range
+        self.draws_box.setEnabled(ranged)
+        self.seed_box.setEnabled(ranged)
         self._plans.submit(plan_of, rows, self.draws_box.value(), self.seed_box.value(),
                            self.epochs_box.value())  # fmt: skip
 
@@ -462,9 +465,12 @@ class SweepDialog(QDialog):
         worker.warned.connect(self.message.setText)
 
     def _set_running(self, running: bool) -> None:
-        for widget in (self.start_button, self.resume_button, self.add_button, self.draws_box,
-                       self.seed_box, self.epochs_box, *self.rows):  # fmt: skip
+        for widget in (self.start_button, self.resume_button, self.add_button, self.epochs_box,
+                       *self.rows):  # fmt: skip
             widget.setEnabled(not running)
+        ranged = any(".." in row.text for row in self.rows)
+        self.draws_box.setEnabled(not running and ranged)
+        self.seed_box.setEnabled(not running and ranged)
         self.start_button.setEnabled(not running and self.plan is not None)
         self.skip_button.setEnabled(running)
         self.stop_button.setEnabled(running)
@@ -502,13 +508,15 @@ class SweepDialog(QDialog):
 
     def _on_sweep_run_started(self, event) -> None:
         self._run_index = event.index
-        self._show_run(self.sweep.runs[event.index], "resuming" if event.resumed else "running")
+        self._run_state = "resuming" if event.resumed else "running"
+        self._show_run(self.sweep.runs[event.index], self._run_state)
         self._show_progress(0, f"run {event.index + 1} of {event.total}: loading the data…")
 
     def _on_run_started(self, event) -> None:
         self._first_step = event.start_epoch * event.steps_per_epoch
         self._total_steps = max(1, (event.epochs - event.start_epoch) * event.steps_per_epoch)
         self._rate = ""
+        self._show_run(self.sweep.runs[self._run_index], self._run_state)  # its folder, now made
         self.run_started.emit(event)
 
     def _on_step_logged(self, event) -> None:
