@@ -165,7 +165,7 @@ def test_the_run_menu_trains_pauses_and_stops_from_the_keyboard(
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)
     menu = [a.text() for a in window.run_menu.actions() if not a.isSeparator()]
-    assert menu == ["&Train", "&Pause", "&Stop", "&Resume from Checkpoint"]
+    assert menu == ["&Train", "&Pause", "&Stop", "&Resume from Checkpoint", "S&weep…"]
     assert window.menuBar().actions()[3].text() == "&Run"  # between Model and View
     assert "(Ctrl+Return or F5)" in panel.start_button.toolTip()
     assert "(Ctrl+. or Shift+F5)" in panel.stop_button.toolTip()

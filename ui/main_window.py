@@ -53,6 +53,7 @@ from ui.predict_view import PredictView
 from ui.scrolling import VerticalScroll
 from ui.theme import THEMES, apply_theme, set_role
 from ui.training.panel import TrainPanel
+from ui.training.sweep_dialog import SweepDialog, unfinished_sweep
 
 
 def project_folder_refusal(folder: Path) -> str | None:
@@ -280,6 +281,7 @@ class MainWindow(QMainWindow):
         run_menu.addAction(self.train_panel.run_actions[3])
         self.menuBar().insertMenu(view_menu, run_menu)
         self.run_menu = run_menu
+        self._build_sweep_action(run_menu)
 
     def _add_navigation_actions(self, view_menu) -> None:
         """The whole-graph zoom and the overview's toggle (the canvas's navigation)."""
@@ -482,6 +484,68 @@ class MainWindow(QMainWindow):
             return None
         return lambda indices: images_at(dataset, indices)
 
+    # Sweeps (Run > Sweep…)
+
+    def _build_sweep_action(self, run_menu: QMenu) -> None:
+        self.sweep_dialog: SweepDialog | None = None
+        self.train_panel.busy_elsewhere = self._train_refusal
+        self.sweep_action = self._action("S&weep…", self.show_sweep_dialog)
+        self.sweep_action.setToolTip("Train a grid or random search of settings, run after run")
+        run_menu.addSeparator()
+        run_menu.addAction(self.sweep_action)
+
+    def show_sweep_dialog(self) -> SweepDialog:
+        """Run > Sweep…: the sweep dialog (one per window; a sweep goes on when it is hidden)."""
+        if self.sweep_dialog is None:
+            self.sweep_dialog = SweepDialog(self.document, self)
+            self.sweep_dialog.busy_elsewhere = self._sweep_refusal
+            self._connect_sweep(self.sweep_dialog)
+        self.sweep_dialog.find_unfinished()
+        self.sweep_dialog.show()
+        self.sweep_dialog.raise_()
+        self.sweep_dialog.activateWindow()
+        return self.sweep_dialog
+
+    def _connect_sweep(self, dialog: SweepDialog) -> None:
+        """The Train view's curves show the sweep's current run; its run list, each run made."""
+        curves = self.train_panel.curves
+        dialog.run_started.connect(self._on_sweep_run_started)
+        dialog.step_logged.connect(curves.add_step)
+        dialog.epoch_ended.connect(curves.add_epoch)
+        dialog.sweep_run_ended.connect(lambda _event: self.train_panel.runs_view.refresh())
+        dialog.sweep_ended.connect(lambda _ended: curves.flush())
+
+    def _on_sweep_run_started(self, event) -> None:
+        self.train_panel.curves.clear()
+        self.train_panel.curves.steps_per_epoch = max(1, event.steps_per_epoch)
+        self.train_panel.runs_view.refresh()
+        self.train_dock.raise_()
+
+    def _sweep_refusal(self) -> str | None:
+        """Why a sweep cannot start now: a run, the learning-rate finder or an evaluation is
+        going, or the model has problems."""
+        if self.train_panel.busy():
+            return "The Train view is busy (a run, the learning-rate finder or an evaluation)."
+        return self.train_panel.controller.refusal()
+
+    def _train_refusal(self) -> str | None:
+        if self.sweep_dialog is not None and self.sweep_dialog.running:
+            return "A sweep is running: stop it first (Run > Sweep…)."
+        return None
+
+    def _offer_sweep_resume(self) -> None:
+        """A project just opened has a sweep that did not finish: offer to continue it."""
+        sweep = unfinished_sweep(self.document.project.runs_dir)
+        if sweep is None or (self.sweep_dialog is not None and self.sweep_dialog.running):
+            return
+        answer = QMessageBox.question(
+            self, "Continue the sweep?",
+            f"Sweep {sweep.id} of this project stopped with {len(sweep.missing)} of "
+            f"{len(sweep.runs)} runs left. Continue it now?",
+        )  # fmt: skip
+        if answer == QMessageBox.StandardButton.Yes:
+            self.show_sweep_dialog().resume(sweep)
+
     # Inspecting and exporting
 
     def _update_inspector_source(self, *_args) -> None:
@@ -565,24 +629,26 @@ class MainWindow(QMainWindow):
         """Before the project is left (quit, a new or another project): one question while a run
         trains, that stops it and saves or discards unsaved changes; else ``maybe_save``. False,
         with everything as it was (the run going on), when the user cancels."""
-        if not self.train_panel.running:
+        sweeping = self.sweep_dialog is not None and self.sweep_dialog.running
+        if not self.train_panel.running and not sweeping:
             return self.maybe_save()
-        text = f"A run is training. Stop it and {doing}?\n\nIt stops after its current step and "
+        what = "A sweep is running" if sweeping else "A run is training"
+        text = f"{what}. Stop it and {doing}?\n\nIt stops after its current step and "
         text += "writes a checkpoint, so it can be resumed."
         buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel
         if self.document.dirty:
             text += f"\n\n{self.document.project.name} has unsaved changes: save them?"
             buttons = (QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
                        | QMessageBox.StandardButton.Cancel)  # fmt: skip
-        answer = QMessageBox.question(
-            self, "A run is training", text, buttons, QMessageBox.StandardButton.Cancel
-        )
+        answer = QMessageBox.question(self, what, text, buttons, QMessageBox.StandardButton.Cancel)
         if answer == QMessageBox.StandardButton.Cancel:
             return False
         if answer == QMessageBox.StandardButton.Save and not self.save_project():
             return False  # the save failed or was cancelled: the run goes on
         self.statusBar().showMessage("Stopping the run: writing a checkpoint…")
         self.train_panel.stop_and_wait()
+        if sweeping:
+            self.sweep_dialog.stop_and_wait()
         self.statusBar().clearMessage()
         return True
 
@@ -633,6 +699,7 @@ class MainWindow(QMainWindow):
             )
             return False
         self._remember(str(self.document.project.path))
+        QTimer.singleShot(0, self._offer_sweep_resume)
         return True
 
     def save_project(self) -> bool:
@@ -738,6 +805,8 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.train_panel.shutdown()
+        if self.sweep_dialog is not None:
+            self.sweep_dialog.shutdown()
         self.inspector.shutdown()
         self.predict_view.shutdown()
         self._warmup.shutdown()

@@ -76,6 +76,7 @@ class TrainPanel(QWidget):
         self.controller = RunController(document, self)
         self.image_source_for: Callable[[dict], ImageSource | None] = lambda _data: None
         self.save_first: Callable[[], object] | None = None  # offers to save an unsaved project
+        self.busy_elsewhere: Callable[[], str | None] = lambda: None  # a sweep, set by the window
         self._build_ui()
         self._build_actions()
         self._connect()
@@ -230,6 +231,8 @@ class TrainPanel(QWidget):
             refusal = "The learning-rate finder is running: wait for it to end."
         if refusal is None and self.results_view.evaluate_bar.busy():
             refusal = "A run is being evaluated: wait for it to end, or cancel it."
+        if refusal is None:
+            refusal = self.busy_elsewhere()
         if refusal is not None:
             self.message.setText(refusal)
             return False
