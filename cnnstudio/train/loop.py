@@ -94,9 +94,12 @@ class Loop:
         val_batches: Any,
         log: runs.MetricsLog,
         progress: Progress,
+        validated: nn.Module | None = None,
     ) -> None:
         self.c, self.parts, self.trained = context, parts, trained
         self.model, self.optimizer = parts.model, parts.optimizer
+        # what validation calls: the model, or its head when the batches are cached features
+        self.validated = validated or parts.model
         self.train_batches, self.val_batches = train_batches, val_batches
         self.log, self.p = log, progress
         self.settings, self.device, self.world = context.settings, context.device, context.world
@@ -347,7 +350,7 @@ class Loop:
             if self.c.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.c.precision, self.device):
-                logits = self.model(x)
+                logits = self.validated(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
             seen += len(y)
