@@ -36,7 +36,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cnnstudio.batches import batch_bounds, batch_count, epoch_order, make_batches, shard_size
+from cnnstudio.batches import (
+    batch_bounds,
+    batch_count,
+    default_workers,
+    epoch_order,
+    make_batches,
+    shard_size,
+)
 from cnnstudio.build import Backbone, SpecModel
 from cnnstudio.data import Dataset
 from cnnstudio.errors import DataError
@@ -309,7 +316,7 @@ def _compute(model, split, dataset, settings, device, mean, std, augment, views,
         batches = make_batches(
             dataset, name, settings.batch_size, device, mean, std, train=augmented,
             augment=augment if augmented else None, seed=settings.seed, shuffle=False,
-            workers=0,
+            workers=default_workers() if settings.workers == "auto" else settings.workers,
         )  # fmt: skip
         batches.set_epoch(view)
         features = []
@@ -391,7 +398,7 @@ def _hash_data(digest, dataset: Dataset) -> None:
 def _write(path: Path, tensors: dict, split: FrozenSplit, views: int, data: dict) -> None:
     """The cache file, written whole or not at all (a temporary file renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
+    partial = path.with_suffix(f".{os.getpid()}.partial")  # runs of a sweep may write at once
     meta = {"layers": ",".join(split.layers), "views": str(views), "source": str(data["source"])}
     save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(partial), meta)
     os.replace(partial, path)
