@@ -285,6 +285,8 @@ def prepare(
             model, split, dataset, settings, device, mean, std, augment, views, state
         )
         _write(path, tensors, split, views, data)
+    else:
+        state.report(1, 1, f"frozen backbone features read from {path}")
     return _cached(model, split, dataset, settings, tensors, path, views, reused), ""
 
 
@@ -324,7 +326,7 @@ def _compute(model, split, dataset, settings, device, mean, std, augment, views,
             state.check()
             features.append(frozen_features(model, split, x))
             done += len(x)
-            state.report(done, total, "frozen backbone features")
+            state.report(done, total, "computing frozen backbone features")
         chunks[name].append(_cat(features, model, split, dataset, device))
     return {"train": torch.stack(chunks["train"]), "val": chunks["val"][0]}
 

@@ -191,7 +191,7 @@ def train(project: Project, **overrides) -> tuple:
 
 
 def computed(events: list) -> bool:
-    return any(isinstance(e, DataProgress) and "features" in e.what for e in events)
+    return any(isinstance(e, DataProgress) and e.what.startswith("computing") for e in events)
 
 
 def test_a_cached_run_trains_as_the_full_forward_and_keeps_the_whole_model(tmp_path) -> None:
@@ -225,6 +225,7 @@ def test_the_cache_is_written_once_reused_and_remade_when_the_data_change(tmp_pa
 
     _run, _epochs, second, events = train(project)
     assert second["reused"] and second["file"] == first["file"] and not computed(events)
+    assert any(isinstance(e, DataProgress) and str(path) in e.what for e in events)
     assert path.stat().st_mtime_ns == written
 
     resumed = train(project, epochs=2, resume=True)[2]  # the checkpoint's weights: the same key
