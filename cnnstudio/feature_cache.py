@@ -266,75 +266,84 @@ def prepare(
     if world_size > 1:
         return None, "feature cache: not used under torchrun; the frozen backbone runs every step"
     state = state or TaskState()
-    feature_numel = _feature_shape(model, split, dataset, device).numel()
+    job = _Job(model, split, dataset, settings, device, mean, std, augment, views)
     count = max(1, views) * len(dataset.splits["train"]) + len(dataset.splits["val"])
-    if count * feature_numel * 4 > MAX_CACHE_BYTES:
-        size = count * feature_numel * 4 / 2**30
+    size = count * _feature_shape(job).numel() * 4
+    if size > MAX_CACHE_BYTES:
         return None, (
-            f"feature cache: the features would take {size:.1f} GiB (over "
+            f"feature cache: the features would take {size / 2**30:.1f} GiB (over "
             f"{MAX_CACHE_BYTES / 2**30:.0f}); the frozen backbone runs every step"
         )
     key = cache_key(model, split, dataset, data=data, mean=mean, std=std, views=views,
                     seed=settings.seed)  # fmt: skip
     path = cache_dir(project_dir) / f"{key}.safetensors"
-    reused = path.is_file()
-    tensors = _read(path, device) if reused else None
+    tensors = _read(path, device) if path.is_file() else None
+    reused = tensors is not None
     if tensors is None:
-        reused = False
-        tensors = _compute(
-            model, split, dataset, settings, device, mean, std, augment, views, state
-        )
+        tensors = _compute(job, state)
         _write(path, tensors, split, views, data)
     else:
         state.report(1, 1, f"frozen backbone features read from {path}")
-    return _cached(model, split, dataset, settings, tensors, path, views, reused), ""
+    return _cached(job, tensors, path, reused), ""
 
 
-def _feature_shape(
-    model: SpecModel, split: FrozenSplit, dataset: Dataset, device: torch.device
-) -> torch.Size:
-    probe = torch.zeros((1, *dataset.input_shape), device=device)
-    return frozen_features(model, split, probe).shape[1:]
+@dataclass(frozen=True)
+class _Job:
+    """What the features are computed from."""
+
+    model: SpecModel
+    split: FrozenSplit
+    dataset: Dataset
+    settings: TrainSettings
+    device: torch.device
+    mean: tuple
+    std: tuple
+    augment: dict[str, Any]
+    views: int
 
 
-def _cached(model, split, dataset, settings, tensors, path, views, reused) -> CachedFeatures:
+def _feature_shape(job: _Job) -> torch.Size:
+    probe = torch.zeros((1, *job.dataset.input_shape), device=job.device)
+    return frozen_features(job.model, job.split, probe).shape[1:]
+
+
+def _cached(
+    job: _Job, tensors: dict[str, torch.Tensor], path: Path, reused: bool
+) -> CachedFeatures:
+    dataset, settings = job.dataset, job.settings
     labels = {name: dataset.labels[dataset.splits[name]] for name in ("train", "val")}
-    seed = settings.seed
     train = FeatureBatches(tensors["train"], labels["train"], settings.batch_size, shuffle=True,
-                           merge_single=True, seed=seed)  # fmt: skip
+                           merge_single=True, seed=settings.seed)  # fmt: skip
     val = FeatureBatches(tensors["val"][None], labels["val"], max(256, settings.batch_size),
                          shuffle=False, merge_single=False, pad=False)  # fmt: skip
-    return CachedFeatures(Head(model, split), train, val, path, views, reused)
+    return CachedFeatures(Head(job.model, job.split), train, val, path, job.views, reused)
 
 
-def _compute(model, split, dataset, settings, device, mean, std, augment, views, state) -> dict:
+def _compute(job: _Job, state: TaskState) -> dict[str, torch.Tensor]:
     """The features of every training image (``views`` augmented views of it, or the image
-    itself) and of every validation image, in the splits' order, on ``device``."""
+    itself) and of every validation image, in the splits' order, on the device."""
+    dataset, settings, views = job.dataset, job.settings, job.views
     data_passes = [("train", view) for view in range(max(1, views))] + [("val", 0)]
     total = sum(len(dataset.splits[name]) for name, _view in data_passes)
     done, chunks = 0, {"train": [], "val": []}
     for name, view in data_passes:
         augmented = views > 0 and name == "train"
         batches = make_batches(
-            dataset, name, settings.batch_size, device, mean, std, train=augmented,
-            augment=augment if augmented else None, seed=settings.seed, shuffle=False,
+            dataset, name, settings.batch_size, job.device, job.mean, job.std, train=augmented,
+            augment=job.augment if augmented else None, seed=settings.seed, shuffle=False,
             workers=default_workers() if settings.workers == "auto" else settings.workers,
         )  # fmt: skip
         batches.set_epoch(view)
         features = []
         for x, _y in batches:
             state.check()
-            features.append(frozen_features(model, split, x))
+            features.append(frozen_features(job.model, job.split, x))
             done += len(x)
             state.report(done, total, "computing frozen backbone features")
-        chunks[name].append(_cat(features, model, split, dataset, device))
+        if not features:  # an empty split (no validation image)
+            features = [torch.zeros((0, *_feature_shape(job)), device=job.device)]
+        chunks[name].append(torch.cat(features))
     return {"train": torch.stack(chunks["train"]), "val": chunks["val"][0]}
-
-
-def _cat(features, model, split, dataset, device) -> torch.Tensor:
-    if features:
-        return torch.cat(features)
-    return torch.zeros((0, *_feature_shape(model, split, dataset, device)), device=device)
 
 
 # The cache's key and file
