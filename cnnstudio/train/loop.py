@@ -100,7 +100,7 @@ class Loop:
         self.c, self.parts, self.trained = context, parts, trained
         self.model, self.optimizer = parts.model, parts.optimizer
         # what validation calls: the model, or its head when the batches are cached features
-        self.validated = validated or parts.model
+        self.validated = validated if validated is not None else parts.model
         self.train_batches, self.val_batches = train_batches, val_batches
         self.log, self.p = log, progress
         self.settings, self.device, self.world = context.settings, context.device, context.world

@@ -77,7 +77,7 @@ class Trainer:
         self.settings: TrainSettings | None = None
         self.device: torch.device | None = None
         self.world = World()
-        self.feature_cache: CachedFeatures | None = None
+        self.feature_cache: dict[str, Any] | None = None  # what settings.json says of it
         self._events: EventSink = ignore
 
     # Controls, safe from any thread
@@ -249,7 +249,8 @@ class Trainer:
         )
         if why_not:
             self._events(Warned(why_not))
-        self.feature_cache = cached
+        # what settings.json records, not the tensors: those are freed with the run
+        self.feature_cache = cached.describe() if cached else None
         return cached
 
     def _refuse_misfit(self) -> None:
@@ -420,7 +421,7 @@ class Trainer:
                 "std": list(std),
                 "classes": dataset.classes,
                 "images": {split: len(dataset.splits[split]) for split in ("train", "val")},
-                "feature_cache": self.feature_cache.describe() if self.feature_cache else None,
+                "feature_cache": self.feature_cache,
             },
         )
 
