@@ -348,15 +348,18 @@ def make_batches(
     rank: int = 0,
     world: int = 1,
     workers: int | None = None,
+    shuffle: bool | None = None,
 ) -> TensorBatches | LoaderBatches:
     """Batches of ``split`` on ``device``: from memory when the dataset is decoded, else through
     DataLoader workers. Training batches are shuffled and augmented, and never hold a single image
     (it joins the batch before it: BatchNorm cannot train on one); validation ones are not. With
     ``world > 1`` every rank gets as many training batches as the others (the shares are padded
     with repeats, as DistributedSampler does); the validation shares are not padded, so that the
-    ranks together see each image once."""
+    ranks together see each image once. ``shuffle=False`` keeps training batches (augmented)
+    in the split's order (the feature cache's augmented views)."""
     device = torch.device(device)
     augment = augment if train else None
+    shuffle = train if shuffle is None else shuffle
     if dataset.images is not None:
         images = dataset.images.to(device)
         return TensorBatches(
@@ -367,7 +370,7 @@ def make_batches(
             mean,
             std,
             augment=augment,
-            shuffle=train,
+            shuffle=shuffle,
             merge_single=train,
             seed=seed,
             rank=rank,
@@ -381,7 +384,7 @@ def make_batches(
         mean,
         std,
         augment=augment,
-        shuffle=train,
+        shuffle=shuffle,
         merge_single=train,
         device=device,
         seed=seed,

@@ -103,16 +103,33 @@ class SpecModel(nn.Module):
         self._n_slots = len(slots)
         self._output_slot = slots[output_id]
 
+    @property
+    def plan(self) -> tuple[tuple[str, tuple[int, ...], int, tuple[int, ...]], ...]:
+        """The forward pass's steps: (layer id, input slots, output slot, slots released after
+        it); slot 0 holds the model's input."""
+        return tuple(self._plan)
+
+    @property
+    def output_slot(self) -> int:
+        return self._output_slot
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run_steps(x, 0, 0, len(self._plan), self._output_slot)
+
+    def run_steps(
+        self, x: torch.Tensor, in_slot: int, start: int, stop: int, out_slot: int
+    ) -> torch.Tensor:
+        """The value of ``out_slot`` after the steps ``start`` to ``stop`` of the plan, fed ``x``
+        in ``in_slot``: the whole model, or its frozen part and the rest apart (feature cache)."""
         values: list[Any] = [None] * self._n_slots
-        values[0] = x
-        for node_id, in_slots, out_slot, release in self._plan:
+        values[in_slot] = x
+        for node_id, in_slots, slot, release in self._plan[start:stop]:
             module = self._modules[node_id]
-            values[out_slot] = module(*[values[s] for s in in_slots])
-            for slot in release:
-                if slot != out_slot:
-                    values[slot] = None
-        return values[self._output_slot]
+            values[slot] = module(*[values[s] for s in in_slots])
+            for used in release:
+                if used != slot:
+                    values[used] = None
+        return values[out_slot]
 
 
 def make_layer(

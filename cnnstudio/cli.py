@@ -29,6 +29,7 @@ from cnnstudio.data import (
 )
 from cnnstudio.errors import StudioError
 from cnnstudio.export import FORMATS as EXPORT_FORMATS
+from cnnstudio.feature_cache import add_cache
 from cnnstudio.params import format_bytes, format_rate, human
 from cnnstudio.progress import Progress, TaskState
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
@@ -116,6 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
         _add_adapt,
         add_sweep,
         add_runs,
+        add_cache,
     ):
         add(commands)
     return parser

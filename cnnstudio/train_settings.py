@@ -120,6 +120,20 @@ TRAIN_PARAMS: tuple[Param, ...] = (
         64,
         words=("auto",),
     ),
+    Param(
+        "feature_cache",
+        "bool",
+        True,
+        "With a frozen backbone: compute its features once per image, train the head on them.",
+    ),
+    Param(
+        "feature_cache_views",
+        "int",
+        0,
+        "With augmentation: augmented views per image to cache (0: the backbone runs every epoch).",
+        0,
+        1000,
+    ),
 )
 
 DEFAULT_TRAINING: dict[str, Any] = {p.name: p.default for p in TRAIN_PARAMS}
@@ -180,6 +194,8 @@ class TrainSettings:
     device: str = "auto"
     log_every: int = 20
     workers: int | str = "auto"
+    feature_cache: bool = True
+    feature_cache_views: int = 0
 
     @classmethod
     def from_dict(cls, values: Any, where: str = "training") -> TrainSettings:

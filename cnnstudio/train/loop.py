@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstudio import runs
+from cnnstudio.build import Backbone
 from cnnstudio.params import format_rate
 from cnnstudio.spec import ModelSpec
 from cnnstudio.train.checkpoint import Progress, TrainingParts, checkpoint_state
@@ -94,9 +95,12 @@ class Loop:
         val_batches: Any,
         log: runs.MetricsLog,
         progress: Progress,
+        validated: nn.Module | None = None,
     ) -> None:
         self.c, self.parts, self.trained = context, parts, trained
         self.model, self.optimizer = parts.model, parts.optimizer
+        # what validation calls: the model, or its head when the batches are cached features
+        self.validated = validated if validated is not None else parts.model
         self.train_batches, self.val_batches = train_batches, val_batches
         self.log, self.p = log, progress
         self.settings, self.device, self.world = context.settings, context.device, context.world
@@ -104,6 +108,7 @@ class Loop:
         self.steps = len(train_batches)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.settings.label_smoothing)
         self._beat = -math.inf  # when the last StepsDone went out
+        self._changing = _changing_state(self.model)
 
     def run(self) -> str | Failed:
         """Train to the last epoch: "finished", "early_stopped", "stopped", or Failed (NaN)."""
@@ -347,7 +352,7 @@ class Loop:
             if self.c.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.c.precision, self.device):
-                logits = self.model(x)
+                logits = self.validated(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
             seen += len(y)
@@ -371,8 +376,13 @@ class Loop:
     @torch.no_grad()
     def _check_weights(self) -> Failed | None:
         """Failed when a weight or buffer (a BatchNorm's running_var, say) holds a NaN or an
-        infinite value, on any rank: such a model would go on "training" in silence."""
-        state = {k: v for k, v in self.model.state_dict().items() if torch.is_floating_point(v)}
+        infinite value, on any rank: such a model would go on "training" in silence. Frozen
+        weights are left out: they cannot change (a frozen ResNet-18 is 11 M of them)."""
+        state = {
+            k: v
+            for k, v in self.model.state_dict().items()
+            if k in self._changing and torch.is_floating_point(v)
+        }
         if not state:
             return None
         bad = torch.stack([~torch.isfinite(v).all() for v in state.values()]).tolist()
@@ -480,6 +490,17 @@ class Loop:
         path = self.c.run_dir / (runs.BEST if kind == "best" else runs.LAST)
         runs.save_checkpoint(path, state)
         self.c.events(CheckpointSaved(str(path), self.p.epoch, kind))
+
+
+def _changing_state(model: nn.Module) -> set[str]:
+    """The state_dict keys that training can change: the trainable weights, and the buffers
+    outside frozen Backbones (they stay in eval mode: their statistics never move)."""
+    frozen = tuple(
+        f"{name}." for name, m in model.named_modules() if isinstance(m, Backbone) and m.frozen
+    )
+    keys = {name for name, p in model.named_parameters() if p.requires_grad}
+    keys |= {name for name, _b in model.named_buffers() if not (frozen and name.startswith(frozen))}
+    return keys
 
 
 def _word(value: float) -> str:

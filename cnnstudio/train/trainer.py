@@ -15,14 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnstudio import model_source, runs
+from cnnstudio import feature_cache, model_source, runs
 from cnnstudio.analysis import Analysis, analyze
 from cnnstudio.build import build_model
 from cnnstudio.data import Dataset, class_names
 from cnnstudio.errors import Cancelled, DataError, ModelError, TrainingError, WeightsError
+from cnnstudio.feature_cache import CachedFeatures
 from cnnstudio.fit import refuse_class_misfit
 from cnnstudio.model_source import ModelSource
 from cnnstudio.normalization import normalization
+from cnnstudio.progress import TaskState
 from cnnstudio.spec import ModelSpec
 from cnnstudio.train.checkpoint import Progress, TrainingParts, restore
 from cnnstudio.train.devices import device_name, pick_device, pick_precision
@@ -30,6 +32,7 @@ from cnnstudio.train.distributed import World, from_main, init_world, leave_worl
 from cnnstudio.train.evaluate import evaluate_best
 from cnnstudio.train.events import (
     Control,
+    DataProgress,
     EventSink,
     Failed,
     Finished,
@@ -74,6 +77,7 @@ class Trainer:
         self.settings: TrainSettings | None = None
         self.device: torch.device | None = None
         self.world = World()
+        self.feature_cache: dict[str, Any] | None = None  # what settings.json says of it
         self._events: EventSink = ignore
 
     # Controls, safe from any thread
@@ -186,7 +190,10 @@ class Trainer:
         scheduler = make_scheduler(optimizer, settings, len(train))
         parts = TrainingParts(model, optimizer, scheduler, scaler)
         progress = restore(checkpoint, parts, device) if checkpoint is not None else Progress()
-        trained = self._wrap(model)
+        cached = self._feature_cache(model, dataset, mean, std)  # the restored weights' features
+        if cached is not None:
+            train, val = cached.train, cached.val
+        trained = self._wrap(cached.head if cached else model)
         context = RunContext(
             run_dir=self.run_dir,
             settings=settings,
@@ -201,7 +208,8 @@ class Trainer:
         log = self._open_log(progress, resumed=checkpoint is not None)
         self._announce(context, dataset, progress, len(train), resumed=checkpoint is not None)
         try:
-            state = Loop(context, parts, trained, train, val, log, progress).run()
+            head = cached.head if cached else None
+            state = Loop(context, parts, trained, train, val, log, progress, head).run()
             if state in ("finished", "early_stopped"):
                 self._write_hparams(log, progress)
         finally:
@@ -217,6 +225,33 @@ class Trainer:
         if checkpoint is not None and "spec" in checkpoint:
             self._resume_own_model(checkpoint["spec"])
         return checkpoint
+
+    def _feature_cache(
+        self, model: nn.Module, dataset: Dataset, mean: tuple, std: tuple
+    ) -> CachedFeatures | None:
+        """With a frozen backbone, the features of its images, cached (see
+        ``cnnstudio.feature_cache``), or None; a Warned event says why not when it matters."""
+        state = TaskState(
+            on_progress=lambda p: self._events(DataProgress(p.done, p.total, p.what)),
+            should_stop=lambda: self.control.stopping,
+        )
+        cached, why_not = feature_cache.prepare(
+            model,
+            dataset,
+            settings=self.settings,
+            device=self.device,
+            mean=mean,
+            std=std,
+            data=self.project.data.to_dict(),
+            project_dir=self.project.path,
+            world_size=self.world.size,
+            state=state,
+        )
+        if why_not:
+            self._events(Warned(why_not))
+        # what settings.json records, not the tensors: those are freed with the run
+        self.feature_cache = cached.describe() if cached else None
+        return cached
 
     def _refuse_misfit(self) -> None:
         """ModelError when the model's class count differs from the data's (fewer outputs crash
@@ -386,6 +421,7 @@ class Trainer:
                 "std": list(std),
                 "classes": dataset.classes,
                 "images": {split: len(dataset.splits[split]) for split in ("train", "val")},
+                "feature_cache": self.feature_cache,
             },
         )
 
