@@ -31,7 +31,9 @@ is refused with one message instead of an editor and a build that take minutes."
 # a letter first: torch keeps names that start with _ (and dunder names) for itself
 _ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # Names the built model (build.SpecModel) has besides nn.Module's: a submodule may not shadow them.
-_MODEL_ATTRIBUTES = frozenset({"training", "output_id", "spec", "order"})
+_MODEL_ATTRIBUTES = frozenset(
+    {"training", "output_id", "spec", "order", "plan", "output_slot", "run_steps"}
+)
 
 
 @functools.cache
