@@ -9,6 +9,7 @@ import pytest
 
 from cnnstudio import cli, load_project, new_project
 from cnnstudio.analysis import analyze
+from cnnstudio.cli_args import EXIT_INVALID
 from cnnstudio.data import DataSettings
 from cnnstudio.fit import DataNeeds, adaptation, data_needs, fitted, misfits, output_layer
 from cnnstudio.templates import list_templates
@@ -71,7 +72,7 @@ def test_train_refuses_a_class_misfit_with_one_line(tmp_path: Path, capsys, mode
     project = saved_project(tmp_path, model_classes, folder_data(tmp_path / "data"))
     code = cli.main(["train", str(project.path), "--epochs", "1", "--device", "cpu"])
     err = capsys.readouterr().err
-    assert code == cli.EXIT_INVALID and err.count("\n") == 1, err
+    assert code == EXIT_INVALID and err.count("\n") == 1, err
     assert f"the model outputs {model_classes} classes but the data has 10" in err
     assert "cnnstudio adapt" in err and "Traceback" not in err
     assert not (project.path / "runs").exists() or not any((project.path / "runs").iterdir())

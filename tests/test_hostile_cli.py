@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cnnstudio import cli
+from cnnstudio import cli, cli_project
 
 
 def _run_with(monkeypatch, capsys, error: BaseException) -> tuple[int, str]:
     def handler(_args):
         raise error
 
-    monkeypatch.setattr(cli, "_cmd_summary", handler)
+    monkeypatch.setattr(cli_project, "_cmd_summary", handler)
     code = cli.main(["summary", "anywhere"])
     return code, capsys.readouterr().err
 
