@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from cnnstudio import load_project, runs
+from cnnstudio import load_project, run_table, runs
 from cnnstudio.cli import main as cli
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -38,7 +38,7 @@ def make_runs(project: Path) -> None:
         cli(["new", str(project)])
     if not runs.list_runs(load_project(project).runs_dir):
         cli(["sweep", str(project), *GRID])
-    table = runs.run_table(load_project(project).runs_dir)
+    table = run_table.run_table(load_project(project).runs_dir)
     if table.best is not None and not any(row.notes.tags for row in table.rows):
         best = next(row for row in table.rows if row.info.name == table.best)
         runs.set_notes(best.info.folder, tags=["keep"], note="the one to export")

@@ -1,4 +1,4 @@
-"""How long does the Runs tab take to read a project's runs? The run table (``runs.run_table``:
+"""How long does the Runs tab take to read a project's runs? The run table (``run_table.run_table``:
 settings, state, notes and every epoch record of each run) against the run list it replaced
 (``runs.list_runs``: settings and state), on 100 run folders written by hand, each with 800
 logged steps and 2 epochs. Best of 5, side by side, and their ratio.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cnnstudio import runs
+from cnnstudio import run_table, runs
 from tests.test_run_table import fake_run
 
 
@@ -42,7 +42,7 @@ def main() -> int:
             run = fake_run(root, f"20261201-{n:04d}", [0.5, 0.6], lr=1e-3 * (n + 1))
             with (run / runs.METRICS).open("a") as out:
                 out.write((json.dumps(step) + "\n") * args.steps)
-        old, new = best_of(runs.list_runs, root), best_of(runs.run_table, root)
+        old, new = best_of(runs.list_runs, root), best_of(run_table.run_table, root)
     print(f"{args.runs} runs of {args.steps} logged steps: run list {1000 * old:.0f} ms, "
           f"run table {1000 * new:.0f} ms, ratio {new / old:.1f}")  # fmt: skip
     return 0

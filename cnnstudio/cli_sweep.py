@@ -1,5 +1,5 @@
 """The experiment commands: ``cnnstudio sweep DIR --grid lr=1e-3,3e-3 ...`` (a sweep of runs,
-cnnstudio.sweep) and ``cnnstudio runs DIR [--json]`` (the run table, cnnstudio.runs.run_table).
+cnnstudio.sweep) and ``cnnstudio runs DIR [--json]`` (the run table, cnnstudio.run_table).
 
 cli.py registers them (``add_sweep``, ``add_runs``) and reports their errors: a SweepError or a
 ProjectError is one line on stderr and exit code 2.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnstudio import runs
+from cnnstudio import run_table
 from cnnstudio.errors import SweepError
 from cnnstudio.project import load_project
 
@@ -138,7 +138,7 @@ def _queue_table(sweep: Sweep) -> str:
     rows = [
         [
             str(r.index + 1),
-            *(runs.format_setting(r.settings.get(n)) for n in names),
+            *(run_table.format_setting(r.settings.get(n)) for n in names),
             r.state,
             _number(r.best_val_accuracy),
             _number(r.final_val_accuracy),
@@ -178,7 +178,7 @@ class _SweepPrinter:
 
 
 def _settings(settings: dict) -> str:
-    return ", ".join(f"{k} {runs.format_setting(v)}" for k, v in settings.items())
+    return ", ".join(f"{k} {run_table.format_setting(v)}" for k, v in settings.items())
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -187,7 +187,7 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     project = load_project(args.dir)
-    table = runs.run_table(project.runs_dir)
+    table = run_table.run_table(project.runs_dir)
     if args.json:
         print(json.dumps(table.to_dict(), indent=2))
         return 0
@@ -198,7 +198,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_run_table(table: runs.RunTable) -> str:
+def format_run_table(table: run_table.RunTable) -> str:
     """The run table as text: a row per run, the settings that differ as columns, * the best."""
     header = ["", "run", "when", "state", "data", *table.columns, "best acc", "final acc",
               "best loss", "final loss", "time", "img/s", "sweep", "tags", "note"]  # fmt: skip
@@ -210,7 +210,8 @@ def format_run_table(table: runs.RunTable) -> str:
         )
         rows.append([
             "*" if info.name == table.best else "", info.name, info.started.replace("T", " "),
-            info.state, data, *(runs.format_setting(row.settings.get(c)) for c in table.columns),
+            info.state, data,
+            *(run_table.format_setting(row.settings.get(c)) for c in table.columns),
             _number(m["best_val_accuracy"]), _number(m["final_val_accuracy"]),
             _number(m["best_val_loss"]), _number(m["final_val_loss"]),
             "" if row.seconds is None else f"{row.seconds:.1f} s",

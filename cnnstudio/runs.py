@@ -4,7 +4,7 @@ Each run folder under ``<project>/runs/`` holds ``settings.json`` (the project, 
 the mean, std and classes it trained with), ``state.json`` (running, finished, stopped, failed,
 imported), ``metrics.jsonl`` and TensorBoard events, checkpoints (``last.pt``, ``best.pt``),
 ``evaluation.json``, ``model.safetensors`` and ``notes.json`` (tags, a note, the sweep that made
-it). ``run_table`` reads every run as a row of the run table.
+it). ``cnnstudio.run_table`` reads every run as a row of the run table.
 
 The trainer writes a run through ``new_run_dir``, ``write_settings``, ``write_state``,
 ``MetricsLog``, ``save_checkpoint``, ``write_evaluation`` and ``write_weights``; the run list reads
@@ -148,11 +148,12 @@ def run_info(folder: Path) -> RunInfo:
             else settings_summary(training)
         ),
         has_checkpoint=(folder / LAST).is_file() or (folder / BEST).is_file(),
-        **dict(zip(("data", "data_where"), data_words(_project_data(settings)), strict=True)),
+        **dict(zip(("data", "data_where"), data_words(project_data(settings)), strict=True)),
     )
 
 
-def _project_data(settings: dict[str, Any]) -> Any:
+def project_data(settings: dict[str, Any]) -> Any:
+    """The data settings a run's settings.json recorded (a dict, as written), or None."""
     project = settings.get("project")
     return project.get("data") if isinstance(project, dict) else None
 
@@ -346,126 +347,6 @@ def run_metrics(epochs: list[dict[str, Any]]) -> dict[str, float | None]:
         "best_val_loss": min(loss, default=None),
         "final_val_loss": loss[-1] if loss else None,
     }
-
-
-@dataclass(frozen=True)
-class RunRow:
-    """One run in the run table: its line of the run list and everything the table shows."""
-
-    info: RunInfo
-    settings: dict[str, Any]  # flat_settings of the run
-    images: int | None  # training and validation images
-    classes: int | None
-    metrics: dict[str, float | None]  # run_metrics
-    seconds: float | None  # time spent in its epochs (loading and evaluation aside)
-    images_per_sec: float | None  # training images per second of training
-    notes: RunNotes
-
-    def to_dict(self) -> dict[str, Any]:
-        info = self.info
-        return {
-            "name": info.name,
-            "folder": str(info.folder),
-            "started": info.started,
-            "state": info.state,
-            "message": info.message,
-            "data": info.data,
-            "data_where": info.data_where,
-            "images": self.images,
-            "classes": self.classes,
-            "epochs_done": info.epochs_done,
-            "epochs": info.epochs,
-            "settings": dict(self.settings),
-            **self.metrics,
-            "seconds": self.seconds,
-            "images_per_sec": self.images_per_sec,
-            "sweep": self.notes.sweep,
-            "tags": list(self.notes.tags),
-            "note": self.notes.note,
-        }
-
-
-@dataclass(frozen=True)
-class RunTable:
-    """Every run of a project (newest first), the settings that differ between them (the table's
-    setting columns) and the run with the best validation accuracy."""
-
-    rows: tuple[RunRow, ...]
-    columns: tuple[str, ...]
-    best: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "columns": list(self.columns),
-            "best": self.best,
-            "runs": [row.to_dict() for row in self.rows],
-        }
-
-
-def run_table(runs_dir: Path | None) -> RunTable:
-    """The run table of the runs in ``runs_dir``: what the window's run table and ``cnnstudio
-    runs`` show."""
-    rows = tuple(run_row(info) for info in list_runs(runs_dir))
-    columns = differing_settings(rows)
-    scored = [r for r in rows if r.metrics["best_val_accuracy"] is not None]
-    best = max(scored, key=lambda r: r.metrics["best_val_accuracy"], default=None)
-    return RunTable(rows, columns, best.info.name if best is not None else None)
-
-
-def differing_settings(rows: tuple[RunRow, ...] | list[RunRow]) -> tuple[str, ...]:
-    """The settings whose value is not the same in every one of ``rows`` (a setting some runs
-    lack counts when the others disagree), in the order the runs name them."""
-    names = dict.fromkeys(name for row in rows for name in row.settings)
-    return tuple(
-        name
-        for name in names
-        if len({json.dumps(r.settings[name]) for r in rows if name in r.settings}) > 1
-    )
-
-
-def format_setting(value: Any) -> str:
-    """A setting's value as the run table writes it: rates as people write them (3e-4, 0.01),
-    true/false, text as it is."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return format_rate(value)
-    return "" if value is None else str(value)
-
-
-def run_row(info: RunInfo) -> RunRow:
-    """The run table's row of one run (``info`` from ``run_info``)."""
-    settings = read_settings(info.folder) or {}
-    epochs = read_history(info.folder, epochs_only=True).epochs
-    images = settings.get("images")
-    counts = [v for v in images.values() if isinstance(v, int)] if isinstance(images, dict) else []
-    classes = settings.get("classes")
-    metrics = run_metrics(epochs)
-    if metrics["best_val_accuracy"] is None:
-        metrics["best_val_accuracy"] = info.best_val_accuracy
-    return RunRow(
-        info=info,
-        settings=flat_settings(settings.get("training"), _project_data(settings)),
-        images=sum(counts) if counts else None,
-        classes=len(classes) if isinstance(classes, list) else None,
-        metrics=metrics,
-        seconds=_total(epochs, "seconds"),
-        images_per_sec=_rate(epochs),
-        notes=read_notes(info.folder),
-    )
-
-
-def _total(epochs: list[dict[str, Any]], key: str) -> float | None:
-    """The sum of ``key`` over the epochs, None when an epoch does not have it (older runs)."""
-    found = [e.get(key) for e in epochs]
-    if not found or not all(isinstance(v, (int, float)) for v in found):
-        return None
-    return float(sum(found))
-
-
-def _rate(epochs: list[dict[str, Any]]) -> float | None:
-    images, seconds = _total(epochs, "train_images"), _total(epochs, "train_seconds")
-    return images / seconds if images is not None and seconds else None
 
 
 def delete_run(folder: Path) -> None:

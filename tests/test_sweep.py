@@ -1,4 +1,4 @@
-"""Sweeps (cnnstudio.sweep), the run table (cnnstudio.runs.run_table), their commands (`cnnstudio
+"""Sweeps (cnnstudio.sweep), the run table (cnnstudio.run_table), their commands (`cnnstudio
 sweep`, `cnnstudio runs`) and the HParams data each run writes for TensorBoard."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnstudio import Project, runs
+from cnnstudio import Project, run_table, runs
 from cnnstudio.cli import main
 from cnnstudio.data import DataSettings
 from cnnstudio.errors import SweepError
@@ -51,8 +51,8 @@ def project(tmp_path: Path) -> Project:
     return made
 
 
-def sweep_runs(project: Project) -> list[runs.RunRow]:
-    return list(runs.run_table(project.runs_dir).rows)
+def sweep_runs(project: Project) -> list[run_table.RunRow]:
+    return list(run_table.run_table(project.runs_dir).rows)
 
 
 # Plans
@@ -144,7 +144,7 @@ def test_the_run_table_shows_what_differs_and_marks_the_best(tmp_path: Path) -> 
     fake_run(tmp_path, "20261201-0900", 1e-3, [0.5, 0.7, 0.6])
     second = fake_run(tmp_path, "20261201-1000", 3e-3, [0.8, 0.75])
     runs.set_notes(second, tags=["baseline", " ", "baseline", "fast"], note="lr tripled")
-    table = runs.run_table(tmp_path)
+    table = run_table.run_table(tmp_path)
     assert table.columns == ("lr",) and table.best == "20261201-1000"
     newest = table.rows[0].to_dict()
     assert newest["settings"]["lr"] == 3e-3 and newest["settings"]["hflip"] is True

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from cnnstudio import runs
+from cnnstudio import run_table, runs
 from cnnstudio.data import DataSettings
 from cnnstudio.sweep import SweepEnded, list_sweeps
 from cnnstudio.train_settings import check_training
@@ -120,7 +120,7 @@ def test_a_sweep_runs_from_the_window(qtbot, trainable: MainWindow) -> None:
         assert "sweep is running" in trainable.train_panel.message.text()
     assert isinstance(ended.args[0], SweepEnded) and ended.args[0].state == "finished"
     assert dialog.queue_states() == ["done", "done"]
-    table = runs.run_table(trainable.document.project.runs_dir)
+    table = run_table.run_table(trainable.document.project.runs_dir)
     assert sorted(row.settings["lr"] for row in table.rows) == [1e-3, 3e-3]
     assert all(row.notes.sweep == dialog.sweep.id for row in table.rows)
     assert all(row.info.state == "finished" for row in table.rows)

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.data import DataSettings
 from cnnstudio.metrics import Evaluation
-from cnnstudio.runs import RunRow, differing_settings, format_setting, read_evaluation
+from cnnstudio.run_table import RunRow, differing_settings, format_setting
+from cnnstudio.runs import read_evaluation
 from ui.theme import colours
 from ui.training.curves_view import CurvesView, overlay_colour
 

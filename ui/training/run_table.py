@@ -1,4 +1,4 @@
-"""The Runs tab's table: a model over ``cnnstudio.runs.RunTable`` (one row per run: when, state,
+"""The Runs tab's table: a model over ``run_table.RunTable`` (one row per run: when, state,
 epochs, best validation accuracy, data, every setting that differs between the runs, the other
 metrics, duration, images/s, sweep, tags, note) and the proxy that sorts it by any column and keeps
 the rows that match a text and a state. The best run is bold with a star; tags and the note are
@@ -19,7 +19,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QFont
 
 from cnnstudio.errors import StudioError
-from cnnstudio.runs import RunRow, RunTable, format_setting, set_notes
+from cnnstudio.run_table import RunRow, RunTable, format_setting
+from cnnstudio.runs import set_notes
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1

@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.data import DataSettings
 from cnnstudio.errors import StudioError
-from cnnstudio.runs import RunInfo, RunRow, delete_run, run_table
+from cnnstudio.run_table import RunRow, run_table
+from cnnstudio.runs import RunInfo, delete_run
 from ui.icons import icon
 from ui.training.compare_dialog import CompareDialog
 from ui.training.run_table import NOTES_TIP, STATE_WORDS, RunTableFilter, RunTableModel

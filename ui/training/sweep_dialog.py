@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cnnstudio import runs
+from cnnstudio import run_table, runs
 from cnnstudio.errors import StudioError, SweepError
 from cnnstudio.progress import TaskState
 from cnnstudio.sweep import (
@@ -144,7 +144,7 @@ class SettingRow(QWidget):
             tip = f"{param.help} — {param.describe()}"
             self.name_box.setItemData(self.name_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.name_box.setCurrentIndex(self.name_box.findData(name))
-        self.values_edit = QLineEdit(runs.format_setting(current(name)), self)
+        self.values_edit = QLineEdit(run_table.format_setting(current(name)), self)
         self.values_edit.setPlaceholderText(VALUES_HINT)
         self.remove_button = QToolButton(self)
         self.remove_button.setIcon(icon("delete"))
@@ -165,7 +165,7 @@ class SettingRow(QWidget):
         return self.values_edit.text()
 
     def _on_name_changed(self) -> None:
-        self.values_edit.setText(runs.format_setting(self.current(self.name)))
+        self.values_edit.setText(run_table.format_setting(self.current(self.name)))
         self.changed.emit()
 
 
@@ -377,7 +377,7 @@ class SweepDialog(QDialog):
     def _show_run(self, run: PlannedRun, state: str | None = None) -> None:
         best = "" if run.best_val_accuracy is None else f"{run.best_val_accuracy:.1%}"
         cells = [str(run.index + 1),
-                 *(runs.format_setting(run.settings.get(name)) for name in self._names),
+                 *(run_table.format_setting(run.settings.get(name)) for name in self._names),
                  state or run.state, best, run.run or ""]  # fmt: skip
         for column, text in enumerate(cells):
             item = QTableWidgetItem(text)
