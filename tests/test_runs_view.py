@@ -398,3 +398,31 @@ def test_the_device_list_names_this_machines_devices(opened: MainWindow) -> None
     assert combo.itemText(1).startswith("CPU (")
     combo.setCurrentIndex(1)
     assert opened.document.project.training["device"] == "cpu"
+
+
+def test_a_narrow_matrix_numbers_its_columns_and_a_wide_one_names_them(qtbot) -> None:
+    from cnnstudio.metrics import Evaluation, per_class_metrics
+    from ui.training.results_view import ResultsView
+
+    names = ["circle", "ring", "square", "frame", "triangle", "diamond", "plus", "x", "hbar", "v"]
+    confusion = np.eye(len(names), dtype=np.int64) * 9 + 1
+    evaluation = Evaluation(names, 0.9, 0.3, confusion, per_class_metrics(confusion, names), [])
+    view = ResultsView()
+    qtbot.addWidget(view)
+    view.resize(640, 400)
+    view.show()
+    view.set_evaluation(evaluation, "run")
+    matrix = view.confusion
+
+    def columns() -> list[str]:
+        return [matrix.horizontalHeaderItem(c).text() for c in range(len(names))]
+
+    def rows() -> list[str]:
+        return [matrix.verticalHeaderItem(r).text() for r in range(len(names))]
+
+    qtbot.waitUntil(lambda: columns() == [str(i) for i in range(len(names))])
+    assert rows() == [f"{i} {name}" for i, name in enumerate(names)]
+    assert "numbered" in view.caption.text()
+    view.resize(2600, 400)
+    qtbot.waitUntil(lambda: columns() == names)
+    assert rows() == names and "numbered" not in view.caption.text()

@@ -37,6 +37,11 @@ GALLERY_LIMIT = 60
 ImageSource = Callable[[list[int]], np.ndarray]  # dataset indices -> N×H×W×C uint8
 
 
+CAPTION = "Rows: true class · columns: predicted"
+MATRIX_CELL = 26  # a numbered column: three digits and the margins
+GALLERY_MIN = THUMB + 24
+
+
 def array_to_pixmap(image: np.ndarray) -> QPixmap:
     """An H×W×C uint8 array (C = 1 or 3) as a QPixmap."""
     image = np.ascontiguousarray(image)
@@ -126,7 +131,7 @@ class ResultsView(QWidget):
         left = QWidget(splitter)
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        caption = QLabel("Rows: true class · columns: predicted", left)
+        caption = self.caption = QLabel(CAPTION, left)
         caption.setToolTip("The confusion matrix: rows are the true class, columns the prediction")
         caption.setProperty("role", "muted")
         caption.setWordWrap(True)  # not the width the pane must keep
@@ -169,6 +174,7 @@ class ResultsView(QWidget):
         self.gallery.setSpacing(4)
         self.gallery.setToolTip("Double-click an image to open it in the Inspect view")
         right_layout.addWidget(self.gallery, 1)
+        splitter.splitterMoved.connect(lambda _pos, _index: self._label_classes())
         splitter.setSizes([370, 340, 270])
         for pane, stretch in enumerate((3, 0, 1)):  # room goes to the matrix and the images
             splitter.setStretchFactor(pane, stretch)
@@ -221,6 +227,7 @@ class ResultsView(QWidget):
         for index, name in enumerate(evaluation.classes):
             self.confusion.setHorizontalHeaderItem(index, _header(name, f"predicted {name}"))
             self.confusion.setVerticalHeaderItem(index, _header(name, f"true {name}"))
+        self._label_classes()
         totals = matrix.sum(axis=1)
         for i in range(n):
             for j in range(n):
@@ -277,12 +284,45 @@ class ResultsView(QWidget):
         if not self._panes_sized and sum(sizes) > needed:  # once: later, the user's sizes stay
             self._panes_sized = True
             rest = sum(sizes) - needed
-            splitter.setSizes([round(rest * 0.6), needed, rest - round(rest * 0.6)])
+            # the whole matrix first (its columns numbered), the gallery what is left, not less
+            # than a thumbnail's width
+            matrix = max(round(rest * 0.6), min(self._matrix_width(), rest - GALLERY_MIN))
+            splitter.setSizes([matrix, needed, rest - matrix])
+
+    def _matrix_width(self) -> int:
+        """The width the confusion matrix needs with numbered columns of MATRIX_CELL pixels."""
+        n = len(self.evaluation.classes) if self.evaluation is not None else 0
+        table = self.confusion
+        labels = [f"{i} {name}" for i, name in enumerate(self.evaluation.classes)] if n else []
+        metrics = table.verticalHeader().fontMetrics()
+        header = max((metrics.horizontalAdvance(text) for text in labels), default=0) + 16
+        scroll = table.verticalScrollBar().sizeHint().width()
+        return header + n * MATRIX_CELL + scroll + 2 * table.frameWidth()
+
+    def _label_classes(self) -> None:
+        """Class names on the matrix's columns where they fit; where they do not (ten classes in a
+        narrow pane showed "c…", "r…"), the columns are numbered and each row names its number:
+        "3 frame" on the row, "3" on the column."""
+        evaluation = self.evaluation
+        if evaluation is None or not evaluation.classes:
+            return
+        header = self.confusion.horizontalHeader()
+        metrics = header.fontMetrics()
+        widest = max(metrics.horizontalAdvance(name) for name in evaluation.classes)
+        column = self.confusion.viewport().width() / len(evaluation.classes)
+        numbered = widest + 12 > column
+        self.caption.setText(f"{CAPTION} (numbered as the rows)" if numbered else CAPTION)
+        for index, name in enumerate(evaluation.classes):
+            self.confusion.horizontalHeaderItem(index).setText(str(index) if numbered else name)
+            self.confusion.verticalHeaderItem(index).setText(
+                f"{index} {name}" if numbered else name
+            )
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self.evaluation is not None and not self._panes_sized:  # filled while hidden
             self._keep_per_class_whole()
+        self._label_classes()
 
     def refresh_theme(self) -> None:
         """Recolour the heat map in the current theme."""
