@@ -208,6 +208,14 @@ def test_lr_finder_plots_and_applies_its_suggestion(opened: MainWindow, qtbot) -
     x, _ = view.curve.getData()
     assert len(x) == len(view.result.lrs) >= 10
     assert view.marker.isVisible()
+    axis = view.plot.getAxis("bottom")  # rates as the settings write them, not 10^-7 and 0.0001
+    assert axis.tickStrings([-7.0, -4.0, -2.0, 0.0, 1.0], 1, 1) == [
+        "1e-7",
+        "1e-4",
+        "0.01",
+        "1",
+        "10",
+    ]
     view.apply_button.click()
     assert opened.document.project.training["lr"] == float(f"{view.result.suggestion:.2g}")
     assert opened.document.dirty

@@ -23,6 +23,16 @@ def _range_test(state: TaskState, project, steps: int) -> LRFinderResult:
     return find_lr(project, steps=steps, state=state)
 
 
+class RateAxis(pg.AxisItem):
+    """A log axis labelled the way rates are written in the settings (1e-7 … 0.01, 0.1, 1, 10),
+    not pyqtgraph's mix of powers of ten and decimals."""
+
+    def tickStrings(self, values, scale, spacing) -> list[str]:
+        if not self.logMode:
+            return super().tickStrings(values, scale, spacing)
+        return [format_rate(10.0**value) for value in values]
+
+
 class LRFinderView(QWidget):
     """Find a learning rate for the document's project; ``applied`` carries the chosen rate."""
 
@@ -58,7 +68,9 @@ class LRFinderView(QWidget):
         row.addWidget(self.status, 1)
         layout.addLayout(row)
         c = colours()
-        self.plot = pg.PlotWidget(self, background=c.base)
+        self.plot = pg.PlotWidget(
+            self, background=c.base, axisItems={"bottom": RateAxis(orientation="bottom")}
+        )
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "learning rate")
         self.plot.setLabel("left", "loss (smoothed)")
