@@ -125,3 +125,17 @@ def test_hand_edits_survive_a_reload_and_destructive_ones_warn(qtbot, tmp_path) 
     qtbot.waitUntil(lambda: not panel.busy(), timeout=30000)
     panel.shutdown()
     document.shutdown()
+
+
+def test_the_chart_caption_is_written_in_the_muted_text_colour(qtbot) -> None:
+    from ui.theme import colours
+
+    document = ProjectDocument(new_project())
+    panel = DataPanel(document)
+    qtbot.addWidget(panel)
+    qtbot.waitUntil(lambda: panel.summary is not None, timeout=120000)
+    axis = panel.chart.getAxis("bottom")  # it was drawn in the border colour, barely visible
+    assert f"color: {colours().muted}" in axis.labelString()
+    assert axis.textPen().color().name() == colours().muted
+    panel.shutdown()
+    document.shutdown()

@@ -563,8 +563,9 @@ class DataPanel(QWidget):
         axis.setWidth(min(widest + 16, 220))
         axis.setTicks([[(i, name) for i, name in enumerate(shown)]])
         for name in ("left", "bottom"):
-            self.chart.getAxis(name).setTextPen(c.muted)
+            # the line pen first: pyqtgraph's setPen colours the axis caption too
             self.chart.getAxis(name).setPen(c.border)
+            self.chart.getAxis(name).setTextPen(c.muted)
         self.chart.setMinimumHeight(max(140, 20 * len(totals) + 50))
         self.chart.getViewBox().invertY(True)
         self.chart.setYRange(-0.6, len(totals) - 0.4, padding=0)
