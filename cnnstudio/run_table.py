@@ -12,6 +12,9 @@ from typing import Any
 
 from cnnstudio.params import format_rate
 from cnnstudio.runs import (
+    METRICS,
+    NOTES,
+    SETTINGS,
     RunInfo,
     RunNotes,
     flat_settings,
@@ -109,8 +112,43 @@ def format_setting(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+_ROWS: dict[Path, tuple[tuple, RunInfo, RunRow]] = {}  # folder -> (its files' stamp, info, row)
+ROW_FILES = (SETTINGS, METRICS, NOTES)  # what a row reads besides the run's info
+
+
+def _stamp(folder: Path) -> tuple:
+    """When and how big each file a row reads is (None for one that is not there)."""
+    found = []
+    for name in ROW_FILES:
+        try:
+            status = (folder / name).stat()
+        except OSError:
+            found.append(None)
+            continue
+        found.append((status.st_mtime_ns, status.st_size))
+    return tuple(found)
+
+
+def forget_rows() -> None:
+    """Drop the rows kept from earlier reads (the next table reads every run again)."""
+    _ROWS.clear()
+
+
 def run_row(info: RunInfo) -> RunRow:
-    """The run table's row of one run (``info`` from ``run_info``)."""
+    """The run table's row of one run (``info`` from ``run_info``). A row whose run has not
+    changed since it was last read (the same info, its files the same size and time) is the one
+    read then: the table is read again after every run and sweep run that ends, and a project's
+    metrics logs grow to megabytes."""
+    stamp = _stamp(info.folder)
+    kept = _ROWS.get(info.folder)
+    if kept is not None and kept[0] == stamp and kept[1] == info:
+        return kept[2]
+    row = _read_row(info)
+    _ROWS[info.folder] = (stamp, info, row)
+    return row
+
+
+def _read_row(info: RunInfo) -> RunRow:
     settings = read_settings(info.folder) or {}
     epochs = read_history(info.folder, epochs_only=True).epochs
     images = settings.get("images")

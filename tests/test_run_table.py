@@ -187,3 +187,21 @@ def test_selection_follows_the_runs_through_sorting_and_refresh(view: RunsView, 
     assert len(view.runs) == 4 and column_texts(view, "run")[-1].startswith("★")
     view.select_runs(["20261201-1200"])
     assert not view.compare_button.isEnabled()
+
+
+def test_a_row_is_read_again_only_when_its_run_changed(tmp_path: Path) -> None:
+    from cnnstudio import run_table
+
+    first = fake_run(tmp_path, "20261201-0001", [0.5, 0.6])
+    fake_run(tmp_path, "20261201-0002", [0.4])
+    before = {row.info.name: row for row in run_table.run_table(tmp_path).rows}
+    again = {row.info.name: row for row in run_table.run_table(tmp_path).rows}
+    assert all(again[name] is before[name] for name in before)  # nothing changed: kept
+    record = {"type": "epoch", "epoch": 3, "global_step": 30, "val_accuracy": 0.9, "val_loss": 0.1}
+    with (first / runs.METRICS).open("a") as log:
+        log.write(json.dumps(record) + "\n")
+    runs.set_notes(first, tags=["kept"])
+    after = {row.info.name: row for row in run_table.run_table(tmp_path).rows}
+    assert after["20261201-0001"].metrics["best_val_accuracy"] == 0.9
+    assert after["20261201-0001"].notes.tags == ("kept",)
+    assert after["20261201-0002"] is before["20261201-0002"]
