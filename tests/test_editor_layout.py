@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 from PySide6.QtGui import QFontMetricsF
-from PySide6.QtWidgets import QGraphicsSimpleTextItem
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsSimpleTextItem
 
 from cnnstudio import create_model_spec
 from cnnstudio.layers import get_layer_kind
@@ -142,3 +142,21 @@ def test_blocks_are_wide_enough_for_their_shape(qtbot, canvas) -> None:
     shape_w = QFontMetricsF(bold).horizontalAdvance(block.text.shape)
     right_w = QFontMetricsF(canvas.font()).horizontalAdvance(block.text.right)
     assert block.width >= 44 + title_w + max(shape_w, right_w)
+
+
+def test_shape_labels_keep_clear_of_every_block_and_port(qtbot, window) -> None:
+    window.document.push(SpecCommand(window.document, two_branches(), "branches"))
+    settle(qtbot, window)
+    items = window.canvas.scene().items()
+    labels = [
+        i
+        for i in items
+        if isinstance(i, QGraphicsSimpleTextItem) and "×" in i.text() and "Input" not in i.text()
+    ]
+    boxes = [b.sceneBoundingRect() for b in window.canvas.blocks.values()]  # ports included
+    boxes += [i.sceneBoundingRect() for i in items if isinstance(i, QGraphicsEllipseItem)]
+    boxes += [i.sceneBoundingRect() for i in items if i.toolTip().startswith("The model's input")]
+    assert len(labels) >= 3 and len(boxes) >= 4
+    for label in labels:  # the input's edge label touched the pill's port and conv1's
+        rect = label.sceneBoundingRect()
+        assert not any(rect.intersects(box) for box in boxes), label.text()

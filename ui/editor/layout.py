@@ -15,14 +15,16 @@ from grandalf.layouts import SugiyamaLayout
 
 from cnnstudio.spec import INPUT, ModelSpec
 
-ROW_H, ROW_GAP, TOP = 58.0, 30.0, 52.0
-"""A block's height, the room between rows (an edge's shape label lives there), the first row's
-top (the input pill sits above it)."""
+ROW_H, ROW_GAP = 58.0, 30.0
+"""A block's height, the room between rows (an edge's shape label lives there)."""
 COLUMN_GAP = 36.0
 INPUT_X = 150.0
 """Where the input's centre goes; a chain's column is centred under it."""
 INPUT_TOP, INPUT_H = 8.0, 28.0
 """The input pill above the first row."""
+TOP = INPUT_TOP + INPUT_H + ROW_GAP
+"""The first row's top: a row's gap below the input pill, room for its edge's shape label (with
+16 px the label touched both ports)."""
 
 
 @dataclass(frozen=True)
