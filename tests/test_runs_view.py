@@ -434,3 +434,13 @@ def test_a_narrow_matrix_numbers_its_columns_and_a_wide_one_names_them(qtbot) ->
     view.resize(2600, 400)
     qtbot.waitUntil(lambda: columns() == names)
     assert rows() == names and "numbered" not in view.caption.text()
+
+
+def test_opening_a_trained_project_shows_its_newest_run(opened: MainWindow, qtbot) -> None:
+    panel = opened.train_panel
+    newest = panel.runs_view.runs[0]
+    assert [r.name for r in panel.runs_view.selected()] == [newest.name]
+    qtbot.waitUntil(lambda: panel.results_view.evaluation is not None, timeout=30000)
+    assert newest.name in panel.results_view.title.text()
+    x, _ = panel.curves.overlays[0].getData()  # its loss drawn, not empty axes
+    assert len(panel.curves.overlays) == 2 and len(x) > 0

@@ -211,10 +211,13 @@ class TrainPanel(QWidget):
         self.tabs.setTabIcon(3, icon("lr"))
 
     def refresh_form(self) -> None:
-        """Show the project's training settings and runs (after another project was opened)."""
+        """Show the project's training settings and runs (after another project was opened), its
+        newest run selected: its curves and results are what one opens a trained project for."""
         self.form.refresh()
-        self.runs_view.set_runs_dir(self.document.project.runs_dir)
         self.results_view.set_evaluation(None)
+        self.runs_view.set_runs_dir(self.document.project.runs_dir)
+        if self.runs_view.runs:
+            self.runs_view.select_runs([self.runs_view.runs[0].name])
 
     def _on_lr_applied(self, value: float) -> None:
         self.message.setText(f"Learning rate set to {format_rate(value)} by the finder.")
