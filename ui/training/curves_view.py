@@ -108,6 +108,8 @@ class CurvesView(QWidget):
         self.lr_plot.setLabel("left", "learning rate")
         for plot in (self.acc_plot, self.lr_plot):
             plot.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on fractions
+        # the narrowest plot: half the ticks, or its step numbers ran together ("0.20.40.6")
+        self.lr_plot.getAxis("bottom").setTickDensity(0.5)
         self.acc_plot.setYRange(0, 1, padding=0.02)
         self.acc_plot.enableAutoRange(axis="y", enable=False)
         for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
