@@ -75,7 +75,8 @@ class TensorBatches:
     Shuffling, augmentation and normalization happen on that device, a whole batch at a time.
     With ``world > 1`` each rank takes its share of every epoch's order, as DistributedSampler
     does (padded so every rank gets the same number of batches, unless ``pad`` is False). With
-    ``merge_single`` a last batch of one image joins the one before it.
+    ``merge_single`` a last batch of one image joins the one before it. With ``channels_last``
+    (and no augmentation) the batches come laid out channels-last, as such a model reads them.
     """
 
     def __init__(
@@ -95,8 +96,16 @@ class TensorBatches:
         rank: int = 0,
         world: int = 1,
         pad: bool = True,
+        channels_last: bool = False,
     ) -> None:
         device = images.device
+        if channels_last and not augment and images.dim() == 4:
+            # the split's images copied once in the model's layout: a batch is then one gather
+            # and one multiply-add (which keeps the layout), not a relayout of every batch
+            indices = indices.to(device)
+            images = images.index_select(0, indices).contiguous(memory_format=torch.channels_last)
+            labels = labels.to(device).index_select(0, indices)
+            indices = torch.arange(len(indices), device=device)
         self.images = images
         self.labels = labels.to(device)
         self.indices = indices.to(device)
@@ -153,15 +162,17 @@ class TensorBatches:
             if index < self.first and not self.augment:
                 continue
             batch = order[start:end]
-            images = self.images[batch]
+            # index_select: on the CPU ten times faster than images[batch] for uint8 images
+            images = self.images.index_select(0, batch)
             if self.augment:
                 x = augment_batch(images, self.augment, generator)
                 if index < self.first:
                     continue  # augmented all the same: the batches after it draw the same
                 x = torch.addcmul(self._shift, x, self._scale01)
             else:
-                x = torch.addcmul(self._shift, images.float(), self._scale255)
-            yield x, self.labels[batch]
+                # uint8 in, float32 out: the conversion happens inside the multiply-add
+                x = torch.addcmul(self._shift, images, self._scale255)
+            yield x, self.labels.index_select(0, batch)
 
 
 class _FileImages(torch.utils.data.Dataset):
@@ -349,6 +360,7 @@ def make_batches(
     world: int = 1,
     workers: int | None = None,
     shuffle: bool | None = None,
+    channels_last: bool = False,
 ) -> TensorBatches | LoaderBatches:
     """Batches of ``split`` on ``device``: from memory when the dataset is decoded, else through
     DataLoader workers. Training batches are shuffled and augmented, and never hold a single image
@@ -356,7 +368,8 @@ def make_batches(
     ``world > 1`` every rank gets as many training batches as the others (the shares are padded
     with repeats, as DistributedSampler does); the validation shares are not padded, so that the
     ranks together see each image once. ``shuffle=False`` keeps training batches (augmented)
-    in the split's order (the feature cache's augmented views)."""
+    in the split's order (the feature cache's augmented views). ``channels_last``: the model
+    reads channels-last feature maps (in-memory batches without augmentation are made so)."""
     device = torch.device(device)
     augment = augment if train else None
     shuffle = train if shuffle is None else shuffle
@@ -376,6 +389,7 @@ def make_batches(
             rank=rank,
             world=world,
             pad=train,
+            channels_last=channels_last,
         )
     return LoaderBatches(
         dataset,
