@@ -99,7 +99,8 @@ class TensorBatches:
         channels_last: bool = False,
     ) -> None:
         device = images.device
-        if channels_last and not augment and images.dim() == 4:
+        self._channels_last = channels_last and not augment and images.dim() == 4
+        if self._channels_last:
             # the split's images copied once in the model's layout: a batch is then one gather
             # and one multiply-add (which keeps the layout), not a relayout of every batch
             indices = indices.to(device)
@@ -162,8 +163,11 @@ class TensorBatches:
             if index < self.first and not self.augment:
                 continue
             batch = order[start:end]
-            # index_select: on the CPU ten times faster than images[batch] for uint8 images
-            images = self.images.index_select(0, batch)
+            # index_select: on the CPU ten times faster than images[batch] for uint8 images, but
+            # its result is laid out NCHW; images[batch] keeps the channels-last layout
+            images = (
+                self.images[batch] if self._channels_last else self.images.index_select(0, batch)
+            )
             if self.augment:
                 x = augment_batch(images, self.augment, generator)
                 if index < self.first:
