@@ -9,6 +9,7 @@ benchmark compares against.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -110,8 +111,14 @@ def augment_batch(
 def _gray(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] != 3:
         return x.mean(dim=1, keepdim=True)
-    weights = torch.tensor(_GRAY, device=x.device, dtype=x.dtype)
-    return (x * weights[None, :, None, None]).sum(dim=1, keepdim=True)
+    return (x * _gray_weights(x.device, x.dtype)).sum(dim=1, keepdim=True)
+
+
+@functools.cache
+def _gray_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The luma weights as a 1×3×1×1 tensor on ``device``, made once: a tensor made from Python
+    numbers on a GPU is a blocking copy, which would wait for the device at every batch."""
+    return torch.tensor(_GRAY, device=device, dtype=dtype)[None, :, None, None]
 
 
 def _flip_and_crop(

@@ -127,7 +127,13 @@ def make_optimizer(
     groups: list[dict], *, optimizer: str, lr: float, momentum: float, nesterov: bool
 ) -> torch.optim.Optimizer:
     """AdamW, Adam or SGD (with momentum, Nesterov when asked and momentum is on) over
-    ``groups``."""
+    ``groups``, in torch's fused implementation: one kernel per step for all the parameters of
+    a device instead of a few per parameter (torch's default on the CPU, where the step of a
+    SimpleCNN took 4 % of its training time), and, under an fp16 GradScaler, no wait for the
+    device at each step (the scaler hands the fused step its inf check instead of reading it)."""
     if optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
-    return {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[optimizer](groups, lr=lr)
+        nesterov = nesterov and momentum > 0
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, fused=True)
+    return {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[optimizer](
+        groups, lr=lr, fused=True
+    )

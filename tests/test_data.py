@@ -386,6 +386,32 @@ def test_tensor_batches_shuffle_per_epoch_and_shard_across_ranks() -> None:
     assert len({len(r) for r in ranks}) == 1
 
 
+@pytest.mark.parametrize("augment", [None, AUGMENT_ON])
+def test_channels_last_batches_hold_the_same_images_laid_out_for_the_model(augment) -> None:
+    """channels_last changes the layout of the batches (without augmentation), never the
+    images, labels, order, shards or the merged last batch."""
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (23, 3, 6, 5), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(23) % 4
+    indices = torch.tensor([0, 2, 3, 5, 7, 8, 9, 11, 12, 14, 15, 17, 18, 20, 22])
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+
+    def batches(channels_last: bool, rank: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        made = TensorBatches(images, labels, indices, 4, mean, std, augment=augment,
+                             shuffle=True, merge_single=True, seed=1, rank=rank, world=2,
+                             channels_last=channels_last)  # fmt: skip
+        made.set_epoch(2)
+        return list(made)
+
+    for rank in (0, 1):
+        plain, laid_out = batches(False, rank), batches(True, rank)
+        assert [len(y) for _, y in laid_out] == [len(y) for _, y in plain] == [4, 4]
+        for (x, y), (x_cl, y_cl) in zip(plain, laid_out, strict=True):
+            assert torch.equal(x_cl, x) and torch.equal(y_cl, y)
+            if not augment:
+                assert x_cl.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_preview_gives_augmented_images_of_one_class() -> None:
     dataset = load_dataset(DataSettings(), (3, 32, 32))
     grid = preview(dataset, 2, 6, AUGMENT_ON, seed=1)

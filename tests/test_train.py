@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -18,7 +19,7 @@ from PIL import Image
 
 from cnnstudio import Project, build_model, load_project
 from cnnstudio.data import DataSettings
-from cnnstudio.recipe import lr_factor
+from cnnstudio.recipe import lr_factor, param_groups
 from cnnstudio.runs import load_checkpoint
 from cnnstudio.train import (
     CheckpointSaved,
@@ -32,6 +33,7 @@ from cnnstudio.train import (
     estimate_memory,
     make_optimizer,
 )
+from cnnstudio.train.checkpoint import Progress, TrainingParts, checkpoint_state, restore
 from cnnstudio.train_settings import TRAIN_PARAMS, TrainSettings, check_training
 from tests.helpers import spec_of
 
@@ -394,6 +396,44 @@ def test_per_group_learning_rates_reach_the_optimizer() -> None:
     assert counted == sum(p.numel() for p in model.parameters())
     frozen = make_optimizer(build_model(backbone_spec(freeze=True)), settings)
     assert [g["name"] for g in frozen.param_groups] == ["head", "head_no_decay"]
+
+
+def test_a_checkpoint_of_an_unfused_optimizer_resumes_on_the_fused_one() -> None:
+    """Runs saved before the optimizers were fused resume with the fused kernels and go on from
+    the same state: the next step matches the unfused optimizer's own next step."""
+    torch.manual_seed(0)
+    model = build_model(tiny_model())
+    x, y = torch.randn(6, 3, 16, 16), torch.tensor([0, 1, 2, 3, 0, 1])
+    settings = TrainSettings.from_dict({"lr": 0.01, "weight_decay": 0.01})
+    groups = param_groups(model, set(), lr=0.01, backbone_lr="same", weight_decay=0.01)
+    old = torch.optim.AdamW(groups, lr=0.01)  # torch's default kernels
+    scheduler = torch.optim.lr_scheduler.LambdaLR(old, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+
+    def step(optimizer: torch.optim.Optimizer) -> None:
+        torch.manual_seed(1)  # the same dropout masks
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step(old)
+    parts = TrainingParts(model, old, scheduler, scaler)
+    # a copy, as the file holds: the state dicts share the live tensors
+    saved = copy.deepcopy(
+        checkpoint_state(parts, Progress(), settings, tiny_model(), torch.device("cpu"))
+    )
+    assert not any(group["fused"] for group in saved["optimizer"]["param_groups"])
+    step(old)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model.load_state_dict(saved["model"])
+    fused = make_optimizer(model, settings)
+    restore(saved, TrainingParts(model, fused, scheduler, scaler), torch.device("cpu"))
+    assert all(group["fused"] for group in fused.param_groups)
+    step(fused)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[key], rtol=1e-5, atol=1e-6, msg=key)
 
 
 @pytest.mark.slow

@@ -67,12 +67,31 @@ def restore(checkpoint: dict[str, Any], parts: TrainingParts, device: torch.devi
     """Put the states of ``checkpoint`` back into ``parts`` and the random generators; the
     progress it was saved at."""
     parts.model.load_state_dict(checkpoint["model"])
-    parts.optimizer.load_state_dict(checkpoint["optimizer"])
+    parts.optimizer.load_state_dict(_this_implementation(checkpoint["optimizer"], parts.optimizer))
     parts.scheduler.load_state_dict(checkpoint["scheduler"])
     parts.scaler.load_state_dict(checkpoint["scaler"])
     progress = Progress(**checkpoint["progress"])
     _set_rng_state(checkpoint["rng"], device)
     return progress
+
+
+# the optimizer's choice of kernels, which a resumed run takes from its own optimizer
+_IMPLEMENTATION = ("fused", "foreach")
+
+
+def _this_implementation(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``saved`` (an optimizer's state_dict) with the kernels ``optimizer`` was made with: a
+    checkpoint written before the optimizers were fused resumes fused. torch's loading then puts
+    each parameter's step count where those kernels want it (a fused step wants it on the
+    parameter's device)."""
+    ours = optimizer.param_groups
+    if len(saved["param_groups"]) != len(ours):
+        return saved  # torch's loading refuses it, naming the mismatch
+    groups = [
+        {**group, **{key: own.get(key) for key in _IMPLEMENTATION}}
+        for group, own in zip(saved["param_groups"], ours, strict=True)
+    ]
+    return {**saved, "param_groups": groups}
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:

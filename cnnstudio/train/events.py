@@ -137,6 +137,12 @@ class Control:
             self._snapshots.append(request)
         return request
 
+    @property
+    def has_snapshot_requests(self) -> bool:
+        """Whether a snapshot is asked for, read without the lock (the loop asks after every
+        step): a request that lands just after it is seen after the next step."""
+        return bool(self._snapshots)
+
     def take_snapshot_requests(self) -> list[SnapshotRequest]:
         with self._lock:
             requests, self._snapshots = self._snapshots, []

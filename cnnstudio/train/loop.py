@@ -53,32 +53,34 @@ class RunContext:
 
 class _Window:
     """The losses and correct counts of the last ``log_every`` steps, kept on the device until
-    they are read, and when the window started."""
+    they are read, and when the window started. A step only keeps its two results (no copy into
+    a buffer: each copy is one more kernel a step on a GPU); the read stacks them."""
 
-    def __init__(self, size: int, device: torch.device) -> None:
-        self.losses = torch.zeros(size, device=device)
-        self.corrects = torch.zeros(size, device=device)
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.losses: list[torch.Tensor] = []
+        self.corrects: list[torch.Tensor] = []
         self.sizes: list[int] = []
         self.start = time.perf_counter()
 
     @property
     def full(self) -> bool:
-        return len(self.sizes) == len(self.losses)
+        return len(self.sizes) == self.size
 
     def add(self, loss: torch.Tensor, correct: torch.Tensor, images: int) -> None:
-        slot = len(self.sizes)
-        self.losses[slot] = loss.detach().float()
-        self.corrects[slot] = correct
+        self.losses.append(loss.detach())
+        self.corrects.append(correct)
         self.sizes.append(images)
 
     def read(self) -> tuple[list[float], list[float]]:
         """The steps' losses and correct counts: one sync with the device."""
-        n = len(self.sizes)
-        losses, corrects = torch.stack([self.losses[:n], self.corrects[:n]]).tolist()
-        return losses, corrects
+        losses = torch.stack(self.losses).float()
+        corrects = torch.stack(self.corrects).float()
+        step_losses, step_corrects = torch.stack([losses, corrects]).tolist()
+        return step_losses, step_corrects
 
     def restart(self) -> None:
-        self.sizes = []
+        self.losses, self.corrects, self.sizes = [], [], []
         self.start = time.perf_counter()
 
 
@@ -167,36 +169,45 @@ class Loop:
 
     def _train_steps(self) -> tuple[str | Failed | None, float]:
         """The epoch's steps from where it stands (a resumed run skips those trained before its
-        stop): how the run ends here (None: it goes on), and the seconds spent training."""
+        stop): how the run ends here (None: it goes on), and the seconds spent training: all of
+        the steps' wall time, the metrics read and logged every ``log_every`` steps included,
+        pauses and a stop's checkpoint left out."""
         p, control = self.p, self.c.control
         # resumed mid-epoch: the batches trained before the stop are skipped
         self.train_batches.set_epoch(p.epoch, first=p.batch)
         self.trained.train()
-        window = _Window(self.settings.log_every, self.device)
-        train_time = 0.0
+        started = time.perf_counter()
+        paused = 0.0  # seconds
+
+        def train_time() -> float:
+            return time.perf_counter() - started - paused
+
+        window = _Window(self.settings.log_every)
         for x, y in self.train_batches:
-            self._serve_snapshots()
+            if control.has_snapshot_requests:
+                self._serve_snapshots()
             if control.paused:
-                train_time += time.perf_counter() - window.start
+                paused_at = time.perf_counter()
                 control.wait_while_paused(self._serve_snapshots)
-                window.start = time.perf_counter()
+                waited = time.perf_counter() - paused_at
+                paused += waited
+                window.start += waited  # the window's speed leaves the pause out too
             if control.stopping and self._agree_to_stop():
+                seconds = train_time()
                 self._flush(window)
                 self._checkpoint("stop")
-                return "stopped", train_time
+                return "stopped", seconds
             loss, correct = self._step(x, y)
             window.add(loss, correct, len(y))
             p.batch += 1
             p.global_step += 1
             self._heartbeat()
             if window.full or p.batch == self.steps:
-                now = time.perf_counter()
-                failed = self._flush(window, now)
-                train_time += now - window.start
+                failed = self._flush(window)
                 window.restart()
                 if failed:
-                    return failed, train_time
-        return None, train_time
+                    return failed, train_time()
+        return None, train_time()
 
     def _heartbeat(self) -> None:
         """StepsDone after the first step and then at most every HEARTBEAT_SECONDS."""
@@ -238,17 +249,16 @@ class Loop:
 
     # Metrics of the steps
 
-    def _flush(self, window: _Window, now: float | None = None) -> Failed | None:
+    def _flush(self, window: _Window) -> Failed | None:
         """Read the window's metrics from the device (the one sync every log_every steps), check
         them for NaN, log them."""
         if not window.sizes:
             return None
-        now = now or time.perf_counter()
         step_losses, step_correct = window.read()
         failed = self._check_finite(step_losses)
         if failed:
             return failed
-        self._log_steps(window, step_losses, step_correct, now)
+        self._log_steps(window, step_losses, step_correct, time.perf_counter())
         return None
 
     def _check_finite(self, step_losses: list[float]) -> Failed | None:

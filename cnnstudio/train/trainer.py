@@ -185,7 +185,10 @@ class Trainer:
         optimizer = make_optimizer(model, settings)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         augment, world = self.project.data.augment, self.world
-        train = train_batches(dataset, settings, device, mean, std, augment=augment, world=world)
+        train = train_batches(
+            dataset, settings, device, mean, std, augment=augment, world=world,
+            channels_last=channels_last,
+        )  # fmt: skip
         val = val_batches(dataset, settings, device, mean, std, world=world)
         scheduler = make_scheduler(optimizer, settings, len(train))
         parts = TrainingParts(model, optimizer, scheduler, scaler)
