@@ -35,9 +35,9 @@ from PySide6.QtWidgets import (
 
 from cnnstudio import Analysis, LayerInfo, Node
 from cnnstudio.blocks import block_of, expand_uses, node_at, use_count
-from cnnstudio.cli import human
 from cnnstudio.errors import BlockError
 from cnnstudio.layers import LAYER_KINDS
+from cnnstudio.params import human
 from cnnstudio.shapes import format_shape
 from cnnstudio.spec import BLOCK, INPUT
 from ui.editor.block_commands import InsertBlockCommand
