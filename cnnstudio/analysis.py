@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,13 +37,34 @@ _MODEL_ATTRIBUTES = frozenset(
 )
 
 
-@functools.cache
-def _reserved_ids() -> frozenset[str]:
-    """Every attribute of nn.Module (read from torch, so a new torch's new methods are included)
-    and of the built model: a layer with such an id passes ``add_module`` or breaks the model."""
-    from torch import nn
+_NN_MODULE_WORDS = """
+    T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+    double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+    get_submodule half ipu load_state_dict modules mtia named_buffers named_children
+    named_modules named_parameters parameters register_backward_hook register_buffer
+    register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+    set_submodule share_memory state_dict to to_empty train type xpu zero_grad
+"""
+_NN_MODULE_NAMES = frozenset(_NN_MODULE_WORDS.split())
+"""The public names of torch's nn.Module (torch 2.14), which the analysis knows without importing
+torch (the editor runs before torch has loaded); tests/test_startup.py checks them against the
+installed torch, and a newer torch's new names are added once it is imported."""
 
-    return _MODEL_ATTRIBUTES | frozenset(dir(nn.Module))
+
+def _reserved_ids() -> frozenset[str]:
+    """Every attribute of nn.Module and of the built model: a layer with such an id passes
+    ``add_module`` or breaks the model. Read from torch too when it is imported, so that a newer
+    torch's new methods are included; torch is not imported for it."""
+    return _reserved_with(getattr(sys.modules.get("torch.nn"), "Module", None))
+
+
+@functools.cache
+def _reserved_with(module: type | None) -> frozenset[str]:
+    names = frozenset(dir(module)) if module is not None else frozenset()
+    return _MODEL_ATTRIBUTES | _NN_MODULE_NAMES | names
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ padded random crops, colour jitter, rotation and random resized crops are a hand
 per batch, with no per-image Python. The classic path (torchvision transforms on PIL images in
 DataLoader workers) serves image folders too large to hold in memory, and is the baseline the
 benchmark compares against.
+
+The settings and the defaults are plain Python: the project reads them before torch has loaded
+(the window shows without it), so the tensor functions import torch themselves.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from cnnstudio.params import Param
+
+if TYPE_CHECKING:
+    import torch
 
 AUGMENT_PARAMS: tuple[Param, ...] = (
     Param("hflip", "bool", True, "Mirror half of the images left to right."),
@@ -73,6 +76,8 @@ def augment_batch(
     device) makes it repeatable. Flip and crop are one gather on the uint8 data, brightness and
     contrast one multiply-add per image, so a batch costs a few passes over memory.
     """
+    import torch
+
     n = images.shape[0]
     device = images.device
 
@@ -109,6 +114,8 @@ def augment_batch(
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
+    import torch
+
     if x.shape[1] != 3:
         return x.mean(dim=1, keepdim=True)
     return (x * _gray_weights(x.device, x.dtype)).sum(dim=1, keepdim=True)
@@ -126,6 +133,9 @@ def _flip_and_crop(
 ) -> torch.Tensor:
     """Mirror half the images and cut an H×W window from each image zero-padded by ``padding``,
     at a random offset per image: one gather over the batch."""
+    import torch
+    import torch.nn.functional as F
+
     n, c, h, w = x.shape
     device = x.device
     padded = F.pad(x, (padding, padding, padding, padding)) if padding else x
@@ -146,6 +156,9 @@ def _flip_and_crop(
 
 def _random_affine(x: torch.Tensor, settings: dict[str, Any], uniform) -> torch.Tensor:
     """Rotation and random resized crop as one affine resampling of the whole batch."""
+    import torch
+    import torch.nn.functional as F
+
     n = x.shape[0]
     scale_x = torch.ones(n, device=x.device)
     scale_y = torch.ones(n, device=x.device)

@@ -4,12 +4,13 @@ Sources: the built-in sample set (no download), an image folder (``cnnstudio.ima
 decodes it), and CIFAR-10/100, MNIST and FashionMNIST. A dataset that fits in memory is decoded
 once into one uint8 tensor at the model's input size; a larger folder keeps the paths and is
 decoded on the fly. ``cnnstudio.batches`` feeds either to training.
+
+The settings themselves (``DataSettings``, class names, suggested defaults) live in the torch-free
+``cnnstudio.data_settings`` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,23 @@ import torch
 
 from cnnstudio import standard_sets
 from cnnstudio.augment import (
-    AUGMENT_PARAMS,
-    AugmentDefaults,
     augment_batch,
     augment_warnings,
-    default_augmentation,
 )
-from cnnstudio.errors import DataError, ProjectError
+from cnnstudio.data_settings import (  # noqa: F401  (re-exported: callers import them from here)
+    DATA_PARAMS,
+    SOURCES,
+    DataDefaults,
+    DataSettings,
+    _shape_of,
+    class_names,
+    default_input_shape,
+    display_names,
+    rename_class,
+    stats_key,
+    suggested_defaults,
+)
+from cnnstudio.errors import DataError
 from cnnstudio.images import (
     FolderScan,
     Skipped,
@@ -34,191 +45,13 @@ from cnnstudio.images import (
     held_out_folder,
     scan_folder,
 )
-from cnnstudio.params import Param, check_settings
 from cnnstudio.progress import TaskState, quiet
 from cnnstudio.recipe import stratified_split
-from cnnstudio.sample_set import SAMPLE_CLASSES, SAMPLE_PER_CLASS, generate_sample_set
-from cnnstudio.train_settings import default_batch_size
+from cnnstudio.sample_set import SAMPLE_CLASSES, generate_sample_set
 
-SOURCES = ("sample", "folder", "cifar10", "cifar100", "mnist", "fashionmnist")
 IMBALANCE_RATIO = 3.0
 MEMORY_LIMIT = 2 << 30  # decode into memory when the uint8 tensor stays below this
 STATS_SAMPLE = 5000  # images used for mean/std of a dataset too large for memory
-
-DATA_PARAMS: tuple[Param, ...] = (
-    Param("source", "choice", "sample", "Where the images come from.", choices=SOURCES),
-    Param(
-        "val_fraction",
-        "float",
-        0.2,
-        "Share of each class's training images held out for validation when the source has "
-        "no validation split (a standard set's official test split is kept for evaluation).",
-        0.01,
-        0.9,
-    ),
-    Param("split_seed", "int", 0, "Seed of the train/validation split.", 0, 2**31 - 1),
-    Param(
-        "normalize",
-        "choice",
-        "auto",
-        "'dataset': the images' own mean and std; "
-        "'backbone': the pretrained backbone's preprocessing; 'auto': backbone when the model "
-        "starts with a pretrained one, else dataset.",
-        choices=("auto", "dataset", "backbone", "none"),
-    ),
-)
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """The data part of project.json."""
-
-    source: str = "sample"
-    path: str | None = None
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    normalize: str = "auto"
-    augment: dict[str, Any] = field(default_factory=lambda: _defaults(AUGMENT_PARAMS))
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    stats_key: str | None = None
-    class_names: dict[str, str] = field(default_factory=dict)  # folder name -> display name
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "source": self.source,
-            "val_fraction": self.val_fraction,
-            "split_seed": self.split_seed,
-            "normalize": self.normalize,
-            "augment": dict(self.augment),
-        }
-        if self.path is not None:
-            data["path"] = self.path
-        if self.mean is not None and self.std is not None:
-            data.update(mean=list(self.mean), std=list(self.std), stats_key=self.stats_key)
-        if self.class_names:
-            data["class_names"] = dict(self.class_names)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "data") -> DataSettings:
-        """Checked settings; ProjectError naming ``data.<name>`` for the first problem."""
-        if not isinstance(data, dict):
-            found = "null" if data is None else type(data).__name__
-            raise ProjectError(None, f"must be an object, got {found}", where)
-        extra = ("path", "augment", "mean", "std", "stats_key", "class_names")
-        plain = check_settings(
-            DATA_PARAMS, {k: v for k, v in data.items() if k not in extra}, where
-        )
-        augment = check_settings(AUGMENT_PARAMS, data.get("augment", {}), f"{where}.augment")
-        path = data.get("path")
-        if path is not None and not isinstance(path, str):
-            raise ProjectError(
-                None, f"must be a folder path as text, got {path!r}", f"{where}.path"
-            )
-        if plain["source"] == "folder" and not path:
-            raise ProjectError(None, "an image-folder source needs 'path'", where)
-        mean, std = data.get("mean"), data.get("std")
-        stats = None
-        if mean is not None or std is not None:
-            stats = _check_stats(mean, std, where)
-        return cls(
-            **plain,
-            path=path,
-            augment=augment,
-            mean=stats[0] if stats else None,
-            std=stats[1] if stats else None,
-            stats_key=data.get("stats_key") if stats else None,
-            class_names=_check_class_names(data.get("class_names", {}), f"{where}.class_names"),
-        )
-
-    def with_stats(self, mean, std, key: str) -> DataSettings:
-        return replace(
-            self,
-            mean=tuple(float(v) for v in mean),
-            std=tuple(float(v) for v in std),
-            stats_key=key,
-        )
-
-
-def _check_class_names(names: Any, where: str) -> dict[str, str]:
-    """The display names of renamed classes: text, not empty, no two alike."""
-    if not isinstance(names, dict):
-        found = "null" if names is None else type(names).__name__
-        raise ProjectError(
-            None, f"must be an object of folder name: display name, got {found}", where
-        )
-    seen: dict[str, str] = {}
-    for folder, name in names.items():
-        if not isinstance(name, str) or not name.strip():
-            raise ProjectError(
-                None, f"must be a non-empty display name as text, got {name!r}", f"{where}.{folder}"
-            )
-        if name.strip() in seen:
-            raise ProjectError(
-                None,
-                f"{name.strip()!r} is already the name of {seen[name.strip()]!r}: class names must "
-                "differ",
-                f"{where}.{folder}",
-            )
-        seen[name.strip()] = folder
-    return {folder: name.strip() for folder, name in names.items()}
-
-
-def display_names(classes: list[str] | tuple[str, ...], settings: DataSettings | None) -> list[str]:
-    """The names shown for ``classes`` (in label order): a renamed class's display name from
-    ``settings.class_names``, every other class its folder name, which stays its identity."""
-    names = settings.class_names if settings is not None else {}
-    return [names.get(folder, folder) for folder in classes]
-
-
-def rename_class(
-    settings: DataSettings, classes: list[str] | tuple[str, ...], folder: str, name: str
-) -> DataSettings:
-    """``settings`` with class ``folder`` shown as ``name`` (its folder name again: not renamed).
-    ProjectError naming ``data.class_names.<folder>`` for an empty name or one another class of
-    ``classes`` already shows."""
-    where = f"data.class_names.{folder}"
-    name = name.strip()
-    if not name:
-        raise ProjectError(None, "a class needs a name: type one, or its folder name", where)
-    shown = dict(zip(classes, display_names(classes, settings), strict=True))
-    other = next((c for c, shown_as in shown.items() if shown_as == name and c != folder), None)
-    if other is not None:
-        raise ProjectError(None, f"{name!r} is already the name of class {other!r}", where)
-    names = {k: v for k, v in settings.class_names.items() if k != folder}
-    if name != folder:
-        names[folder] = name
-    return replace(settings, class_names=names)
-
-
-def _defaults(params: tuple[Param, ...]) -> dict[str, Any]:
-    return {p.name: p.default for p in params}
-
-
-def _check_stats(mean: Any, std: Any, where: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    for name, values in (("mean", mean), ("std", std)):
-        ok = (
-            isinstance(values, list)
-            and values
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        )
-        if not ok:
-            raise ProjectError(
-                None,
-                f"must be a list of numbers, one per channel, got {values!r}",
-                f"{where}.{name}",
-            )
-        if not all(math.isfinite(v) for v in values):
-            raise ProjectError(
-                None,
-                f"must be finite numbers, got {values!r}: delete {where}.mean and "
-                f"{where}.std so that they are computed again",
-                f"{where}.{name}",
-            )
-    if len(mean) != len(std) or any(v <= 0 for v in std):
-        raise ProjectError(None, "mean and std need one value per channel, std above 0", where)
-    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 @dataclass
@@ -583,70 +416,7 @@ def _warnings(
     return warnings
 
 
-def default_input_shape(settings: DataSettings) -> tuple[int, int, int]:
-    """The input shape a model for this data naturally takes (the data's own image size)."""
-    if settings.source == "sample":
-        return (3, 32, 32)
-    if settings.source in standard_sets.STANDARD_SETS:
-        return standard_sets.STANDARD_SETS[settings.source].shape
-    return _shape_of(scan_folder(settings.path))
-
-
-def _shape_of(scan: FolderScan) -> tuple[int, int, int]:
-    """A folder's channels and its most common image size."""
-    (width, height), _ = Counter(scan.sizes).most_common(1)[0]
-    return (1 if scan.grayscale else 3, height, width)
-
-
-@dataclass(frozen=True)
-class DataDefaults:
-    """The settings a project starts with for its data, and why (one line per setting)."""
-
-    augment: AugmentDefaults
-    batch_size: int
-    batch_reason: str
-
-
-def suggested_defaults(settings: DataSettings) -> DataDefaults:
-    """Augmentation and batch size for this data: they follow its source, its own image size and
-    channels, and its number of training images (an image folder is scanned once, headers
-    only)."""
-    if settings.source == "folder":
-        scan = scan_folder(settings.path)
-        shape = _shape_of(scan)
-        _files, _labels, (train, _val) = _folder_samples(scan, settings)
-        train_images = len(train)
-    elif settings.source == "sample":
-        shape = default_input_shape(settings)
-        train_images = round(len(SAMPLE_CLASSES) * SAMPLE_PER_CLASS * (1 - settings.val_fraction))
-    else:
-        shape = default_input_shape(settings)
-        train_images = standard_sets.STANDARD_SETS[settings.source].train_images
-    batch_size, reason = default_batch_size(train_images)
-    return DataDefaults(default_augmentation(settings.source, shape), batch_size, reason)
-
-
-def class_names(settings: DataSettings, data_root: Path | None = None) -> list[str]:
-    """The class names in label order, without loading the images."""
-    if settings.source == "sample":
-        return list(SAMPLE_CLASSES)
-    if settings.source == "folder":
-        return scan_folder(settings.path).classes
-    std = standard_sets.STANDARD_SETS[settings.source]
-    if std.is_cifar and not standard_sets.is_downloaded(settings.source, data_root):
-        return [str(i) for i in range(10 if settings.source == "cifar10" else 100)]
-    return std.classes(data_root or standard_sets.data_root())
-
-
 # Normalization
-
-
-def stats_key(settings: DataSettings, input_shape: tuple[int, int, int]) -> str:
-    """Identifies the data a stored mean/std was computed on."""
-    where = settings.path or settings.source
-    return f"{settings.source}:{where}:{settings.val_fraction}:{settings.split_seed}:" + "x".join(
-        map(str, input_shape)
-    )
 
 
 def dataset_stats(dataset: Dataset) -> tuple[list[float], list[float]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnstudio.analysis import analyze
-from cnnstudio.data import DataSettings, class_names, default_input_shape
+from cnnstudio.data_settings import DataSettings, class_names, default_input_shape
 from cnnstudio.errors import ModelError
 from cnnstudio.shapes import format_shape
 from cnnstudio.spec import ModelSpec, Node

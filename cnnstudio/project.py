@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cnnstudio.data import DataSettings, class_names, suggested_defaults
+from cnnstudio.data_settings import DataSettings, class_names, suggested_defaults
 from cnnstudio.errors import ProjectError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.fit import fitting_shape

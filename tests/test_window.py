@@ -323,19 +323,3 @@ def test_a_folder_dropped_on_the_window_becomes_the_data(qtbot, window: MainWind
                     and window.data_panel.summary.classes == ["crow", "wren"],
                     timeout=60000)  # fmt: skip
     assert window.document.project.data.path == str(root)
-
-
-def test_the_splash_appears_before_torch_is_imported() -> None:
-    code = (
-        "import os, sys; os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
-        "from PySide6.QtWidgets import QApplication\n"
-        "app = QApplication([])\n"
-        "from ui.splash import show_splash\n"
-        "splash = show_splash(app)\n"
-        "assert splash.isVisible() and not splash.pixmap().isNull()\n"
-        "print('torch' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False", "the splash must not wait for torch"

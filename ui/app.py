@@ -106,24 +106,26 @@ def main(argv: list[str] | None = None) -> int:
 
     from ui.theme import apply_theme
 
-    settings = _settings(scratch=checking)
+    settings = _settings(scratch=checking or args.time_start)
     apply_theme(app, settings.theme())
-    splash = None
-    if not checking:
-        from ui.splash import show_splash
-
-        splash = show_splash(app)  # torch takes a second or two to import
+    # no splash: the window itself shows before torch is imported (ui.engine), in about a second
     from ui.main_window import MainWindow
 
     window = MainWindow(settings=settings)
+    if args.time_start:
+        _time_start(app, window)
     window.show()
-    if splash is not None:
-        splash.finish(window)
     if args.project:
         if not window.open_project(args.project):
             return 2
-    elif not checking and settings.last_project():
+    elif not checking and not args.time_start and settings.last_project():
         window.open_project(settings.last_project())
+    if checking:
+        from ui.self_test import wait_until
+
+        if not wait_until(window.engine_loaded, 600):
+            print(f"PyTorch did not load: {window.engine.error}", file=sys.stderr)
+            return 1
     if args.self_test:
         from ui.self_test import run_self_test
 
@@ -144,7 +146,43 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="build the window offscreen, train one step, exit 0 when all works",
     )
     parser.add_argument("--screenshot", metavar="DIR", help="write a PNG of each view into DIR")
+    parser.add_argument(
+        "--time-start",
+        action="store_true",
+        help="print when the window is first painted and when torch's views are ready, then exit "
+        "(benchmarks/window_start.py)",
+    )
     return parser.parse_args(argv)
+
+
+def _time_start(app, window) -> None:
+    """``--time-start``: a line on stdout at the window's first paint (with whether torch was
+    imported when it showed), then one once torch's views are built, and quit; a benchmark that
+    times the lines as they arrive measures the start as a user sees it."""
+    from PySide6.QtCore import QEvent, QObject
+
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        print(line, flush=True)
+
+    def ready() -> None:
+        if said and said[-1].startswith("window-shown") and window.engine_loaded():
+            say("engine-ready")
+            app.quit()
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched, event) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                watched.removeEventFilter(self)
+                say(f"window-shown torch-at-show={window.torch_at_show}")
+                ready()  # torch was imported before the window (the views came at once)
+            return False
+
+    window.installEventFilter(FirstPaint(window))
+    window.engine_ready.connect(ready)
+    window.engine.failed.connect(lambda message: (say(f"engine-failed {message}"), app.quit()))
 
 
 def _settings(scratch: bool):

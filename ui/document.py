@@ -13,16 +13,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from cnnstudio import Analysis, ModelSpec, Project, analyze, load_project, new_project
-from cnnstudio.activation_memory import ActivationMemory, activation_memory
 from cnnstudio.progress import TaskState
-from cnnstudio.runs import import_state
 from ui.background import Jobs
 from ui.editor.commands import SetDataCommand, SetTrainingCommand
+
+if TYPE_CHECKING:  # torch's modules: imported where used, so that the editor starts without torch
+    from cnnstudio.activation_memory import ActivationMemory
 
 
 def _analyse(_state: TaskState, spec: ModelSpec) -> Analysis:
@@ -30,6 +32,8 @@ def _analyse(_state: TaskState, spec: ModelSpec) -> Analysis:
 
 
 def _measure(_state: TaskState, spec: ModelSpec) -> tuple[ModelSpec, ActivationMemory]:
+    from cnnstudio.activation_memory import activation_memory  # torch: waits for ui.engine's import
+
     return spec, activation_memory(spec)
 
 
@@ -100,6 +104,8 @@ class ProjectDocument(QObject):
         opened = self.starting_weights
         if opened is None:
             return None
+        from cnnstudio.runs import import_state  # torch, loaded since a network was opened
+
         project = replace(self.project, model=opened.imported.spec)
         origin = f"{opened.source} ({opened.weights} weights)"
         run = import_state(project, opened.imported.state_dict, opened.mean, opened.std, origin)

@@ -1,12 +1,20 @@
 """The studio's main window: the model editor in the middle, the layer palette on the left,
-the properties and the data on the right; menus, toolbar, undo, recent projects, status bar."""
+the properties and the data on the right; menus, toolbar, undo, recent projects, status bar.
+
+The editor needs no torch and shows at once; the views that do (Data, Train, Inspect, Predict) are
+built when ``ui.engine`` has imported torch on a pool thread, which starts when the window shows.
+Until then their docks say so, and an action that needs them waits for it (``when_engine_ready``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
@@ -22,14 +30,12 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio import Project, StudioError, list_templates, new_project
-from cnnstudio.data import images_at
 from cnnstudio.params import format_bytes, human
 from cnnstudio.progress import TaskState
 from cnnstudio.shapes import format_shape
 from cnnstudio.templates import get_template
 from ui.app_settings import AppSettings
 from ui.background import Jobs
-from ui.data_view import DataPanel
 from ui.document import ProjectDocument
 from ui.editor.backbone_dialog import BackboneDialog
 from ui.editor.block_actions import BlockActions
@@ -45,15 +51,20 @@ from ui.editor.commands import (
 )
 from ui.editor.palette import PalettePanel
 from ui.editor.properties import PropertyPanel
-from ui.export_dialog import ExportDialog
+from ui.engine import LOADING_TEXT, EngineLoader, torch_imported
 from ui.icons import clear_cache, icon
-from ui.inspector import InspectorView
-from ui.inspector.sources import live_source, run_source
-from ui.predict_view import PredictView
 from ui.scrolling import VerticalScroll
 from ui.theme import THEMES, apply_theme, set_role
-from ui.training.panel import TrainPanel
-from ui.training.sweep_dialog import SweepDialog, unfinished_sweep
+from ui.training.shortcuts import RUN_KEYS
+
+if TYPE_CHECKING:  # the views that need torch: imported when the engine is loaded
+    from cnnstudio.progress import TaskState as EngineLoad
+    from ui.data_view import DataPanel
+    from ui.export_dialog import ExportDialog
+    from ui.inspector import InspectorView
+    from ui.predict_view import PredictView
+    from ui.training.panel import TrainPanel
+    from ui.training.sweep_dialog import SweepDialog
 
 
 def project_folder_refusal(folder: Path) -> str | None:
@@ -75,10 +86,25 @@ class MainWindow(QMainWindow):
     weights_imported = Signal(object)  # the folder of the run made from the weights
     weights_import_failed = Signal(str)
 
-    def __init__(self, project: Project | None = None, settings: AppSettings | None = None) -> None:
+    engine_ready = Signal()  # torch is loaded and the Data, Train, Inspect, Predict views built
+
+    def __init__(
+        self,
+        project: Project | None = None,
+        settings: AppSettings | None = None,
+        load_engine: Callable[[EngineLoad], None] | None = None,
+    ) -> None:
+        """``load_engine`` imports the engine on a pool thread (``ui.engine.import_engine``
+        unless given: a test gives one that holds it back)."""
         super().__init__()
         self.settings = settings or AppSettings()
         self.document = ProjectDocument(project or new_project(), self)
+        self.data_panel: DataPanel | None = None  # these four: once the engine is loaded
+        self.train_panel: TrainPanel | None = None
+        self.inspector: InspectorView | None = None
+        self.predict_view: PredictView | None = None
+        self.torch_at_show: bool | None = None  # whether torch was imported when first shown
+        self.engine = EngineLoader(self, self._show_engine_status, load_engine)
         self._build_ui()
         self._build_actions()
         self._connect()
@@ -89,7 +115,8 @@ class MainWindow(QMainWindow):
         self._imports = Jobs(self)
         self._imports.finished.connect(self._on_weights_imported)
         self._imports.failed.connect(self._on_weights_import_failed)
-        QTimer.singleShot(WARM_UP_DELAY_MS, self._warmup, lambda: self._warmup.submit(_warm_up))
+        if load_engine is None and torch_imported():
+            self.engine.start()  # torch is here already (tests, a second window): views at once
 
     # Building
 
@@ -107,30 +134,20 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas)
         self.palette_panel = PalettePanel(self)
         self.property_panel = PropertyPanel(self.document, self)
-        self.data_panel = DataPanel(self.document, self)
         self.palette_dock = self._dock(
             "Layers", "palette", self.palette_panel, Qt.DockWidgetArea.LeftDockWidgetArea
         )
         self.property_dock = self._dock(
             "Properties", "properties", self.property_panel, Qt.DockWidgetArea.RightDockWidgetArea
         )
-        data_scroll = VerticalScroll(self.data_panel, self)
-        data_scroll.scroll_wheel_over(self.data_panel.chart)
-        self.data_dock = self._dock(
-            "Data", "data", data_scroll, Qt.DockWidgetArea.RightDockWidgetArea
-        )
-        self.train_panel = TrainPanel(self.document, self)
-        self.train_panel.save_first = self._offer_save_for_training
-        self.train_panel.image_source_for = self._image_source_for
-        self.train_dock = self._dock(
-            "Train", "train", self.train_panel, Qt.DockWidgetArea.BottomDockWidgetArea
-        )
-        self.inspector = InspectorView(self)
-        self.inspect_dock = self._dock(
-            "Inspect", "inspect", self.inspector, Qt.DockWidgetArea.BottomDockWidgetArea
-        )
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        self.data_dock = self._dock("Data", "data", self._loading_label(), right)
+        self.train_dock = self._dock("Train", "train", self._loading_label(), bottom)
+        self.inspect_dock = self._dock("Inspect", "inspect", self._loading_label(), bottom)
         self.tabifyDockWidget(self.train_dock, self.inspect_dock)
-        self._build_predict_dock()
+        self.predict_dock = self._dock("Predict", "predict", self._loading_label(), bottom)
+        self.tabifyDockWidget(self.inspect_dock, self.predict_dock)
         self.train_dock.raise_()
         self.tabifyDockWidget(self.property_dock, self.data_dock)
         self.property_dock.raise_()
@@ -141,14 +158,35 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.totals_label, 1)
         bar.addPermanentWidget(self.path_label)
         bar.addPermanentWidget(self.device_label)
-        self.device_label.setText(_device_summary())
+        self.device_label.setText(LOADING_TEXT)
 
-    def _build_predict_dock(self) -> None:
+    def _loading_label(self) -> QLabel:
+        label = QLabel(LOADING_TEXT, self)
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        set_role(label, "muted")
+        return label
+
+    def _build_engine_views(self) -> None:
+        """The views that need torch, in the docks that waited for them (on ``engine.loaded``)."""
+        from ui.data_view import DataPanel
+        from ui.inspector import InspectorView
+        from ui.predict_view import PredictView
+        from ui.training.panel import TrainPanel
+
+        self.data_panel = DataPanel(self.document, self)
+        data_scroll = VerticalScroll(self.data_panel, self)
+        data_scroll.scroll_wheel_over(self.data_panel.chart)
+        self.train_panel = TrainPanel(self.document, self)
+        self.train_panel.save_first = self._offer_save_for_training
+        self.train_panel.image_source_for = self._image_source_for
+        self.train_panel.busy_elsewhere = self._train_refusal
+        self.inspector = InspectorView(self)
         self.predict_view = PredictView(self)
-        self.predict_dock = self._dock(
-            "Predict", "predict", self.predict_view, Qt.DockWidgetArea.BottomDockWidgetArea
-        )
-        self.tabifyDockWidget(self.inspect_dock, self.predict_dock)
+        for dock, view in ((self.data_dock, data_scroll), (self.train_dock, self.train_panel),
+                           (self.inspect_dock, self.inspector),
+                           (self.predict_dock, self.predict_view)):  # fmt: skip
+            dock.widget().deleteLater()
+            dock.setWidget(view)
 
     def _dock(self, title: str, name: str, widget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -273,15 +311,39 @@ class MainWindow(QMainWindow):
 
     def _build_run_menu(self) -> None:
         """Run: Train, Pause, Stop, Resume from Checkpoint (the Train view's actions, with their
-        shortcuts), between Model and View."""
+        shortcuts), between Model and View. Until the Train view is built, Train and Resume wait
+        for it; Pause and Stop have no run to act on."""
         view_menu = next(a for a in self.menuBar().actions() if a.text() == "&View")
         run_menu = QMenu("&Run", self)
-        run_menu.addActions(self.train_panel.run_actions[:3])
-        run_menu.addSeparator()
-        run_menu.addAction(self.train_panel.run_actions[3])
         self.menuBar().insertMenu(view_menu, run_menu)
         self.run_menu = run_menu
-        self._build_sweep_action(run_menu)
+        self.sweep_dialog: SweepDialog | None = None
+        self.sweep_action = self._action("S&weep…", self.show_sweep_dialog)
+        self.sweep_action.setToolTip("Train a grid or random search of settings, run after run")
+        train, pause, stop, resume = (
+            QAction(text, run_menu)
+            for text in ("&Train", "&Pause", "&Stop", "&Resume from Checkpoint")
+        )
+        for action, keys in ((train, RUN_KEYS["train"]), (pause, RUN_KEYS["pause"]),
+                             (stop, RUN_KEYS["stop"])):  # fmt: skip
+            action.setShortcuts([QKeySequence(key) for key in keys])
+        pause.setEnabled(False)
+        stop.setEnabled(False)
+        train.triggered.connect(lambda: self._when_train_panel("Training", 0))
+        resume.triggered.connect(lambda: self._when_train_panel("Resuming", 3))
+        self._fill_run_menu([train, pause, stop, resume])
+
+    def _fill_run_menu(self, run_actions: list[QAction]) -> None:
+        self.run_menu.clear()  # deletes the stand-ins the menu owns
+        self.run_menu.addActions(run_actions[:3])
+        self.run_menu.addSeparator()
+        self.run_menu.addAction(run_actions[3])
+        self.run_menu.addSeparator()
+        self.run_menu.addAction(self.sweep_action)
+
+    def _when_train_panel(self, what: str, index: int) -> None:
+        """A Run menu action used before the Train view was built: its own, once it is."""
+        self.when_engine_ready(what, lambda: self.train_panel.run_actions[index].trigger())
 
     def _add_navigation_actions(self, view_menu) -> None:
         """The whole-graph zoom and the overview's toggle (the canvas's navigation)."""
@@ -319,6 +381,10 @@ class MainWindow(QMainWindow):
         self.document.project_replaced.connect(self._update_title)
         self.document.project_replaced.connect(self._update_inspector_source)
         self.document.class_names_changed.connect(self._update_inspector_source)
+        self.engine.loaded.connect(self._on_engine_loaded)
+        self.engine.failed.connect(self._on_engine_failed)
+
+    def _connect_engine_views(self) -> None:
         self.train_panel.runs_view.selection_changed.connect(self._update_inspector_source)
         self.train_panel.run_finished.connect(self._update_inspector_source)
         self.train_panel.run_started.connect(self._update_inspector_source)
@@ -326,6 +392,40 @@ class MainWindow(QMainWindow):
         self.train_panel.inspect_requested.connect(self._on_inspect_requested)
         self.data_panel.sample_activated.connect(self._on_inspect_requested)
         self.predict_view.inspect_requested.connect(self._on_inspect_requested)
+
+    # The engine (torch), loaded after the window shows
+
+    def engine_loaded(self) -> bool:
+        """Whether torch is loaded and the Data, Train, Inspect and Predict views are built."""
+        return self.train_panel is not None
+
+    def when_engine_ready(self, what: str, action: Callable[[], Any], silent: bool = False) -> Any:
+        """Run ``action`` (which needs torch's views) now, or once torch has loaded, the window
+        showing meanwhile that ``what`` waits for it; the action's result when it ran now."""
+        return self.engine.when_loaded(what, action, silent)
+
+    def _on_engine_loaded(self) -> None:
+        self._build_engine_views()
+        self._connect_engine_views()
+        self._fill_run_menu(self.train_panel.run_actions)
+        self.device_label.setText(_device_summary())
+        self._update_inspector_source()
+        QTimer.singleShot(WARM_UP_DELAY_MS, self._warmup, lambda: self._warmup.submit(_warm_up))
+        self.engine_ready.emit()
+
+    def _on_engine_failed(self, message: str) -> None:
+        text = f"PyTorch could not be loaded: {message}"
+        self.device_label.setText("PyTorch not loaded")
+        self.device_label.setToolTip(text)
+        for dock in (self.data_dock, self.train_dock, self.inspect_dock, self.predict_dock):
+            dock.widget().setText(f"{text}\nThe editor works; training and inspecting need it.")
+            set_role(dock.widget(), "error")
+
+    def _show_engine_status(self, text: str | None) -> None:
+        if text is None:
+            self.statusBar().clearMessage()
+        else:
+            self.statusBar().showMessage(text)
 
     def _restore_layout(self) -> None:
         geometry, state = self.settings.geometry(), self.settings.window_state()
@@ -338,6 +438,9 @@ class MainWindow(QMainWindow):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        if self.torch_at_show is None:  # the first show: the editor's path is checked torch-free
+            self.torch_at_show = "torch" in sys.modules
+            QTimer.singleShot(0, self.engine, self.engine.start)  # after this first paint
         if getattr(self, "_first_start", False):
             self._first_start = False
             QTimer.singleShot(0, self._first_layout)
@@ -455,14 +558,20 @@ class MainWindow(QMainWindow):
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if not paths:
             return
-        if paths[0].is_dir():
-            self.data_dock.raise_()
-            self.data_panel.choose_folder(paths[0])
-        else:
-            self.inspect_dock.show()
-            self.inspect_dock.raise_()
-            self.inspector.inspect_files(paths)
         event.acceptProposedAction()
+        if paths[0].is_dir():
+            self.when_engine_ready("Reading the folder", lambda: self._drop_folder(paths[0]))
+        else:
+            self.when_engine_ready("Inspecting the image", lambda: self._drop_files(paths))
+
+    def _drop_folder(self, folder: Path) -> None:
+        self.data_dock.raise_()
+        self.data_panel.choose_folder(folder)
+
+    def _drop_files(self, paths: list[Path]) -> None:
+        self.inspect_dock.show()
+        self.inspect_dock.raise_()
+        self.inspector.inspect_files(paths)
 
     def _image_source_for(self, project_dict: dict):
         """Images for a run's results gallery: the Data view's dataset, when the run trained on
@@ -482,20 +591,20 @@ class MainWindow(QMainWindow):
         )
         if not same:
             return None
+        from cnnstudio.data import images_at  # loaded: the Data view has read a dataset
+
         return lambda indices: images_at(dataset, indices)
 
     # Sweeps (Run > Sweep…)
 
-    def _build_sweep_action(self, run_menu: QMenu) -> None:
-        self.sweep_dialog: SweepDialog | None = None
-        self.train_panel.busy_elsewhere = self._train_refusal
-        self.sweep_action = self._action("S&weep…", self.show_sweep_dialog)
-        self.sweep_action.setToolTip("Train a grid or random search of settings, run after run")
-        run_menu.addSeparator()
-        run_menu.addAction(self.sweep_action)
+    def show_sweep_dialog(self) -> SweepDialog | None:
+        """Run > Sweep…: the sweep dialog (one per window; a sweep goes on when it is hidden);
+        None while it waits for torch."""
+        return self.when_engine_ready("The sweep dialog", self._show_sweep_dialog)
 
-    def show_sweep_dialog(self) -> SweepDialog:
-        """Run > Sweep…: the sweep dialog (one per window; a sweep goes on when it is hidden)."""
+    def _show_sweep_dialog(self) -> SweepDialog:
+        from ui.training.sweep_dialog import SweepDialog
+
         if self.sweep_dialog is None:
             self.sweep_dialog = SweepDialog(self.document, self)
             self.sweep_dialog.busy_elsewhere = self._sweep_refusal
@@ -535,6 +644,8 @@ class MainWindow(QMainWindow):
 
     def _offer_sweep_resume(self) -> None:
         """A project just opened has a sweep that did not finish: offer to continue it."""
+        from ui.training.sweep_dialog import unfinished_sweep
+
         sweep = unfinished_sweep(self.document.project.runs_dir)
         if sweep is None or (self.sweep_dialog is not None and self.sweep_dialog.running):
             return
@@ -551,7 +662,11 @@ class MainWindow(QMainWindow):
     def _update_inspector_source(self, *_args) -> None:
         """Inspect the run in progress (its weights now), else the selected run, else the latest
         run with a checkpoint."""
+        from ui.inspector.sources import live_source, run_source
+
         panel = self.train_panel
+        if panel is None:  # called again once the views are built
+            return
         worker = panel.runner.worker
         if panel.running and worker is not None and worker.trainer.run_dir is not None:
             self.inspector.set_model_source(live_source(worker.trainer))
@@ -576,6 +691,9 @@ class MainWindow(QMainWindow):
 
     def open_image_dialog(self) -> None:
         """File > Open Image: the chosen file goes to the Inspect view, as a dropped one does."""
+        self.when_engine_ready("Opening an image", self._open_image_dialog)
+
+    def _open_image_dialog(self) -> None:
         from ui.inspector.view import IMAGE_FILTER
 
         start = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
@@ -583,8 +701,14 @@ class MainWindow(QMainWindow):
         if path:
             self._on_inspect_requested(Path(path), Path(path).name)
 
-    def show_export_dialog(self) -> ExportDialog:
-        """File > Export: the dialog works on its own thread; the window stays usable."""
+    def show_export_dialog(self) -> ExportDialog | None:
+        """File > Export: the dialog works on its own thread; the window stays usable. None while
+        it waits for torch (it opens once torch has loaded)."""
+        return self.when_engine_ready("Export", self._show_export_dialog)
+
+    def _show_export_dialog(self) -> ExportDialog:
+        from ui.export_dialog import ExportDialog
+
         dialog = ExportDialog(self.document.project, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.export_dialog = dialog
@@ -600,7 +724,11 @@ class MainWindow(QMainWindow):
             self.import_weights(path)
 
     def import_weights(self, path: str | Path) -> int:
-        """Load a weights file into the model as a new run, off the GUI thread."""
+        """Load a weights file into the model as a new run, off the GUI thread (the job's number;
+        0: refused, or waiting for torch)."""
+        return self.when_engine_ready("Importing weights", lambda: self._import(path)) or 0
+
+    def _import(self, path: str | Path) -> int:
         if self.document.project.path is None:
             QMessageBox.warning(self, "Cannot import weights", "Save the project first.")
             return 0
@@ -630,7 +758,7 @@ class MainWindow(QMainWindow):
         trains, that stops it and saves or discards unsaved changes; else ``maybe_save``. False,
         with everything as it was (the run going on), when the user cancels."""
         sweeping = self.sweep_dialog is not None and self.sweep_dialog.running
-        if not self.train_panel.running and not sweeping:
+        if not (self.train_panel is not None and self.train_panel.running) and not sweeping:
             return self.maybe_save()
         what = "A sweep is running" if sweeping else "A run is training"
         text = f"{what}. Stop it and {doing}?\n\nIt stops after its current step and "
@@ -699,7 +827,9 @@ class MainWindow(QMainWindow):
             )
             return False
         self._remember(str(self.document.project.path))
-        QTimer.singleShot(0, self._offer_sweep_resume)
+        QTimer.singleShot(
+            0, lambda: self.when_engine_ready("", self._offer_sweep_resume, silent=True)
+        )
         return True
 
     def save_project(self) -> bool:
@@ -758,8 +888,9 @@ class MainWindow(QMainWindow):
             return False
         self._remember(str(self.document.project.path))
         self._update_title()
-        self.train_panel.runs_view.set_runs_dir(self.document.project.runs_dir)
-        self.train_panel.project_saved()
+        if self.train_panel is not None:  # else it reads the project's runs when it is built
+            self.train_panel.runs_view.set_runs_dir(self.document.project.runs_dir)
+            self.train_panel.project_saved()
         return True
 
     def _remember(self, path: str) -> None:
@@ -793,9 +924,10 @@ class MainWindow(QMainWindow):
             if name:
                 action.setIcon(icon(name))
         self.palette_panel.refresh_icons()
-        self.train_panel.refresh_theme()
-        self.inspector.refresh_theme()
-        self.data_panel.refresh_theme()
+        if self.engine_loaded():
+            self.train_panel.refresh_theme()
+            self.inspector.refresh_theme()
+            self.data_panel.refresh_theme()
         self.canvas.rebuild()
         for action in self.theme_actions.actions():
             action.setChecked(action.data() == theme)
@@ -804,14 +936,16 @@ class MainWindow(QMainWindow):
         if not self.confirm_leaving("quit"):
             event.ignore()
             return
-        self.train_panel.shutdown()
+        self.engine.shutdown()
+        if self.engine_loaded():
+            self.train_panel.shutdown()
+            self.inspector.shutdown()
+            self.predict_view.shutdown()
+            self.data_panel.shutdown()
         if self.sweep_dialog is not None:
             self.sweep_dialog.shutdown()
-        self.inspector.shutdown()
-        self.predict_view.shutdown()
         self._warmup.shutdown()
         self._imports.shutdown()
-        self.data_panel.shutdown()
         self.document.shutdown()
         self.settings.save_window(self.saveGeometry(), self.saveState())
         event.accept()

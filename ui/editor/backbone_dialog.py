@@ -8,6 +8,8 @@ weights are already on disk. The table is read on a pool thread (torchvision loa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
@@ -21,9 +23,11 @@ from PySide6.QtWidgets import (
 )
 
 from cnnstudio.backbones import BackboneInfo, backbone_catalog
-from cnnstudio.fx_import import OpenedNetwork, open_torchvision
 from cnnstudio.progress import Progress, TaskState
 from ui.background import Jobs
+
+if TYPE_CHECKING:
+    from cnnstudio.fx_import import OpenedNetwork
 
 COLUMNS = (
     "Network",
@@ -39,6 +43,13 @@ COLUMNS = (
 
 def _read_catalog(_state: TaskState) -> list[BackboneInfo]:
     return backbone_catalog()
+
+
+def _open_graph(state: TaskState, name: str) -> OpenedNetwork:
+    # torch and torch.fx are imported here, on the pool thread: the window opens before them
+    from cnnstudio.fx_import import open_torchvision
+
+    return open_torchvision(state, name)
 
 
 class _Number(QTableWidgetItem):
@@ -173,7 +184,7 @@ class BackboneDialog(QDialog):
         self.graph_button.setEnabled(False)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
         self.note.setText(f"Opening {self.chosen} as an editable graph…")
-        self._open_job = self._opening.submit(open_torchvision, self.chosen)
+        self._open_job = self._opening.submit(_open_graph, self.chosen)
 
     def _on_open_progressed(self, number: int, report: Progress) -> None:
         if number != self._open_job:

@@ -37,13 +37,8 @@ from ui.training.results_view import ImageSource, ResultsView
 from ui.training.run_controller import SAVE_FIRST, RunController
 from ui.training.runs_view import RunsView
 from ui.training.settings_form import TrainSettingsForm
+from ui.training.shortcuts import RUN_KEYS
 from ui.training.worker import TrainingRunner
-
-RUN_KEYS = {  # shortcuts of the Run menu; the first of each is shown in the menu
-    "train": ("Ctrl+Return", "Ctrl+Enter", "F5"),
-    "pause": ("Ctrl+P",),
-    "stop": ("Ctrl+.", "Shift+F5"),
-}
 
 
 def _action(panel: QWidget, button: QPushButton, text: str, keys: tuple[str, ...]) -> QAction:
