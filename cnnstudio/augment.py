@@ -114,8 +114,6 @@ def augment_batch(
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    import torch
-
     if x.shape[1] != 3:
         return x.mean(dim=1, keepdim=True)
     return (x * _gray_weights(x.device, x.dtype)).sum(dim=1, keepdim=True)
@@ -125,6 +123,8 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 def _gray_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The luma weights as a 1×3×1×1 tensor on ``device``, made once: a tensor made from Python
     numbers on a GPU is a blocking copy, which would wait for the device at every batch."""
+    import torch
+
     return torch.tensor(_GRAY, device=device, dtype=dtype)[None, :, None, None]
 
 
