@@ -49,6 +49,11 @@ def add_sweep(commands) -> None:
         metavar="NAME=LOW:HIGH[:log]",
         help="a numeric setting drawn between LOW and HIGH (log: on a log scale)",
     )
+    sweep.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="run several at once, one on each device: cuda:0,cuda:1 (or all: every CUDA device)",
+    )
     sweep.add_argument("--seed", type=int, default=0, help="seed of the random draws")
     sweep.add_argument("--epochs", type=int, metavar="N", help="epochs of every run")
     sweep.add_argument(
@@ -73,9 +78,10 @@ def add_runs(commands) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from cnnstudio.sweep import SweepControl, run_sweep  # the trainer: only when a sweep runs
+    from cnnstudio.sweep import SweepControl, parse_devices, run_sweep  # the trainer: only now
 
     project = load_project(args.dir)
+    devices = parse_devices(args.devices) if args.devices else []
     sweep = _open(args, project.runs_dir)
     print(_plan_text(sweep))
     if not sweep.missing:
@@ -94,7 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        run_sweep(project, sweep, _SweepPrinter(), control)
+        run_sweep(project, sweep, _SweepPrinter(), control, devices=devices)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -157,7 +163,8 @@ class _SweepPrinter:
 
         if isinstance(event, SweepRunStarted):
             how = "resuming" if event.resumed else "starting"
-            print(f"run {event.index + 1}/{event.total}: {how} {_settings(event.settings)}",
+            where = f" on {event.device}" if event.device else ""
+            print(f"run {event.index + 1}/{event.total}: {how}{where} {_settings(event.settings)}",
                   flush=True)  # fmt: skip
         elif isinstance(event, SweepRunEnded):
             r = event.run

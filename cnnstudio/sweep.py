@@ -7,8 +7,10 @@ values). Its queue, ``runs/sweeps/<id>.json``, holds each planned run's settings
 running, done, failed, skipped) and run folder, and is written atomically after every change, so a
 sweep whose process was killed continues where it stopped: ``open_sweep`` finds the unfinished
 sweep of the same plan, and ``run_sweep`` runs only its missing runs (a run left running is
-resumed from its last checkpoint, or started again without one). ``SweepControl`` skips a run or
-stops the sweep from any thread. Each run's folder is marked with the sweep's id (its notes.json).
+resumed from its last checkpoint, or started again without one). Given several devices,
+``run_sweep`` runs that many at once, one per device, each slot taking the next queued run as its
+last one ends. ``SweepControl`` skips a run or stops the sweep from any thread. Each run's folder
+is marked with the sweep's id (its notes.json).
 """
 
 from __future__ import annotations
@@ -18,17 +20,21 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cnnstudio import runs
 from cnnstudio.augment import AUGMENT_PARAMS
 from cnnstudio.data import DATA_PARAMS, DataSettings
-from cnnstudio.errors import StudioError, SweepError
+from cnnstudio.errors import StudioError, SweepError, TrainingError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.params import Param, close_name
 from cnnstudio.train import Failed, Finished, Trainer
+from cnnstudio.train.devices import pick_device
 from cnnstudio.train.events import Event, EventSink, ignore
 from cnnstudio.train_settings import TRAIN_PARAMS, check_training
 
@@ -252,6 +258,7 @@ class PlannedRun:
     message: str = ""
     best_val_accuracy: float | None = None
     final_val_accuracy: float | None = None
+    device: str | None = None  # where it ran, when the sweep named its devices
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -262,6 +269,7 @@ class PlannedRun:
             "message": self.message,
             "best_val_accuracy": self.best_val_accuracy,
             "final_val_accuracy": self.final_val_accuracy,
+            "device": self.device,
         }
 
     @classmethod
@@ -275,6 +283,7 @@ class PlannedRun:
             message=str(data.get("message") or ""),
             best_val_accuracy=data.get("best_val_accuracy"),
             final_val_accuracy=data.get("final_val_accuracy"),
+            device=data.get("device") if isinstance(data.get("device"), str) else None,
         )
 
 
@@ -288,6 +297,8 @@ class Sweep:
     path: Path
     created: str = ""
     owner: dict[str, Any] = field(default_factory=dict)  # the process running it (pid, host)
+    # runs going at once (one per device) update the queue from their own threads
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def missing(self) -> list[PlannedRun]:
@@ -298,9 +309,24 @@ class Sweep:
         return {state: sum(r.state == state for r in self.runs) for state in STATES}
 
     def update(self, index: int, **changes: Any) -> PlannedRun:
-        self.runs[index] = replace(self.runs[index], **changes)
-        self.save()
-        return self.runs[index]
+        with self._lock:
+            self.runs[index] = replace(self.runs[index], **changes)
+            self.save()
+            return self.runs[index]
+
+    def take(self, skipped) -> tuple[PlannedRun | None, list[PlannedRun]]:
+        """The next pending run, marked running so that no other slot takes it, and the queued
+        runs passed over on the way because ``skipped(index)`` says so (marked skipped)."""
+        passed = []
+        with self._lock:
+            for planned in self.runs:
+                if planned.state != "pending":
+                    continue
+                if skipped(planned.index):
+                    passed.append(self.skip(planned.index))
+                    continue
+                return self.update(planned.index, state="running", message=""), passed
+        return None, passed
 
     def skip(self, index: int) -> PlannedRun:
         """Skip a run that has not ended (the window's Skip on a queued run of a sweep that is not
@@ -310,6 +336,10 @@ class Sweep:
         return self.update(index, state="skipped", message="skipped")
 
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         data = {
             "format": QUEUE_FORMAT,
             "id": self.id,
@@ -403,6 +433,7 @@ class SweepRunStarted:
     total: int
     settings: dict[str, Any]
     resumed: bool
+    device: str | None = None  # the slot's device, when the sweep named devices
 
 
 @dataclass(frozen=True)
@@ -425,30 +456,31 @@ class SweepEnded:
 
 class SweepControl:
     """Steers a running sweep from any thread: ``skip`` a run (the current one, or a queued one
-    by index), ``stop`` the sweep (the current run stops with a checkpoint and stays pending, to
-    resume later). ``trainer`` is the current run's Trainer (pause, resume, live model)."""
+    by index), ``stop`` the sweep (the runs in progress stop with a checkpoint and stay pending,
+    to resume later). ``trainer`` is the current run's Trainer (pause, resume, live model); with
+    several runs going at once (one per device), ``current`` is the first of them and
+    ``trainers`` holds them all."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stop = False
         self._skip: set[int] = set()
-        self._trainer: Trainer | None = None
-        self._current: int | None = None
+        self._trainers: dict[int, Trainer] = {}
 
     def stop(self) -> None:
         with self._lock:
             self._stop = True
-            trainer = self._trainer
-        if trainer is not None:
+            trainers = list(self._trainers.values())
+        for trainer in trainers:
             trainer.stop()
 
     def skip(self, index: int | None = None) -> None:
         with self._lock:
-            target = self._current if index is None else index
+            target = min(self._trainers, default=None) if index is None else index
             if target is None:
                 return
             self._skip.add(target)
-            trainer = self._trainer if target == self._current else None
+            trainer = self._trainers.get(target)
         if trainer is not None:
             trainer.stop()
 
@@ -458,12 +490,20 @@ class SweepControl:
 
     @property
     def trainer(self) -> Trainer | None:
-        return self._trainer
+        current = self.current
+        return None if current is None else self._trainers.get(current)
+
+    @property
+    def trainers(self) -> dict[int, Trainer]:
+        """Every run in progress by its index."""
+        with self._lock:
+            return dict(self._trainers)
 
     @property
     def current(self) -> int | None:
-        """The index of the run in progress, None between runs."""
-        return self._current
+        """The index of the (first) run in progress, None between runs."""
+        with self._lock:
+            return min(self._trainers, default=None)
 
     def skipped(self, index: int) -> bool:
         return index in self._skip
@@ -471,8 +511,11 @@ class SweepControl:
     def attach(self, index: int, trainer: Trainer | None) -> None:
         """The sweep's side: run ``index`` is in progress with ``trainer`` (None: it has ended)."""
         with self._lock:
-            self._current, self._trainer = (index, trainer) if trainer is not None else (None, None)
-            late = trainer is not None and (self._stop or index in self._skip)
+            if trainer is None:
+                self._trainers.pop(index, None)
+                return
+            self._trainers[index] = trainer
+            late = self._stop or index in self._skip
         if late:
             trainer.stop()
 
@@ -497,30 +540,93 @@ def run_sweep(
     control: SweepControl | None = None,
     *,
     data_root: Path | None = None,
+    devices: Sequence[str] = (),
 ) -> Sweep:
-    """Run the sweep's missing runs one after another, each a Trainer run of ``run_project``
-    whose events go to ``events`` between SweepRunStarted and SweepRunEnded; then SweepEnded.
-    SweepError when another process is running the sweep now."""
+    """Run the sweep's missing runs, each a Trainer run of ``run_project`` whose events go to
+    ``events`` between SweepRunStarted and SweepRunEnded; then SweepEnded. With no ``devices``,
+    one after another where the project's settings say; with devices ("cuda:0", "cuda:1"), one
+    run on each at once, every slot taking the next queued run when its own ends: the events of
+    runs going at once then interleave (each Trainer event comes from the thread of its run, one
+    event at a time). SweepError when another process is running the sweep now."""
     control = control or SweepControl()
-    sink = events or ignore
+    lock = threading.Lock()
+
+    def sink(event: Event) -> None:
+        with lock:
+            (events or ignore)(event)
+
+    slots = _slots(devices)
     _claim(sweep)
+    for planned in sweep.runs:  # left running by a process that ended: resumed, in queue order
+        if planned.state == "running":
+            sweep.update(planned.index, state="pending")
+    errors: list[BaseException] = []
+
+    def slot(device: str | None) -> None:
+        try:
+            if device is not None and device.startswith("cuda"):
+                torch.cuda.set_device(torch.device(device))  # this thread's current device
+            while not control.stopping and not errors:
+                planned, passed = sweep.take(control.skipped)
+                for skipped in passed:
+                    sink(SweepRunEnded(sweep.id, skipped, len(sweep.runs)))
+                if planned is None:
+                    return
+                _run_one(project, sweep, planned, sink, control, data_root, device)
+        except BaseException as error:  # the other slots stop with a checkpoint; raised below
+            errors.append(error)
+            control.stop()
+
     try:
-        for planned in list(sweep.missing):
-            if control.stopping:
-                break
-            if control.skipped(planned.index):
-                sink(SweepRunEnded(sweep.id, sweep.skip(planned.index), len(sweep.runs)))
-                continue
-            _run_one(project, sweep, planned, sink, control, data_root)
+        if len(slots) == 1:
+            slot(slots[0])
+        else:
+            threads = [
+                threading.Thread(target=slot, args=(device,), name=f"sweep {device}", daemon=True)
+                for device in slots
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
     finally:
         for planned in sweep.missing:  # skipped while queued, after the sweep was stopped
             if control.skipped(planned.index) and planned.state == "pending":
                 sweep.skip(planned.index)
         sweep.owner = {}
         sweep.save()
+    if errors:
+        raise errors[0]
     state = "stopped" if sweep.missing else "finished"
     sink(SweepEnded(sweep.id, state, sweep.counts()))
     return sweep
+
+
+def _slots(devices: Sequence[str]) -> list[str | None]:
+    """The devices runs go on at once (None: each run's own setting); SweepError for a device
+    this machine lacks, before anything runs."""
+    for device in devices:
+        try:
+            pick_device(device)
+        except (TrainingError, RuntimeError) as error:
+            raise SweepError(f"sweep device {device!r}: {error}") from None
+    return list(devices) or [None]
+
+
+def parse_devices(text: str) -> list[str]:
+    """``--devices``: "cuda:0,cuda:1" (a device may repeat: two runs at once on it), or "all"
+    for every CUDA device of this machine."""
+    if text.strip() == "all":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise SweepError("--devices all: this machine has no CUDA device")
+        return [f"cuda:{index}" for index in range(count)]
+    found = [part.strip() for part in text.split(",") if part.strip()]
+    if not found:
+        raise SweepError(
+            f"--devices {text!r}: name devices separated by commas, e.g. cuda:0,cuda:1"
+        )
+    return found
 
 
 def _claim(sweep: Sweep) -> None:
@@ -534,7 +640,7 @@ def _claim(sweep: Sweep) -> None:
     sweep.save()
 
 
-def _run_one(project, sweep, planned, sink, control, data_root) -> None:
+def _run_one(project, sweep, planned, sink, control, data_root, device=None) -> None:
     """One planned run: resumed from its checkpoint when a killed or stopped process left one."""
     index, total = planned.index, len(sweep.runs)
     folder = _resumable(project.runs_dir, planned)
@@ -542,6 +648,7 @@ def _run_one(project, sweep, planned, sink, control, data_root) -> None:
         trainer = Trainer(
             run_project(project, planned.settings),
             epochs=sweep.plan.epochs,
+            device=device,
             resume=folder.name if folder is not None else False,
             data_root=data_root,
             save_project=False,
@@ -550,8 +657,10 @@ def _run_one(project, sweep, planned, sink, control, data_root) -> None:
         ended = sweep.update(index, state="failed", message=str(error), run=None)
         sink(SweepRunEnded(sweep.id, ended, total))
         return
-    sweep.update(index, state="running", message="", run=folder.name if folder else None)
-    sink(SweepRunStarted(sweep.id, index, total, dict(planned.settings), folder is not None))
+    run = folder.name if folder else None
+    sweep.update(index, state="running", message="", run=run, device=device)
+    settings = dict(planned.settings)
+    sink(SweepRunStarted(sweep.id, index, total, settings, run is not None, device))
 
     def forward(event: Event) -> None:
         if sweep.runs[index].run is None and trainer.run_dir is not None:

@@ -29,6 +29,7 @@ from cnnstudio.sweep import (
     load_sweep,
     open_sweep,
     parse_axis,
+    parse_devices,
     parse_range,
     run_project,
     run_sweep,
@@ -325,3 +326,54 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_in_a_new_folder(p
     again = run_sweep(project, open_sweep(project.runs_dir, plan))
     assert again.runs[0].state == "done" and again.runs[0].run != left.name
     assert not left.exists() and len(sweep_runs(project)) == 1
+
+
+# Several runs at once, one per device
+
+
+@pytest.mark.slow
+def test_runs_go_two_at_a_time_on_two_slots_and_finish_every_run(project) -> None:
+    plan = SweepPlan(grid=(parse_axis("lr=1e-3,3e-3"), parse_axis("batch_size=8,16")), epochs=1)
+    seen: list = []
+    sweep = run_sweep(project, open_sweep(project.runs_dir, plan), seen.append,
+                      devices=["cpu", "cpu"])  # fmt: skip
+    assert [r.state for r in sweep.runs] == ["done"] * 4
+    assert {r.device for r in sweep.runs} == {"cpu"}
+    marks = [type(e).__name__ for e in seen if isinstance(e, (SweepRunStarted, SweepRunEnded))]
+    # the second run began before the first ended
+    assert marks[:2] == ["SweepRunStarted", "SweepRunStarted"]
+    rows = sweep_runs(project)
+    assert len(rows) == 4 and {r.info.state for r in rows} == {"finished"}
+    assert len({r.run for r in sweep.runs}) == 4
+    again = load_sweep(project.runs_dir, sweep.id)  # the queue file says the same
+    assert [r.device for r in again.runs] == ["cpu"] * 4
+
+
+@pytest.mark.slow
+def test_stopping_a_sweep_on_two_slots_keeps_both_runs_to_resume(project) -> None:
+    project.training = check_training({**project.training, "epochs": 2})
+    plan = SweepPlan(grid=(parse_axis("lr=1e-3,3e-3"), parse_axis("batch_size=8,16")))
+    control = SweepControl()
+
+    def stop_when_both_train(event) -> None:
+        if isinstance(event, StepLogged) and event.epoch == 2 and len(control.trainers) == 2:
+            control.stop()
+
+    sweep = run_sweep(project, open_sweep(project.runs_dir, plan), stop_when_both_train, control,
+                      devices=["cpu", "cpu"])  # fmt: skip
+    assert [r.state for r in sweep.runs] == ["pending"] * 4 and control.trainers == {}
+    stopped = [r.run for r in sweep.runs if r.run]
+    assert len(stopped) == 2 and all((project.runs_dir / f / runs.LAST).is_file() for f in stopped)
+    again = run_sweep(project, open_sweep(project.runs_dir, plan))
+    assert [r.state for r in again.runs] == ["done"] * 4
+    assert [row.info.epochs_done for row in sweep_runs(project)] == [2] * 4
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(project, capsys) -> None:
+    code = main(["sweep", str(project.path), *GRID, "--devices", "cpu,cuda:7"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cuda:7" in err and len(err.strip().splitlines()) == 1
+    assert sweep_runs(project) == []
+    with pytest.raises(SweepError, match="comma"):
+        parse_devices(" , ")
+    assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]

@@ -8,6 +8,7 @@ schedule, the state restored, the loop (``cnnstudio.train.loop``), the final eva
 from __future__ import annotations
 
 import gc
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ from cnnstudio.train.memory import out_of_memory_message
 from cnnstudio.train.optim import make_optimizer, make_scheduler
 from cnnstudio.train.run_data import load_run_data, train_batches, val_batches
 from cnnstudio.train_settings import TrainSettings
+
+# The model's first weights are drawn from torch's global generator: one run at a time seeds it
+# and builds its model, so that runs going at once in one process each start where their seed says.
+_GLOBAL_RNG = threading.Lock()
 
 
 class Trainer:
@@ -170,7 +175,6 @@ class Trainer:
             self._refuse_misfit()  # the run's own model
         settings = self._settings(checkpoint)
         device, precision = self._device(settings)
-        torch.manual_seed(settings.seed)
         analysis = self._analysis()
         dataset = load_run_data(
             self.project.data,
@@ -181,7 +185,9 @@ class Trainer:
             control=self.control,
         )
         mean, std = self._normalization(dataset)
-        model, channels_last = self._model(analysis, pretrained=checkpoint is None)
+        with _GLOBAL_RNG:  # runs side by side (a sweep on several devices) each start from seed
+            torch.manual_seed(settings.seed)
+            model, channels_last = self._model(analysis, pretrained=checkpoint is None)
         optimizer = make_optimizer(model, settings)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         augment, world = self.project.data.augment, self.world
