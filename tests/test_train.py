@@ -626,3 +626,82 @@ def test_torchrun_with_two_cpu_processes(project: Project) -> None:
     epochs = [json.loads(line) for line in (runs[0] / "metrics.jsonl").read_text().splitlines()
               if '"epoch"' in line[:16]]  # fmt: skip
     assert [e["epoch"] for e in epochs] == [1, 2]
+
+
+def _workers(parent: int) -> dict[int, int]:
+    """The torchrun workers under ``parent``: their pid by rank (read from their environment)."""
+    found = {}
+    for child in subprocess.run(["pgrep", "-P", str(parent)], capture_output=True,
+                                text=True).stdout.split():  # fmt: skip
+        try:
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ranks = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"RANK=")]
+        if ranks:
+            found[int(ranks[0])] = int(child)
+    return found
+
+
+@pytest.mark.slow
+def test_a_stop_sent_to_one_torchrun_rank_stops_every_rank_with_one_checkpoint(
+    project: Project,
+) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "cnnstudio", "train",
+         str(project.path), "--epochs", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:
+            if line.startswith("epoch 1/500"):
+                break
+        workers = _workers(process.pid)
+        assert set(workers) == {0, 1}, workers
+        os.kill(workers[1], signal.SIGTERM)  # rank 1 only: rank 0 hears of it from rank 1
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # ranks that did not agree to stop wait on each other
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert "stopped after" in out, err[-3000:]
+    (run,) = list(project.runs_dir.iterdir())
+    assert (run / "last.pt").is_file()
+    state = json.loads((run / "state.json").read_text())
+    assert state["state"] == "stopped" and 1 <= state["epochs_done"] < 500
+
+
+@pytest.mark.slow
+def test_torchrun_on_two_nodes_joined_by_c10d_rendezvous_trains_one_run(project: Project) -> None:
+    """Two torchrun "nodes" on this machine, joined the way a cluster's are (the multi-node
+    command of the README): one process each, a world of two, one run folder."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [str(torchrun), "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+               f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=cnnstudio-test", "-m",
+               "cnnstudio", "train", str(project.path)]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    nodes = [subprocess.Popen(command, **pipes, env=env, start_new_session=True) for _ in range(2)]
+    try:
+        outputs = [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.communicate()
+    for node, (_out, err) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, err[-3000:]
+    printed = "".join(out for out, _err in outputs)
+    assert printed.count("final validation accuracy") == 1  # rank 0 reports, on one node
+    (run,) = list(project.runs_dir.iterdir())
+    settings = json.loads((run / "settings.json").read_text())
+    assert settings["world_size"] == 2
+    assert json.loads((run / "state.json").read_text())["state"] == "finished"

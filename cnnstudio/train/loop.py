@@ -192,7 +192,7 @@ class Loop:
                 waited = time.perf_counter() - paused_at
                 paused += waited
                 window.start += waited  # the window's speed leaves the pause out too
-            if control.stopping and self._agree_to_stop():
+            if self._agree_to_stop(p.batch):
                 seconds = train_time()
                 self._flush(window)
                 self._checkpoint("stop")
@@ -331,10 +331,17 @@ class Loop:
             step,
         )
 
-    def _agree_to_stop(self) -> bool:
+    def _agree_to_stop(self, batch: int) -> bool:
+        """Whether the run stops before this batch. Under torchrun the ranks ask one another
+        every ``log_every`` batches (all at the same batch), and all stop when any was told to:
+        a stop that reaches one process (a signal to one rank, the window's Stop) stops them
+        all, at the same step, with one checkpoint."""
+        stopping = self.c.control.stopping
         if not self.world.distributed:
-            return True
-        return all_sum([1.0], self.world, self.device)[0] > 0
+            return stopping
+        if batch % self.settings.log_every:
+            return False
+        return all_sum([1.0 if stopping else 0.0], self.world, self.device)[0] > 0
 
     # The end of an epoch
 
