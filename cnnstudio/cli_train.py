@@ -30,6 +30,20 @@ def add_train(commands) -> None:
         metavar="RUN",
         help="continue the latest run (or RUN) from its last checkpoint",
     )
+    train.add_argument(
+        "--gpus",
+        type=positive_int,
+        metavar="N",
+        help="train on N GPUs of this machine at once (torchrun, one process each; with "
+        "--device cpu, N CPU processes); default: the project's gpus setting",
+    )
+    train.add_argument(
+        "--events",
+        choices=("text", "json"),
+        default="text",
+        help="json: every event as one JSON line on stdout (what the window reads)",
+    )
+    train.add_argument("--project-file", type=Path, metavar="PATH", help=argparse.SUPPRESS)
     train.set_defaults(handler=_cmd_train)
 
 
@@ -98,7 +112,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cnnstudio.train import Trainer, estimate_memory, free_memory, pick_device, pick_precision
     from cnnstudio.train_settings import TrainSettings
 
-    project = load_project(args.dir)
+    project = _train_project(args)
+    if args.gpus is not None:
+        project.training = {**project.training, "gpus": args.gpus}
+    launched = _launch(args, project)
+    if launched is not None:
+        return launched
     trainer = Trainer(
         project,
         epochs=args.epochs,
@@ -135,11 +154,53 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = trainer.run(_TrainPrinter())
+        result = trainer.run(_JsonPrinter() if args.events == "json" else _TrainPrinter())
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
     return _train_exit(result, received)
+
+
+def _train_project(args: argparse.Namespace):
+    """The project to train: DIR's, or (the window's unsaved copy) the one in --project-file
+    with DIR as its folder."""
+    if args.project_file is None:
+        return load_project(args.dir)
+    project = load_project(args.project_file)
+    project.path = args.dir
+    return project
+
+
+def _launch(args: argparse.Namespace, project) -> int | None:
+    """With gpus > 1 (and not already a rank of torchrun): the same command under torchrun, one
+    process per GPU; its exit code. None: train in this process."""
+    from cnnstudio.launch import check_gpus, run_torchrun, under_torchrun
+
+    gpus = int(project.training.get("gpus", 1))
+    if gpus <= 1 or under_torchrun():
+        return None
+    device = args.device or str(project.training.get("device", "auto"))
+    check_gpus(gpus, device)
+    forwarded = [str(args.dir)]
+    options = {"--epochs": args.epochs, "--batch-size": args.batch_size, "--device": args.device,
+               "--project-file": args.project_file}  # fmt: skip
+    for flag, value in options.items():
+        if value is not None:
+            forwarded += [flag, str(value)]
+    if args.resume:
+        forwarded += ["--resume"] + ([] if args.resume is True else [str(args.resume)])
+    forwarded += ["--events", args.events]
+    print(f"training with {gpus} processes under torchrun", file=sys.stderr, flush=True)
+    return run_torchrun(gpus, forwarded)
+
+
+class _JsonPrinter:
+    """Every event as one JSON line (the window's launched runs read them)."""
+
+    def __call__(self, event) -> None:
+        from cnnstudio.launch import event_to_json
+
+        print(event_to_json(event), flush=True)
 
 
 class _TrainPrinter:

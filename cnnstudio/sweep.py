@@ -44,7 +44,7 @@ QUEUE_FORMAT = "cnnstudio-sweep"
 
 # Every setting a sweep can vary, by its own name, and the part of the project it belongs to
 SWEEPABLE: dict[str, tuple[str, Param]] = {
-    **{p.name: ("training", p) for p in TRAIN_PARAMS},
+    **{p.name: ("training", p) for p in TRAIN_PARAMS if p.name != "gpus"},  # runs: in-process
     **{p.name: ("data", p) for p in DATA_PARAMS},
     **{p.name: ("augment", p) for p in AUGMENT_PARAMS},
 }

@@ -110,6 +110,15 @@ TRAIN_PARAMS: tuple[Param, ...] = (
         choices=("auto", "cpu", "cuda", "cuda:1", "mps"),
         pattern=r"auto|cpu|mps|cuda(:\d+)?",
     ),
+    Param(
+        "gpus",
+        "int",
+        1,
+        "Processes training at once through torchrun, one per GPU of this machine (with "
+        "device cpu, CPU processes); 1 trains in this process.",
+        1,
+        1024,
+    ),
     Param("log_every", "int", 20, "Steps between reading metrics from the device.", 1, 100_000),
     Param(
         "workers",
@@ -192,6 +201,7 @@ class TrainSettings:
     early_stopping: int = 0
     monitor: str = "val_accuracy"
     device: str = "auto"
+    gpus: int = 1
     log_every: int = 20
     workers: int | str = "auto"
     feature_cache: bool = True

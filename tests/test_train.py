@@ -705,3 +705,68 @@ def test_torchrun_on_two_nodes_joined_by_c10d_rendezvous_trains_one_run(project:
     settings = json.loads((run / "settings.json").read_text())
     assert settings["world_size"] == 2
     assert json.loads((run / "state.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_train_gpus_2_on_the_cpu_runs_torchrun_and_a_stop_checkpoints_every_rank(
+    project: Project,
+) -> None:
+    """`train --gpus N` is torchrun's path (here: two CPU processes): one run in a world of two;
+    a Ctrl+C to the command stops both ranks with one checkpoint and leaves no process behind."""
+    result = cli("train", str(project.path), "--gpus", "2", "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("final validation accuracy") == 1
+    (first,) = list(project.runs_dir.iterdir())
+    assert json.loads((first / "settings.json").read_text())["world_size"] == 2
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnstudio", "train", str(project.path), "--gpus", "2",
+         "--device", "cpu", "--epochs", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in process.stdout:
+            if line.startswith("epoch 1/500"):
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 128 + signal.SIGINT, err[-3000:]
+    assert "stopped after" in out
+    (second,) = [run for run in project.runs_dir.iterdir() if run != first]
+    assert json.loads((second / "state.json").read_text())["state"] == "stopped"
+    assert (second / "last.pt").is_file()
+    left = subprocess.run(["pgrep", "-f", str(project.path)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+
+
+def test_train_on_more_gpus_than_the_machine_has_is_one_line(project: Project) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("counts this machine's CUDA devices")
+    result = cli("train", str(project.path), "--gpus", "2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "cnnstudio train: error: gpus 2: this machine has no CUDA device; choose gpus 1 (or "
+        "device cpu to train the processes on the CPU)"
+    ]
+
+
+def test_events_travel_as_json_lines_and_come_back_as_the_same_dataclasses() -> None:
+    from cnnstudio.launch import event_from_json, event_to_json
+
+    sent = [
+        RunStarted("r", "cpu", "CPU", "fp32", 3, 0, 10, 16, 160, 40, False, 2),
+        StepLogged(1, 2, 10, 2, 0.5, 0.75, 1e-3, 300.0, 12.0),
+        StepsDone(1, 3, 10, 3),
+        EpochEnded(1, 3, 0.4, 0.8, 0.5, 0.7, 1e-3, 2.0, 1.5, 160, True),
+        CheckpointSaved("r/last.pt", 1, "last"),
+        Finished("finished", "r", 3, 0.9, 2, 0.85),
+        Failed("nan", "the loss is NaN at step 4", "r", 4),
+    ]
+    for event in sent:
+        line = event_to_json(event)
+        assert "\n" not in line and event_from_json(line) == event
+    assert event_from_json("final validation accuracy: 0.9") is None
+    assert event_from_json('{"event": "Trainer"}') is None
