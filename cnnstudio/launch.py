@@ -188,8 +188,14 @@ class LaunchedRun:
     def snapshot(self, timeout: float = 30.0) -> None:
         return None  # the weights live in other processes
 
-    def model_source(self, timeout: float = 30.0) -> None:
-        return None
+    def model_source(self, timeout: float = 30.0):
+        """The run's last checkpoint (the weights live in other processes): None before the
+        first epoch has ended."""
+        from cnnstudio import model_source, runs
+
+        if self.run_dir is None or not (self.run_dir / runs.LAST).is_file():
+            return None
+        return model_source.from_run(self.run_dir, which="last", project=self.project)
 
     def stop(self) -> None:
         with self._lock:
@@ -240,6 +246,9 @@ class LaunchedRun:
             code = launched.wait()
             reader.join(timeout=5)
         finally:
+            if self._launched is not None:
+                for pipe in (self._launched.process.stdout, self._launched.process.stderr):
+                    pipe.close()
             shutil.rmtree(folder, ignore_errors=True)
         if result is None:
             tail = "".join(errors[-20:]).strip() or f"exit code {code}"

@@ -310,3 +310,47 @@ def test_learning_rates_are_shown_as_people_write_them(qtbot, window: MainWindow
     assert editor.text() == "3e-4"
     assert form.editors["weight_decay"].text() == "5e-4"
     form.grab().save("/tmp/numbers-train-form.png")
+
+
+def test_a_run_on_two_processes_trains_through_torchrun_from_the_window(
+    qtbot, trainable: MainWindow, monkeypatch
+) -> None:
+    """The gpus setting (shown where there are several GPUs) starts torchrun's processes, as
+    `train --gpus N` does; here two CPU processes. The run trains the window's copy of the
+    project (an edit not saved yet included), draws its curves, cannot pause, and stops with a
+    checkpoint."""
+    import json
+
+    import torch
+
+    import ui.training.settings_form as settings_form
+
+    panel, document = trainable.train_panel, trainable.document
+    assert not panel.form.form.isRowVisible(panel.form.editors["gpus"])  # one GPU or none here
+    monkeypatch.setattr(settings_form, "gpu_count", lambda: 2)
+    panel.form.refresh()
+    assert panel.form.form.isRowVisible(panel.form.editors["gpus"])
+    document.set_training("gpus", 2)
+    if not torch.cuda.is_available():
+        assert not panel.start()
+        assert "gpus 2: this machine has no CUDA device" in panel.message.text()
+    document.set_training("device", "cpu")
+    document.set_training("epochs", 2)  # not saved: the run trains the window's copy
+    with qtbot.waitSignal(panel.run_finished, timeout=180000) as finished:
+        assert panel.start()
+        qtbot.waitUntil(lambda: len(panel.steps) >= 1, timeout=120000)
+        assert panel.stop_button.isEnabled() and not panel.pause_button.isEnabled()
+    result = finished.args[0]
+    assert isinstance(result, Finished) and result.state == "finished", result
+    assert list(panel.curves.val_acc_curve.getData()[0]) == [1, 2]
+    settings = json.loads((Path(result.run_dir) / "settings.json").read_text())
+    assert settings["world_size"] == 2 and settings["training"]["epochs"] == 2
+    document.set_training("epochs", 200)
+    with qtbot.waitSignal(panel.run_finished, timeout=180000) as stopped:
+        assert panel.start()
+        qtbot.waitUntil(lambda: len(panel.curves.val_acc_curve.getData()[0] or []) >= 1,
+                        timeout=120000)  # fmt: skip
+        panel.stop_button.click()
+    assert stopped.args[0].state == "stopped"
+    assert load_checkpoint(Path(stopped.args[0].run_dir) / "last.pt")["progress"]["global_step"]
+    assert panel.start_button.isEnabled()

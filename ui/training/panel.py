@@ -289,7 +289,7 @@ class TrainPanel(QWidget):
         finding = self.lr_view.busy()
         self.start_button.setEnabled(not running and not finding)
         self.resume_button.setEnabled(not running and not finding)
-        self.pause_button.setEnabled(running)
+        self.pause_button.setEnabled(running and self.controller.runner.can_pause)
         self.stop_button.setEnabled(running)
         for action in self.run_actions:
             action.setEnabled(action.property("button").isEnabled())

@@ -49,6 +49,15 @@ class RunController(QObject):
             return SAVE_FIRST
         if self.document.analysis is not None and not self.document.analysis.valid:
             return "The model has problems (red blocks): fix them first."
+        training = self.document.project.training
+        if int(training.get("gpus", 1)) > 1:  # torchrun's processes, one per GPU
+            from cnnstudio.errors import TrainingError
+            from cnnstudio.launch import check_gpus
+
+            try:
+                check_gpus(int(training["gpus"]), str(training.get("device", "auto")))
+            except TrainingError as error:
+                return f"Training settings: {error}."
         return None
 
     def resume_plan(self, chosen: list[RunInfo], runs: list[RunInfo]) -> dict | str:

@@ -33,11 +33,17 @@ FORM_PARAMS = (
     "precision",
     "early_stopping",
     "device",
+    "gpus",
     "channels_last",
     "compile",
     "seed",
 )
 MEMORY_PARAMS = ("batch_size", "optimizer", "precision", "device")  # what the estimate reads
+
+
+def gpu_count() -> int:
+    """This machine's CUDA devices (the gpus setting shows where there are several)."""
+    return sum(setting.startswith("cuda:") for setting, _ in available_devices())
 
 
 class TrainSettingsForm(QWidget):
@@ -77,6 +83,8 @@ class TrainSettingsForm(QWidget):
             editor.setToolTip(f"{param.help}\nAllowed: {param.describe()}")
             self.editors[name] = editor
             self.form.addRow(name.replace("_", " "), editor)
+            if name == "gpus":  # only where there are several, or the project asks for them
+                self.form.setRowVisible(editor, gpu_count() > 1 or int(value) > 1)
             if name == "batch_size":
                 self.form.addRow(self.memory_hint)
         self.update_memory_hint()

@@ -66,6 +66,18 @@ class TrainingWorker(QObject):
             pass  # run_finished carries the result once run() returns
 
 
+def make_trainer(project, *, resume: bool | str = False, epochs: int | None = None):
+    """What trains the copy: the Trainer on this process's thread, or with the gpus setting
+    above 1, torchrun's processes (``LaunchedRun``, which has the Trainer's shape but does not
+    pause)."""
+    gpus = int(project.training.get("gpus", 1))
+    if gpus > 1:
+        from cnnstudio.launch import LaunchedRun
+
+        return LaunchedRun(project, gpus, resume=resume, epochs=epochs)
+    return Trainer(project, resume=resume, epochs=epochs, save_project=False)
+
+
 class TrainingRunner(QObject):
     """Owns the thread of the current run: start, pause, resume, stop, and wait for the end."""
 
@@ -92,7 +104,7 @@ class TrainingRunner(QObject):
         connected after that would never arrive."""
         if self.running:
             raise RuntimeError("a run is already going")
-        trainer = Trainer(copy.deepcopy(project), resume=resume, epochs=epochs, save_project=False)
+        trainer = make_trainer(copy.deepcopy(project), resume=resume, epochs=epochs)
         self.thread = QThread()
         self.worker = TrainingWorker(trainer)
         self.worker.moveToThread(self.thread)
@@ -107,6 +119,11 @@ class TrainingRunner(QObject):
     def pause(self) -> None:
         if self.worker is not None:
             self.worker.trainer.pause()
+
+    @property
+    def can_pause(self) -> bool:
+        """Whether the run in progress pauses (runs on several processes do not)."""
+        return self.worker is not None and not hasattr(self.worker.trainer, "nproc")
 
     @property
     def paused(self) -> bool:
