@@ -582,8 +582,10 @@ def run_sweep(
             slot(slots[0])
         else:
             threads = [
-                threading.Thread(target=slot, args=(device,), name=f"sweep {device}", daemon=True)
-                for device in slots
+                threading.Thread(
+                    target=slot, args=(device,), name=f"sweep slot {i} ({device})", daemon=True
+                )
+                for i, device in enumerate(slots)
             ]
             for thread in threads:
                 thread.start()

@@ -4,6 +4,7 @@ with a checkpoint, and offers to resume it when the project is opened again."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -230,7 +231,7 @@ def test_the_sweep_runs_on_its_own_thread(qtbot, monkeypatch) -> None:
 
     where = []
 
-    def fake_run_sweep(project, sweep, events, control):
+    def fake_run_sweep(project, sweep, events, control, devices=()):
         where.append(threading.current_thread() is threading.main_thread())
         events(SweepEnded(sweep.id, "finished", {}))
 
@@ -240,3 +241,36 @@ def test_the_sweep_runs_on_its_own_thread(qtbot, monkeypatch) -> None:
     runner.start(new_project(), sweep, lambda w: w.sweep_finished.connect(ended.append))
     qtbot.waitUntil(lambda: bool(ended), timeout=10000)
     assert runner.stop_and_wait() and where == [False] and ended[0].sweep == "x"
+
+
+def _step_times(folder: Path) -> list[float]:
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [r["time"] for r in records if r.get("type") == "step"]
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_runs_at_once_where_there_are_several_gpus(
+    qtbot, trainable: MainWindow, monkeypatch
+) -> None:
+    """With several GPUs the dialog offers them all ("At once on"); here two slots on the CPU.
+    The runs overlap in time, each notes where it ran, and the progress line and the Train view
+    follow one run at a time."""
+    import ui.training.sweep_dialog as sweep_dialog
+
+    monkeypatch.setattr(sweep_dialog, "gpu_count", lambda: 2)
+    dialog = open_dialog(trainable)
+    assert dialog.devices_edit.isVisible() and dialog.devices_edit.text() == "cuda:0,cuda:1"
+    dialog.devices_edit.setText("cpu, cpu")
+    dialog.epochs_box.setValue(3)
+    plan(qtbot, dialog, ("lr", "1e-3, 3e-3, 1e-2"), runs_=3)
+    with qtbot.waitSignal(dialog.sweep_ended, timeout=180000) as ended:
+        qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+        assert not dialog.devices_edit.isEnabled()
+    assert ended.args[0].state == "finished" and dialog.queue_states() == ["done"] * 3
+    planned = dialog.sweep.runs
+    assert [r.device for r in planned] == ["cpu"] * 3
+    first, second = (_step_times(trainable.document.project.runs_dir / r.run) for r in planned[:2])
+    assert second[0] < first[-1] and first[0] < second[-1]  # the two trained at the same time
+    assert len(trainable.train_panel.curves.steps) > 0
+    dialog.devices_edit.setText(" , ")
+    assert not dialog.start() and "comma" in dialog.error_label.text()

@@ -52,6 +52,7 @@ from cnnstudio.sweep import (
     list_sweeps,
     open_sweep,
     parse_axis,
+    parse_devices,
     parse_value,
     sweepable,
 )
@@ -59,6 +60,7 @@ from ui.background import Jobs
 from ui.icons import icon
 from ui.theme import colours, set_role
 from ui.training.run_controller import SAVE_FIRST
+from ui.training.settings_form import gpu_count
 from ui.training.sweep_worker import SweepRunner, SweepWorker
 
 RANGE = re.compile(r"^\s*(?P<low>\S+?)\s*\.\.\s*(?P<high>\S+?)\s*(?P<log>\blog)?\s*$", re.I)
@@ -192,6 +194,8 @@ class SweepDialog(QDialog):
         self._plans = Jobs(self, newest_wins=True)
         self._names: list[str] = []  # the queue's setting columns
         self._run_index, self._run_state = 0, "running"
+        self._devices: list[str] = []  # the sweep's, as it was started
+        self._running: dict[int, str] = {}  # the state each run in progress shows
         self._first_step, self._total_steps, self._rate = 0, 1, ""
         self._build_ui()
         self._connect()
@@ -210,7 +214,8 @@ class SweepDialog(QDialog):
         intro = QLabel(
             "A row per setting to sweep. Values as a list (0.001, 0.003) make a grid: every "
             "combination runs. A range (1e-4..1e-2 log) is drawn at random, N times per "
-            "combination. Runs train one after another.", self
+            "combination. Runs train one after another, or several at once where there are "
+            "several GPUs.", self
         )  # fmt: skip
         intro.setWordWrap(True)
         set_role(intro, "muted")
@@ -256,8 +261,28 @@ class SweepDialog(QDialog):
                           ("Epochs", self.epochs_box)):  # fmt: skip
             options.addWidget(QLabel(text, self))
             options.addWidget(box)
+        # several runs at once, one per device: only where there are several GPUs
+        self.devices_label = QLabel("At once on", self)
+        self.devices_edit = QLineEdit(self)
+        self.devices_edit.setPlaceholderText("one after another")
+        self.devices_edit.setToolTip(
+            "Devices to train on at once, one run on each: cuda:0,cuda:1 (a device named twice "
+            "trains two runs at once), or all. Empty: one run after another."
+        )
+        several = gpu_count() > 1
+        if several:
+            self.devices_edit.setText(",".join(f"cuda:{i}" for i in range(gpu_count())))
+        for widget in (self.devices_label, self.devices_edit):
+            options.addWidget(widget)
+            widget.setVisible(several)
         options.addStretch(1)
         return options
+
+    def devices(self) -> list[str]:
+        """The devices the sweep trains on at once (empty: one run after another); SweepError
+        for text that names none."""
+        text = self.devices_edit.text().strip()
+        return parse_devices(text) if text else []
 
     def _build_buttons(self) -> QHBoxLayout:
         buttons = QHBoxLayout()
@@ -415,6 +440,7 @@ class SweepDialog(QDialog):
             self.error_label.setText(refusal)
             return False
         try:
+            self._devices = self.devices()
             sweep = open_sweep(self._runs_dir(), self.plan)
             if not sweep.missing:  # this plan ran to the end before: Start runs it again
                 sweep = open_sweep(self._runs_dir(), self.plan, fresh=True)
@@ -427,6 +453,11 @@ class SweepDialog(QDialog):
         """Continue ``sweep`` (else the project's unfinished one) with its missing runs."""
         sweep = sweep or self.unfinished
         refusal = self._refusal() or (None if sweep else "There is no sweep to resume.")
+        if refusal is None:
+            try:
+                self._devices = self.devices()
+            except SweepError as error:
+                refusal = str(error)
         if refusal is not None:
             self.error_label.setText(refusal)
             return False
@@ -447,7 +478,9 @@ class SweepDialog(QDialog):
                                 f"{len(sweep.missing)} to run")  # fmt: skip
         self._show_queue(sweep.runs)
         self._show_progress(0, "starting…")
-        self.runner.start(self.document.project, sweep, connect=self._connect_worker)
+        self.runner.start(
+            self.document.project, sweep, connect=self._connect_worker, devices=self._devices
+        )
         self._set_running(True)
         self.sweep_started.emit(sweep)
         return True
@@ -455,6 +488,8 @@ class SweepDialog(QDialog):
     def _connect_worker(self, worker: SweepWorker) -> None:
         """The worker's signals, wired before its thread starts."""
         worker.sweep_run_started.connect(self._on_sweep_run_started)
+        worker.followed_run_started.connect(self._on_followed_run_started)
+        worker.other_run_started.connect(self._show_running)
         worker.sweep_run_ended.connect(self._on_sweep_run_ended)
         worker.sweep_finished.connect(self._on_sweep_finished)
         worker.run_started.connect(self._on_run_started)
@@ -466,7 +501,7 @@ class SweepDialog(QDialog):
 
     def _set_running(self, running: bool) -> None:
         for widget in (self.start_button, self.resume_button, self.add_button, self.epochs_box,
-                       *self.rows):  # fmt: skip
+                       self.devices_edit, *self.rows):  # fmt: skip
             widget.setEnabled(not running)
         ranged = any(".." in row.text for row in self.rows)
         self.draws_box.setEnabled(not running and ranged)
@@ -484,7 +519,7 @@ class SweepDialog(QDialog):
                 self.runner.skip(index)
                 self._show_run(self.sweep.runs[index], state="to skip")
             return
-        self.runner.skip()
+        self.runner.skip(self._run_index)
         self._show_progress(self.progress.value(), f"skipping run {self._run_index + 1}…")
 
     def _is_pending(self, index: int) -> bool:
@@ -507,9 +542,22 @@ class SweepDialog(QDialog):
     # Events of the sweep (plain data)
 
     def _on_sweep_run_started(self, event) -> None:
+        state = "resuming" if event.resumed else "running"
+        where = f" on {event.device}" if event.device and self._devices else ""
+        self._running[event.index] = state + where
+        self._show_run(self.sweep.runs[event.index], state + where)
+
+    def _show_running(self, _event=None) -> None:
+        """The rows of the runs in progress again (a run's folder, once made)."""
+        for index, state in self._running.items():
+            if self.sweep is not None and self.sweep.runs[index].state == "running":
+                self._show_run(self.sweep.runs[index], state)
+
+    def _on_followed_run_started(self, event) -> None:
+        """The run whose progress and curves show (with runs going at once: one of them)."""
         self._run_index = event.index
-        self._run_state = "resuming" if event.resumed else "running"
-        self._show_run(self.sweep.runs[event.index], self._run_state)
+        where = f" on {event.device}" if event.device and self._devices else ""
+        self._run_state = ("resuming" if event.resumed else "running") + where
         self._show_progress(0, f"run {event.index + 1} of {event.total}: loading the data…")
 
     def _on_run_started(self, event) -> None:
@@ -537,6 +585,7 @@ class SweepDialog(QDialog):
             self._show_progress(self.progress.value(), text)
 
     def _on_sweep_run_ended(self, event) -> None:
+        self._running.pop(event.run.index, None)
         self._show_run(event.run)
         self.sweep_run_ended.emit(event)
 
