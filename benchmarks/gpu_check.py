@@ -552,6 +552,37 @@ def check_self_test(options: Options) -> Outcome:
     return Outcome(line, f"passes on {options.device}", passed, {"exit": done.returncode})
 
 
+def check_sweep_slots(options: Options) -> Outcome:
+    """A sweep of four short runs one after another vs two at once on the same GPU (``sweep
+    --devices cuda:0,cuda:0``): small runs leave a big GPU idle between their steps."""
+    _require_cuda(options, "runs at once share a GPU here (on a CPU they share its cores)")
+    from cnnstudio.sweep import Axis, SweepPlan, open_sweep, run_sweep
+    from cnnstudio.train.devices import pick_device
+
+    device = str(pick_device(str(options.device)))
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, devices in (("one after another", [device]), ("two at once", [device] * 2)):
+            project = _sample_project()
+            project.training = {**project.training, "device": device, "workers": 0}
+            project.save(Path(folder) / name.replace(" ", "-"))
+            plan = SweepPlan(grid=(Axis("lr", (1e-3, 2e-3, 3e-3, 4e-3)),), epochs=2)
+            start = time.perf_counter()
+            sweep = run_sweep(project, open_sweep(project.runs_dir, plan), devices=devices)
+            seconds[name] = time.perf_counter() - start
+            if {r.state for r in sweep.runs} != {"done"}:
+                states = [r.state for r in sweep.runs]
+                return Outcome(f"{name}: runs ended {states}", "every run done", False, seconds)
+    ratio = seconds["one after another"] / seconds["two at once"]
+    return Outcome(
+        f"4 runs of 2 epochs: {seconds['one after another']:.1f} s one after another, "
+        f"{seconds['two at once']:.1f} s two at once ({ratio:.2f}×)",
+        "two at once no slower (≥ 1.0×)",
+        ratio >= 1.0,
+        {**seconds, "ratio": ratio},
+    )
+
+
 CHECKS = (  # expected seconds on CUDA, CPU --quick, CPU: what the budget skips by
     Check("Trainer vs plain loop, SimpleCNN 32×32", check_trainer_simple_cnn, (30, 25, 60)),
     Check("Trainer vs plain loop, ResNet-18 224×224", check_trainer_resnet18, (50, 0, 1200)),
@@ -564,6 +595,7 @@ CHECKS = (  # expected seconds on CUDA, CPU --quick, CPU: what the budget skips 
     Check("self-test in the window", check_self_test, (40, 30, 30)),
     Check("torch.compile", check_compile, (70, 0, 60)),
     Check("fast preset, resnet-small 32×32", check_fast_preset, (150, 8, 150)),
+    Check("sweep: two runs at once on one GPU", check_sweep_slots, (45, 0, 0)),  # last: budget
 )
 
 

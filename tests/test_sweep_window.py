@@ -126,6 +126,9 @@ def test_a_sweep_runs_from_the_window(qtbot, trainable: MainWindow) -> None:
     assert all(row.notes.sweep == dialog.sweep.id for row in table.rows)
     assert all(row.info.state == "finished" for row in table.rows)
     assert dialog.progress.value() == 100 and "finished: 2 done" in dialog.status_label.text()
+    panel = trainable.train_panel  # the Train view's status line followed the sweep
+    assert panel.controller.status == f"sweep · {dialog.status_label.text()}"
+    assert panel.progress.value() == 100 and "sweep finished" in panel.status_label.text()
     assert len(trainable.train_panel.curves.steps) > 0  # the Train view drew the current run
     assert not dialog.resume_button.isVisible()  # nothing left to resume
 

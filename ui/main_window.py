@@ -623,6 +623,11 @@ class MainWindow(QMainWindow):
         dialog.epoch_ended.connect(curves.add_epoch)
         dialog.sweep_run_ended.connect(lambda _event: self.train_panel.runs_view.refresh())
         dialog.sweep_ended.connect(lambda _ended: curves.flush())
+        dialog.progress_changed.connect(self._on_sweep_progress)
+
+    def _on_sweep_progress(self, percent: int, status: str) -> None:
+        """The Train view's progress bar and status line follow the sweep (it said "ready")."""
+        self.train_panel.controller.show_progress(percent, f"sweep · {status}")
 
     def _on_sweep_run_started(self, event) -> None:
         self.train_panel.curves.clear()

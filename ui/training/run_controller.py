@@ -108,6 +108,12 @@ class RunController(QObject):
     def stop_and_wait(self) -> bool:
         return self.runner.stop_and_wait()
 
+    def show_progress(self, percent: int, status: str) -> None:
+        """Progress of training this controller does not run (a sweep's current run), shown
+        where a run's would be."""
+        if not self.running:
+            self._show(percent, status)
+
     def _show(self, percent: int, status: str) -> None:
         self.percent, self.status = percent, status
         self.progress_changed.emit()

@@ -175,6 +175,7 @@ class SweepDialog(QDialog):
     """Plans a sweep of the document's project, runs it and shows its queue."""
 
     sweep_started = Signal(object)  # the Sweep
+    progress_changed = Signal(int, str)  # the progress bar's percent and the status line
     run_started = Signal(object)  # the current run's RunStarted
     step_logged = Signal(object)  # StepLogged
     epoch_ended = Signal(object)  # EpochEnded
@@ -606,6 +607,7 @@ class SweepDialog(QDialog):
     def _show_progress(self, percent: int, status: str) -> None:
         self.progress.setValue(percent)
         self.status_label.setText(status)
+        self.progress_changed.emit(percent, status)
 
 
 def _spin(parent: QWidget, low: int, high: int, value: int, tip: str) -> QSpinBox:
