@@ -47,7 +47,14 @@ def torchrun_command(nproc: int, train_args: Sequence[str], grace: int = GRACE_S
 def check_gpus(nproc: int, device: str) -> None:
     """TrainingError when this machine has fewer CUDA devices than ``nproc`` processes need
     (on the CPU any number of processes may train, for tests)."""
-    if nproc <= 1 or device == "cpu":
+    if nproc <= 1:
+        return
+    if getattr(sys, "frozen", False):  # PyInstaller's program: no `python -m` to start ranks with
+        raise TrainingError(
+            f"gpus {nproc}: the standalone program trains in one process; run the studio from "
+            "Python (python main.py, or python -m cnnstudio train DIR --gpus N) for several GPUs"
+        )
+    if device == "cpu":
         return
     import torch
 

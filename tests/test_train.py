@@ -770,3 +770,13 @@ def test_events_travel_as_json_lines_and_come_back_as_the_same_dataclasses() -> 
         assert "\n" not in line and event_from_json(line) == event
     assert event_from_json("final validation accuracy: 0.9") is None
     assert event_from_json('{"event": "Trainer"}') is None
+
+
+def test_the_standalone_program_says_it_trains_in_one_process(monkeypatch) -> None:
+    from cnnstudio.errors import TrainingError
+    from cnnstudio.launch import check_gpus
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.raises(TrainingError, match="standalone program trains in one process"):
+        check_gpus(2, "cpu")
+    check_gpus(1, "cpu")  # one process: nothing to launch
