@@ -258,8 +258,17 @@ class LaunchedRun:
                     pipe.close()
             shutil.rmtree(folder, ignore_errors=True)
         if result is None:
-            tail = "".join(errors[-20:]).strip() or f"exit code {code}"
-            result = Failed("error", f"torchrun with {self.nproc} processes ended: {tail}",
-                            str(self.run_dir) if self.run_dir else None)  # fmt: skip
+            result = Failed("error", f"torchrun with {self.nproc} processes ended: "
+                            f"{_why(errors, code)}", str(self.run_dir) if self.run_dir else None)  # fmt: skip
         sink(result)
         return result
+
+
+def _why(errors: list[str], code: int) -> str:
+    """What a failed launch printed that says why: the studio's own one-line error when there
+    is one (torchrun's report around it is long), else the last lines of its output."""
+    lines = [line.strip() for line in errors if line.strip()]
+    ours = [line for line in lines if line.startswith("cnnstudio ") and ": error: " in line]
+    if ours:
+        return ours[-1].split(": error: ", 1)[1]
+    return " / ".join(lines[-3:]) or f"exit code {code}"

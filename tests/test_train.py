@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -780,3 +781,21 @@ def test_the_standalone_program_says_it_trains_in_one_process(monkeypatch) -> No
     with pytest.raises(TrainingError, match="standalone program trains in one process"):
         check_gpus(2, "cpu")
     check_gpus(1, "cpu")  # one process: nothing to launch
+
+
+@pytest.mark.slow
+def test_a_launched_run_that_fails_says_why_in_one_message(project: Project) -> None:
+    """The window's runs on several processes: a failure in the ranks (here the data folder is
+    gone) comes back as the Trainer's own Failed, and one that stops the command before any
+    rank trains (here an epoch count of 0) as its one-line error, not torchrun's report."""
+    from cnnstudio.launch import LaunchedRun
+
+    project.training = {**project.training, "device": "cpu"}
+    shutil.rmtree(project.data.path)
+    seen: list = []
+    result = LaunchedRun(project, 2).run(seen.append)
+    assert isinstance(result, Failed) and result.reason == "data", result
+    assert project.data.path in result.message and seen[-1] == result
+    again = LaunchedRun(project, 2, epochs=0).run()
+    assert isinstance(again, Failed) and "\n" not in again.message
+    assert again.message.startswith("torchrun with 2 processes ended: argument --epochs: ")
