@@ -258,8 +258,8 @@ class LaunchedRun:
                     pipe.close()
             shutil.rmtree(folder, ignore_errors=True)
         if result is None:
-            result = Failed("error", f"torchrun with {self.nproc} processes ended: "
-                            f"{_why(errors, code)}", str(self.run_dir) if self.run_dir else None)  # fmt: skip
+            why = f"torchrun with {self.nproc} processes ended: {_why(errors, code)}"
+            result = Failed("error", why, str(self.run_dir) if self.run_dir else None)
         sink(result)
         return result
 
