@@ -8,8 +8,11 @@ has loaded. ``cnnstudio.data`` loads the images these settings describe (and re-
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -200,13 +203,38 @@ def _check_stats(mean: Any, std: Any, where: str) -> tuple[tuple[float, ...], tu
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+_scans = threading.local()  # within ``one_scan``: the folder scans made so far, by path
+
+
+@contextlib.contextmanager
+def one_scan() -> Iterator[None]:
+    """Within the block, each image folder is scanned once by this module's helpers (a new
+    project asks a folder for its defaults, classes and image shape: three scans of every file's
+    header otherwise). Outside it every call scans afresh, so a folder that changed is seen."""
+    outer = getattr(_scans, "found", None)
+    _scans.found = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _scans.found = outer
+
+
+def _scan(path: str | None) -> FolderScan:
+    found = getattr(_scans, "found", None)
+    if found is None:
+        return scan_folder(path)
+    if path not in found:
+        found[path] = scan_folder(path)
+    return found[path]
+
+
 def default_input_shape(settings: DataSettings) -> tuple[int, int, int]:
     """The input shape a model for this data naturally takes (the data's own image size)."""
     if settings.source == "sample":
         return (3, 32, 32)
     if settings.source in standard_sets.STANDARD_SETS:
         return standard_sets.STANDARD_SETS[settings.source].shape
-    return _shape_of(scan_folder(settings.path))
+    return _shape_of(_scan(settings.path))
 
 
 def _shape_of(scan: FolderScan) -> tuple[int, int, int]:
@@ -229,7 +257,7 @@ def suggested_defaults(settings: DataSettings) -> DataDefaults:
     channels, and its number of training images (an image folder is scanned once, headers
     only)."""
     if settings.source == "folder":
-        scan = scan_folder(settings.path)
+        scan = _scan(settings.path)
         shape = _shape_of(scan)
         train_images = _folder_train_images(scan, settings)
     elif settings.source == "sample":
@@ -260,7 +288,7 @@ def class_names(settings: DataSettings, data_root: Path | None = None) -> list[s
     if settings.source == "sample":
         return list(SAMPLE_CLASSES)
     if settings.source == "folder":
-        return scan_folder(settings.path).classes
+        return _scan(settings.path).classes
     std = standard_sets.STANDARD_SETS[settings.source]
     if std.is_cifar and not standard_sets.is_downloaded(settings.source, data_root):
         return [str(i) for i in range(10 if settings.source == "cifar10" else 100)]

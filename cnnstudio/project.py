@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cnnstudio.data_settings import DataSettings, class_names, suggested_defaults
+from cnnstudio.data_settings import DataSettings, class_names, one_scan, suggested_defaults
 from cnnstudio.errors import ProjectError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.fit import fitting_shape
@@ -189,12 +189,13 @@ def new_project(
     when it gets its data.
     """
     data = data or DataSettings()
-    defaults = suggested_defaults(data)
-    data = replace(data, augment=defaults.augment.settings)
     recipe = get_template(template)
-    classes = num_classes if num_classes is not None else len(class_names(data))
-    if input_shape is None:
-        input_shape = fitting_shape(recipe.create(classes), data)
+    with one_scan():  # an image folder is scanned once for all three
+        defaults = suggested_defaults(data)
+        data = replace(data, augment=defaults.augment.settings)
+        classes = num_classes if num_classes is not None else len(class_names(data))
+        if input_shape is None:
+            input_shape = fitting_shape(recipe.create(classes), data)
     folder = Path(path) if path is not None else None
     return Project(
         model=recipe.create(classes, input_shape),

@@ -195,3 +195,31 @@ def test_benchmark_quick_path_prints_the_table(tmp_path: Path) -> None:
         ["faces", "25×25", "gray", "2"],
     ]
     assert all(0 <= r.studio <= 1 and 0 <= r.plain <= 1 for r in rows)
+
+
+def test_a_new_project_on_a_folder_reads_its_files_once_and_later_sees_it_change(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Defaults, classes and image shape of a new project come from one scan of the folder (a
+    big folder's headers were read three times); a later question scans afresh."""
+    import cnnstudio.data_settings as data_settings
+    from cnnstudio.data import class_names
+
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((20, 24), 40 * i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    scans: list[str] = []
+    real = data_settings.scan_folder
+
+    def counted(path, *args, **kwargs):
+        scans.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(data_settings, "scan_folder", counted)
+    made = new_project(data=folder(tmp_path))
+    assert len(scans) == 1
+    assert made.model.num_classes == 2 and tuple(made.model.input_shape) == (1, 20, 24)
+    (tmp_path / "birds").mkdir()
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(tmp_path / "birds" / "0.png")
+    assert class_names(folder(tmp_path)) == ["birds", "cats", "dogs"] and len(scans) == 2
