@@ -22,6 +22,7 @@ from cnnstudio.data import (
     suggested_defaults,
     summarize,
 )
+from cnnstudio.data_settings import one_scan
 from cnnstudio.params import format_bytes, human
 from cnnstudio.progress import Progress, TaskState
 from cnnstudio.project import PROJECT_FILE, load_project, new_project
@@ -127,6 +128,11 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
+    with one_scan():  # the data folder is scanned once for the project and what it prints
+        return _new(args)
+
+
+def _new(args: argparse.Namespace) -> int:
     folder: Path = args.dir
     if (folder / PROJECT_FILE).exists():
         raise UsageError(f"{folder} already holds a project; choose another folder")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnstudio.analysis import analyze
-from cnnstudio.data_settings import DataSettings, class_names, default_input_shape
+from cnnstudio.data_settings import DataSettings, class_names, default_input_shape, one_scan
 from cnnstudio.errors import ModelError
 from cnnstudio.shapes import format_shape
 from cnnstudio.spec import ModelSpec, Node
@@ -67,7 +67,8 @@ def fitting_shape(spec: ModelSpec, data: DataSettings | Shape3) -> Shape3:
 
 def data_needs(data: DataSettings, data_root: Path | None = None) -> DataNeeds:
     """What ``data`` asks of a model: its classes and its images' shape."""
-    return DataNeeds(tuple(class_names(data, data_root)), tuple(default_input_shape(data)))
+    with one_scan():  # a folder's classes and image shape from one scan
+        return DataNeeds(tuple(class_names(data, data_root)), tuple(default_input_shape(data)))
 
 
 def class_misfit(spec: ModelSpec, classes: list[str] | tuple[str, ...]) -> Misfit | None:

@@ -204,6 +204,7 @@ def test_a_new_project_on_a_folder_reads_its_files_once_and_later_sees_it_change
     big folder's headers were read three times); a later question scans afresh."""
     import cnnstudio.data_settings as data_settings
     from cnnstudio.data import class_names
+    from cnnstudio.fit import data_needs
 
     for name in ("cats", "dogs"):
         (tmp_path / name).mkdir()
@@ -220,6 +221,8 @@ def test_a_new_project_on_a_folder_reads_its_files_once_and_later_sees_it_change
     made = new_project(data=folder(tmp_path))
     assert len(scans) == 1
     assert made.model.num_classes == 2 and tuple(made.model.input_shape) == (1, 20, 24)
+    needs = data_needs(folder(tmp_path))  # what the window asks of data: classes and shape
+    assert needs.classes == ("cats", "dogs") and len(scans) == 2
     (tmp_path / "birds").mkdir()
     Image.fromarray(np.zeros((20, 24), np.uint8)).save(tmp_path / "birds" / "0.png")
-    assert class_names(folder(tmp_path)) == ["birds", "cats", "dogs"] and len(scans) == 2
+    assert class_names(folder(tmp_path)) == ["birds", "cats", "dogs"] and len(scans) == 3
