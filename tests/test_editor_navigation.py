@@ -211,3 +211,24 @@ def test_a_layer_added_keeps_the_blocks_around_it(canvas_with, qtbot):
     assert command.node.id in canvas.blocks
     assert canvas.blocks["conv0"] is before["conv0"]
     assert canvas.blocks["fc"] is before["fc"]
+
+
+def test_the_rightmost_blocks_of_a_wide_graph_can_be_scrolled_out_from_under_the_overview(
+    canvas_with, qtbot
+):
+    branches = wide(12)
+    tail = chain(20).nodes  # a long column under the row: the overview grows tall
+    spec = replace(branches, nodes=(*branches.nodes[:-3], *tail))
+    canvas = canvas_with(spec)
+    overview = canvas.overview
+    qtbot.waitUntil(overview.isVisible)
+    assert overview.height() > 100  # as tall as the top row of blocks is low
+    bar = canvas.horizontalScrollBar()
+    bar.setValue(bar.maximum())
+    canvas.verticalScrollBar().setValue(0)
+    last = canvas.blocks["b11"].sceneBoundingRect()
+    on_screen = canvas.mapFromScene(last).boundingRect()
+    assert canvas.viewport().rect().contains(on_screen)  # the whole block is in view...
+    assert not on_screen.intersects(overview.geometry())  # ...and none of it under the overview
+    overview.set_enabled(False)  # without the overview the scene ends at the graph's margin
+    assert canvas.sceneRect() == canvas.scene().sceneRect()

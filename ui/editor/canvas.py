@@ -46,6 +46,7 @@ from ui.editor.layout import INPUT_H, INPUT_TOP, ROW_GAP, ROW_H, GraphLayout, Ro
 from ui.editor.layout import row_top as _row_top
 from ui.editor.navigation import (
     OverviewPanel,
+    graph_rect,
     readable_fit_zoom,
     set_zoom,
     show_at_top,
@@ -514,7 +515,7 @@ class ModelCanvas(QGraphicsView):
         height = self.graph_layout.height + 40
         scene.setSceneRect(QRectF(left - 60, 0, right - left + 120, max(height, 200)) | frames)
         scene.blockSignals(False)
-        self.updateSceneRect(scene.sceneRect())  # its sceneRectChanged was blocked above
+        self.overview.reserve()  # the view's scrolling room: the scene's, and the overview's
         self.viewport().update()
         if self._home_pending and self.isVisible():
             QTimer.singleShot(0, self._show_input_once)  # the scroll bars learn the new size first
@@ -661,7 +662,7 @@ class ModelCanvas(QGraphicsView):
         by its width and shown from the selection (or the input) on."""
         self._zoom = set_zoom(self, readable_fit_zoom(self))
         if self._zoom <= whole_zoom(self) * 1.001:  # the whole graph is in view
-            self.centerOn(self.sceneRect().center())
+            self.centerOn(graph_rect(self).center())
             return
         selected = [self.blocks[i] for i in self.selected_ids()]
         if selected:
@@ -672,13 +673,13 @@ class ModelCanvas(QGraphicsView):
     def zoom_whole(self) -> None:
         """The whole graph in the view, however small its text gets."""
         self._zoom = set_zoom(self, whole_zoom(self))
-        self.centerOn(self.sceneRect().center())
+        self.centerOn(graph_rect(self).center())
 
     def show_input(self) -> None:
         """Scroll to the model's input: centred across, at the top."""
         self._home_pending = False
         if self.graph_layout is not None:
-            show_at_top(self, self.graph_layout.places[INPUT].x, self.sceneRect().top())
+            show_at_top(self, self.graph_layout.places[INPUT].x, graph_rect(self).top())
         self._home_at = self._scroll_position()
 
     def _note_home(self, spec) -> None:

@@ -22,9 +22,16 @@ OVERVIEW_MAX = (180, 440)
 OVERVIEW_MARGIN = 12
 
 
+def graph_rect(view: QGraphicsView) -> QRectF:
+    """The scene's own rectangle: the graph and its margins. The view may scroll further (room
+    to the right for the overview to sit beside the graph's edge, not over it)."""
+    scene = view.scene()
+    return scene.sceneRect() if scene is not None else view.sceneRect()
+
+
 def whole_zoom(view: QGraphicsView) -> float:
     """The zoom at which the whole scene fits the viewport."""
-    rect, port = view.sceneRect(), view.viewport().rect()
+    rect, port = graph_rect(view), view.viewport().rect()
     if rect.isEmpty() or port.isEmpty():
         return 1.0
     return min(port.width() / rect.width(), port.height() / rect.height())
@@ -47,7 +54,7 @@ def set_zoom(view: QGraphicsView, zoom: float) -> float:
 def readable_fit_zoom(view: QGraphicsView) -> float:
     """The zoom Fit gives: the whole graph when its text can be read there (at most 1:1, a small
     graph is not blown up), else its width, but never below READABLE_ZOOM."""
-    rect, port = view.sceneRect(), view.viewport().rect()
+    rect, port = graph_rect(view), view.viewport().rect()
     whole = whole_zoom(view)
     if whole >= READABLE_ZOOM:
         return min(whole, 1.0)
@@ -72,6 +79,7 @@ class OverviewPanel(QWidget):
         self.enabled = True
         self._picture = QImage()
         self._scale = 1.0
+        self._reserving = False
         self._redraw = QTimer(self, singleShot=True, interval=0)
         self._redraw.timeout.connect(self.refresh)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -99,7 +107,7 @@ class OverviewPanel(QWidget):
 
     def refresh(self) -> None:
         """Draw the scene's picture again, sized to the view (call after the scene changed)."""
-        rect = self.view.sceneRect()
+        rect = graph_rect(self.view)
         if rect.isEmpty():
             self._picture = QImage()
             self._update_visibility()
@@ -123,13 +131,13 @@ class OverviewPanel(QWidget):
     def graph_fits(self) -> bool:
         """Whether the whole scene is visible in the view as it is zoomed now."""
         visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
-        return visible.adjusted(-1, -1, 1, 1).contains(self.view.sceneRect())
+        return visible.adjusted(-1, -1, 1, 1).contains(graph_rect(self.view))
 
     def visible_rect(self) -> QRectF:
         """The part of the scene the view shows, in the overview's pixels."""
         visible = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
-        visible = visible.intersected(self.view.sceneRect())
-        origin = self.view.sceneRect().topLeft()
+        visible = visible.intersected(graph_rect(self.view))
+        origin = graph_rect(self.view).topLeft()
         return QRectF(
             1 + (visible.left() - origin.x()) * self._scale,
             1 + (visible.top() - origin.y()) * self._scale,
@@ -139,7 +147,7 @@ class OverviewPanel(QWidget):
 
     def scene_point(self, pos: QPointF) -> QPointF:
         """The scene point under the overview's pixel ``pos``."""
-        origin = self.view.sceneRect().topLeft()
+        origin = graph_rect(self.view).topLeft()
         return QPointF(
             origin.x() + (pos.x() - 1) / self._scale, origin.y() + (pos.y() - 1) / self._scale
         )
@@ -152,6 +160,25 @@ class OverviewPanel(QWidget):
         if show:
             self.raise_()
             self.update()
+        self.reserve(show)
+
+    def reserve(self, shown: bool | None = None) -> None:
+        """Let the view scroll past the graph's right edge by the overview's width (at the zoom
+        of the moment) while it is shown, so that the rightmost blocks can be brought out from
+        under it; the graph's own rectangle otherwise. Call after the scene's rectangle changed."""
+        if self._reserving:  # the scroll bars it changes report back here
+            return
+        rect = graph_rect(self.view)
+        shown = self.isVisible() if shown is None else shown
+        if shown:
+            zoom = self.view.transform().m11() or 1.0
+            rect = rect.adjusted(0, 0, (self.width() + 2 * OVERVIEW_MARGIN) / zoom, 0)
+        if self.view.sceneRect() != rect:
+            self._reserving = True
+            try:
+                self.view.setSceneRect(rect)
+            finally:
+                self._reserving = False
 
     def _place(self) -> None:
         port = self.view.viewport().geometry()
