@@ -109,6 +109,7 @@ def add_lr_find(commands) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     import signal
 
+    from cnnstudio.launch import watch_stop_file
     from cnnstudio.train import Trainer, estimate_memory, free_memory, pick_device, pick_precision
     from cnnstudio.train_settings import TrainSettings
 
@@ -153,12 +154,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trainer.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    asked = watch_stop_file(trainer.stop)  # a launcher's stop (train --gpus, the window)
     try:
         result = trainer.run(_JsonPrinter() if args.events == "json" else _TrainPrinter())
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    return _train_exit(result, received)
+    return _train_exit(result, received, asked)
 
 
 def _train_project(args: argparse.Namespace):
@@ -245,7 +247,9 @@ class _TrainPrinter:
             print(f"\r{event.what}:{share}  ", end="", file=sys.stderr, flush=True)
 
 
-def _train_exit(result, received: list[int]) -> int:
+def _train_exit(result, received: list[int], asked=lambda: False) -> int:
+    """The exit code (a stop the launcher asked for ends like a finished run: the launcher
+    reports it, and torchrun would report a failure), and rank 0's last line."""
     import signal
 
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks for the run
@@ -264,6 +268,8 @@ def _train_exit(result, received: list[int]) -> int:
         print(
             f"stopped after {result.epochs_done} epochs; resume with --resume; run {result.run_dir}"
         )
+        if asked():
+            return 0
         return 128 + (received[0] if received else signal.SIGINT)
     how = "early stopping, " if result.state == "early_stopped" else ""
     print(f"{how}final validation accuracy: {final_text}{best}; run {result.run_dir}")

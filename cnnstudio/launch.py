@@ -2,10 +2,13 @@
 GPUs setting) start ``torchrun --standalone --nproc_per_node=N -m cnnstudio train DIR``, the same
 path a user types by hand, and stand between it and whoever asked:
 
-- ``run_torchrun`` (the command line) passes a Ctrl+C or SIGTERM on to torchrun, which passes it
-  to every rank; the ranks agree to stop at the same step and write one checkpoint. If torchrun
-  has not ended within the grace period after that, it is killed (torchrun itself kills ranks
-  that outlive its ``--shutdown_timeout``, which is set to the same grace period).
+- ``run_torchrun`` (the command line) turns a Ctrl+C or SIGTERM into a stop file the ranks watch
+  (``STOP_FILE_ENV``): they agree to stop at the same step, write one checkpoint and end as a
+  finished process would, so torchrun ends quietly (a signal to torchrun makes it print its own
+  traceback and a failure report for every rank). A second Ctrl+C is passed on to torchrun, which
+  passes it to the ranks: they quit at once. If torchrun has not ended within the grace period
+  after the first, it is killed (torchrun itself kills ranks that outlive its
+  ``--shutdown_timeout``, which is set to the same grace period).
 - ``LaunchedRun`` (the window) does the same for a project copy, in the Trainer's shape: ``run``
   with an event sink, ``stop``, a ``control``; the ranks' events come back as JSON lines on rank
   0's stdout (``train --events json``) and are sent on as the Trainer's own dataclasses.
@@ -26,13 +29,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cnnstudio.errors import TrainingError
 
 GRACE_SECONDS = 120  # from a stop to killing torchrun: time enough for a big checkpoint
+STOP_FILE_ENV = "CNNSTUDIO_STOP_FILE"  # the ranks stop, with a checkpoint, once this file exists
 
 
 def torchrun_command(nproc: int, train_args: Sequence[str], grace: int = GRACE_SECONDS) -> list:
@@ -73,10 +78,12 @@ def under_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(stop_file: Path) -> dict[str, str]:
     """The ranks' environment: one CPU thread each unless the user set it (N ranks of all the
-    cores each would fight over them), and this package importable from wherever they start."""
+    cores each would fight over them), this package importable from wherever they start, and the
+    stop file they watch."""
     env = dict(os.environ)
+    env[STOP_FILE_ENV] = str(stop_file)
     env.setdefault("OMP_NUM_THREADS", "1")
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -84,28 +91,33 @@ def _worker_env() -> dict[str, str]:
 
 
 class _Torchrun:
-    """A torchrun process in its own session, stopped by a signal passed on and, past the
-    grace period, killed."""
+    """A torchrun process in its own session: stopped through the ranks' stop file, then by a
+    signal passed on, and past the grace period killed."""
 
     def __init__(self, command: list[str], grace: float, **popen: Any) -> None:
         self.grace = grace
-        self.process = subprocess.Popen(command, env=_worker_env(), start_new_session=True, **popen)
+        self._folder = Path(tempfile.mkdtemp(prefix="cnnstudio-stop-"))
+        self.stop_file = self._folder / "stop"
+        self.process = subprocess.Popen(
+            command, env=_worker_env(self.stop_file), start_new_session=True, **popen
+        )
         self.stopped_by: int | None = None
         self._killer: threading.Timer | None = None
 
     def stop(self, number: int = signal.SIGTERM) -> None:
-        """Pass ``number`` on to torchrun; the first one also starts the grace period."""
+        """The first stop: the ranks' stop file, and the grace period starts; a second one: the
+        signal ``number`` to torchrun."""
         if self.process.poll() is not None:
-            return
-        try:
-            os.kill(self.process.pid, number)
-        except ProcessLookupError:
             return
         if self.stopped_by is None:
             self.stopped_by = number
+            self.stop_file.touch()
             self._killer = threading.Timer(self.grace + 15, self.kill)
             self._killer.daemon = True
             self._killer.start()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, number)
 
     def kill(self) -> None:
         """torchrun and whatever is left in its session, at once."""
@@ -117,6 +129,7 @@ class _Torchrun:
         code = self.process.wait()
         if self._killer is not None:
             self._killer.cancel()
+        shutil.rmtree(self._folder, ignore_errors=True)
         return code
 
 
@@ -124,9 +137,15 @@ def run_torchrun(nproc: int, train_args: Sequence[str], grace: int = GRACE_SECON
     """Train with ``nproc`` processes (the command line's ``train --gpus N``); its output goes
     to this terminal. Returns torchrun's exit code, or 128 + the signal that stopped it."""
     launched = _Torchrun(torchrun_command(nproc, train_args, grace), grace)
+
+    def on_signal(number: int, _frame) -> None:
+        if launched.stopped_by is None:
+            print("\nstopping: every process writes its part of one checkpoint (press Ctrl+C "
+                  "again to quit at once)", file=sys.stderr, flush=True)  # fmt: skip
+        launched.stop(number)
+
     previous = {
-        number: signal.signal(number, lambda n, _f: launched.stop(n))
-        for number in (signal.SIGINT, signal.SIGTERM)
+        number: signal.signal(number, on_signal) for number in (signal.SIGINT, signal.SIGTERM)
     }
     try:
         code = launched.wait()
@@ -272,3 +291,21 @@ def _why(errors: list[str], code: int) -> str:
     if ours:
         return ours[-1].split(": error: ", 1)[1]
     return " / ".join(lines[-3:]) or f"exit code {code}"
+
+
+def watch_stop_file(stop: Callable[[], None]) -> Callable[[], bool]:
+    """Under a launcher (``STOP_FILE_ENV`` set): call ``stop`` once its stop file appears,
+    checked twice a second on a daemon thread. Returns whether the launcher has asked for a stop
+    (the file exists: a rank stopped by its peers before its own watcher looked counts too)."""
+    path = os.environ.get(STOP_FILE_ENV)
+    if not path:
+        return lambda: False
+    stop_file = Path(path)
+
+    def watch() -> None:
+        while not stop_file.exists():
+            time.sleep(0.5)
+        stop()
+
+    threading.Thread(target=watch, name="stop file", daemon=True).start()
+    return stop_file.exists
