@@ -61,9 +61,9 @@ def check_gpus(nproc: int, device: str) -> None:
         )
     if device == "cpu":
         return
-    import torch
+    from cnnstudio.train.devices import cuda_count
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    count = cuda_count()
     if count < nproc:
         have = f"{count} CUDA device{'s' if count != 1 else ''}" if count else "no CUDA device"
         fewer = f"gpus {count} or fewer" if count > 1 else "gpus 1"
@@ -193,6 +193,8 @@ class LaunchedRun:
     """A run of a project copy on ``nproc`` processes through torchrun, in the Trainer's shape
     (``run``, ``stop``, ``pause``/``resume`` that do nothing, ``control``, ``project``)."""
 
+    can_pause = False  # the Trainer pauses between steps; torchrun's ranks do not
+
     def __init__(self, project, nproc: int, *, resume: bool | str = False,
                  epochs: int | None = None, grace: int = GRACE_SECONDS) -> None:  # fmt: skip
         if project.path is None:
@@ -232,7 +234,7 @@ class LaunchedRun:
 
     def run(self, events=None):
         """Train until torchrun ends; the ranks' events go to ``events``. Finished or Failed."""
-        from cnnstudio.train import Failed, Finished
+        from cnnstudio.train import Failed, Finished, RunStarted
 
         sink = events or (lambda _event: None)
         folder = Path(tempfile.mkdtemp(prefix="cnnstudio-launch-"))
@@ -266,7 +268,7 @@ class LaunchedRun:
                 if isinstance(event, (Finished, Failed)):
                     result = event
                     continue
-                if type(event).__name__ == "RunStarted":
+                if isinstance(event, RunStarted):
                     self.run_dir = Path(event.run_dir)
                 sink(event)
             code = launched.wait()

@@ -34,7 +34,7 @@ from cnnstudio.errors import StudioError, SweepError, TrainingError
 from cnnstudio.files import atomic_write_text
 from cnnstudio.params import Param, close_name
 from cnnstudio.train import Failed, Finished, Trainer
-from cnnstudio.train.devices import pick_device
+from cnnstudio.train.devices import parse_devices, pick_device  # noqa: F401  (sweep --devices)
 from cnnstudio.train.events import Event, EventSink, ignore
 from cnnstudio.train_settings import TRAIN_PARAMS, check_training
 
@@ -336,20 +336,17 @@ class Sweep:
         return self.update(index, state="skipped", message="skipped")
 
     def save(self) -> None:
-        with self._lock:
-            self._save()
-
-    def _save(self) -> None:
-        data = {
-            "format": QUEUE_FORMAT,
-            "id": self.id,
-            "created": self.created,
-            "plan": self.plan.to_dict(),
-            "plan_key": self.plan.key(),
-            "owner": self.owner,
-            "runs": [r.to_dict() for r in self.runs],
-        }
-        atomic_write_text(self.path, json.dumps(data, indent=2) + "\n")
+        with self._lock:  # one at a time: slots update the queue from their own threads
+            data = {
+                "format": QUEUE_FORMAT,
+                "id": self.id,
+                "created": self.created,
+                "plan": self.plan.to_dict(),
+                "plan_key": self.plan.key(),
+                "owner": self.owner,
+                "runs": [r.to_dict() for r in self.runs],
+            }
+            atomic_write_text(self.path, json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Sweep:
@@ -613,22 +610,6 @@ def _slots(devices: Sequence[str]) -> list[str | None]:
         except (TrainingError, RuntimeError) as error:
             raise SweepError(f"sweep device {device!r}: {error}") from None
     return list(devices) or [None]
-
-
-def parse_devices(text: str) -> list[str]:
-    """``--devices``: "cuda:0,cuda:1" (a device may repeat: two runs at once on it), or "all"
-    for every CUDA device of this machine."""
-    if text.strip() == "all":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not count:
-            raise SweepError("--devices all: this machine has no CUDA device")
-        return [f"cuda:{index}" for index in range(count)]
-    found = [part.strip() for part in text.split(",") if part.strip()]
-    if not found:
-        raise SweepError(
-            f"--devices {text!r}: name devices separated by commas, e.g. cuda:0,cuda:1"
-        )
-    return found
 
 
 def _claim(sweep: Sweep) -> None:

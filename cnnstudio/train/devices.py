@@ -7,7 +7,7 @@ import contextlib
 
 import torch
 
-from cnnstudio.errors import TrainingError
+from cnnstudio.errors import SweepError, TrainingError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -48,15 +48,35 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
+def cuda_count() -> int:
+    """This machine's CUDA devices (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def parse_devices(text: str) -> list[str]:
+    """A sweep's ``--devices``: "cuda:0,cuda:1" (a device may repeat: two runs at once on it),
+    or "all" for every CUDA device of this machine; SweepError for text that names none."""
+    if text.strip() == "all":
+        count = cuda_count()
+        if not count:
+            raise SweepError("--devices all: this machine has no CUDA device")
+        return [f"cuda:{index}" for index in range(count)]
+    found = [part.strip() for part in text.split(",") if part.strip()]
+    if not found:
+        raise SweepError(
+            f"--devices {text!r}: name devices separated by commas, e.g. cuda:0,cuda:1"
+        )
+    return found
+
+
 def available_devices() -> list[tuple[str, str]]:
     """The devices a run can use here, as (setting, description): "auto", the CPU, every CUDA
     device with its name and memory, and MPS where there is one."""
     auto = pick_device("auto")
     found = [("auto", f"auto: {device_name(auto)}"), ("cpu", device_name(torch.device("cpu")))]
-    if torch.cuda.is_available():
-        for index in range(torch.cuda.device_count()):
-            cuda = torch.device("cuda", index)
-            found.append((f"cuda:{index}", f"cuda:{index}: {device_name(cuda)}"))
+    for index in range(cuda_count()):
+        cuda = torch.device("cuda", index)
+        found.append((f"cuda:{index}", f"cuda:{index}: {device_name(cuda)}"))
     if _has_mps():
         found.append(("mps", device_name(torch.device("mps"))))
     return found

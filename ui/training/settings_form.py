@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from cnnstudio.params import format_bytes, format_rate
 from cnnstudio.train import available_devices, estimate_memory, free_memory, pick_device
+from cnnstudio.train.devices import cuda_count
 from cnnstudio.train_settings import TRAIN_PARAMS
 from ui.editor.properties import make_editor
 
@@ -43,7 +44,7 @@ MEMORY_PARAMS = ("batch_size", "optimizer", "precision", "device")  # what the e
 
 def gpu_count() -> int:
     """This machine's CUDA devices (the gpus setting shows where there are several)."""
-    return sum(setting.startswith("cuda:") for setting, _ in available_devices())
+    return cuda_count()
 
 
 class TrainSettingsForm(QWidget):

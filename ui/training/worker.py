@@ -123,7 +123,7 @@ class TrainingRunner(QObject):
     @property
     def can_pause(self) -> bool:
         """Whether the run in progress pauses (runs on several processes do not)."""
-        return self.worker is not None and not hasattr(self.worker.trainer, "nproc")
+        return self.worker is not None and getattr(self.worker.trainer, "can_pause", True)
 
     @property
     def paused(self) -> bool:
